@@ -1,0 +1,3 @@
+from qcalc.cli import main
+
+main()

@@ -1,0 +1,251 @@
+"""Glue: readers -> statistics -> grid. Returns records; never prints or exits."""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from dataclasses import dataclass, field
+from typing import Iterable, Optional, Sequence, Union
+
+import numpy as np
+
+from qcalc import grid
+from qcalc.analyzers import MinMax, NonFiniteCount, is_all_finite, reduce_minmax
+from qcalc.dtypes import FLOAT32, FLOAT64, widen
+from qcalc.errors import FilterError, NonFiniteError, SpecError
+from qcalc.granularity import channel_axis, encoding_shape
+from qcalc.readers.base import DEFAULT_CHUNK_BYTES, Skipped, TensorRef
+from qcalc.spec import Encoding, Spec
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+class Progress:
+    """Receives progress events; this base class ignores them (the CLI draws a bar)."""
+
+    def start(self, tensors: int, total_bytes: int) -> None:
+        pass
+
+    def advance(self, nbytes: int) -> None:
+        pass
+
+    def tensor_done(self) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class EncodeResult:
+    """Encodings in input order, and the tensors that were found but not encoded."""
+
+    encodings: list[Encoding]
+    skipped: list[Skipped] = field(default_factory=list)
+
+
+def open_inputs(paths: Sequence[PathLike]) -> tuple[list[TensorRef], list[Skipped]]:
+    """Read the headers of every input, in command-line order."""
+    from qcalc.readers import open_input
+
+    refs: list[TensorRef] = []
+    skipped: list[Skipped] = []
+    for path in paths:
+        for item in open_input(path):
+            (skipped if isinstance(item, Skipped) else refs).append(item)
+    empty = [ref for ref in refs if 0 in ref.shape]
+    skipped += [Skipped(ref.name, ref.source, "empty tensor, not encoded") for ref in empty]
+    return [ref for ref in refs if 0 not in ref.shape], skipped
+
+
+def select(
+    refs: list[TensorRef], include: Sequence[str] = (), exclude: Sequence[str] = ()
+) -> list[TensorRef]:
+    """Keep tensors whose name matches an include glob (if any) and no exclude glob.
+
+    Every pattern must match at least one tensor name: a typo should fail, not pass silently.
+    """
+    names = list(dict.fromkeys(ref.name for ref in refs))
+    for flag, patterns in (("--include", include), ("--exclude", exclude)):
+        for pattern in patterns:
+            if not fnmatch.filter(names, pattern):
+                raise FilterError(f"{flag} '{pattern}' matches no tensor name")
+
+    def wanted(name: str) -> bool:
+        matches = lambda patterns: any(fnmatch.fnmatchcase(name, p) for p in patterns)  # noqa: E731
+        return (not include or matches(include)) and not matches(exclude)
+
+    kept = [ref for ref in refs if wanted(ref.name)]
+    if not kept:
+        raise FilterError("no tensor left to encode after --include / --exclude")
+    return kept
+
+
+def group_batches(refs: Iterable[TensorRef]) -> dict[str, list[TensorRef]]:
+    """Tensors with the same name are calibration batches of one tensor, in input order."""
+    groups: dict[str, list[TensorRef]] = {}
+    for ref in refs:
+        groups.setdefault(ref.name, []).append(ref)
+    return groups
+
+
+def compute_encodings(
+    paths: Sequence[PathLike],
+    spec: Spec = Spec(),
+    *,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    progress: Optional[Progress] = None,
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+) -> EncodeResult:
+    """Encode every float tensor in `paths` (files or directories).
+
+    >>> result = compute_encodings(["sample_tensors/seed.npy"], Spec(bitwidth=8))
+    >>> float(result.encodings[0].scale)  # doctest: +SKIP
+    0.013148537836968899
+    """
+    refs, skipped = open_inputs(paths)
+    if not refs:
+        where = ", ".join(os.fspath(p) for p in paths)
+        raise FilterError(f"{where}: no floating-point tensor to encode")
+    groups = group_batches(select(refs, include, exclude))
+    progress = progress or Progress()
+    progress.start(len(groups), sum(ref.nbytes for batches in groups.values() for ref in batches))
+    encodings = []
+    for name, batches in groups.items():
+        encodings.append(_encode_batches(name, batches, spec, progress, chunk_bytes))
+        progress.tensor_done()
+    return EncodeResult(encodings, skipped)
+
+
+def encode_array(array: np.ndarray, spec: Spec = Spec(), name: str = "tensor") -> Encoding:
+    """Encode one in-memory array.
+
+    >>> enc = encode_array(np.array([-1.0, 0.5, 2.0], dtype=np.float32), Spec(bitwidth=8))
+    >>> int(enc.offset), enc.qmin, enc.qmax
+    (-85, 0, 255)
+    """
+    array = np.asarray(array)
+    if array.dtype.kind != "f" and array.dtype.name not in _ML_FLOATS:
+        raise SpecError(f"tensor '{name}': dtype {array.dtype} is not a floating-point type")
+    if array.size == 0:
+        raise SpecError(f"tensor '{name}': is empty")
+    ref = TensorRef(name, "<array>", array.dtype, array.shape, lambda: array)
+    return _encode_batches(name, [ref], spec, Progress(), DEFAULT_CHUNK_BYTES)
+
+
+_ML_FLOATS = {"bfloat16", "float8_e4m3fn", "float8_e5m2"}
+
+
+def compute_dtype(tensor_dtype: np.dtype, spec: Spec) -> np.dtype:
+    """The dtype AIMET's range arithmetic runs in for this tensor (see --compute-dtype).
+
+    'input' applies to float16, bfloat16 and float64 tensors; float8 tensors compute in
+    float32 (AIMET simulates no float8 model arithmetic).
+    """
+    if spec.compute_dtype == "input" and tensor_dtype.name in ("float16", "bfloat16", "float64"):
+        return np.dtype(tensor_dtype)
+    return FLOAT32
+
+
+def _encode_batches(
+    name: str, batches: list[TensorRef], spec: Spec, progress: Progress, chunk_bytes: int
+) -> Encoding:
+    first = batches[0]
+    axis = channel_axis(first.shape, spec.per_channel, spec.axis, name)
+    for batch in batches[1:]:
+        _check_batch(first, batch, axis)
+    stats = _observe(batches[0], axis, spec, progress, chunk_bytes)
+    for batch in batches[1:]:
+        stats = stats.merge(_observe(batch, axis, spec, progress, chunk_bytes))
+
+    enc_shape = encoding_shape(first.shape, axis)
+    dtype = compute_dtype(first.dtype, spec)
+    qmin, qmax = spec.int_range
+    rmin, rmax = grid.minmax_range(
+        stats.min.astype(dtype).reshape(enc_shape),
+        stats.max.astype(dtype).reshape(enc_shape),
+        qmax - qmin,
+        spec.symmetric,
+        dtype,
+    )
+    scale, offset = grid.scale_offset(
+        rmin, rmax, qmin, qmax, spec.symmetric, spec.symmetric_offset == "zero"
+    )
+    lo, hi = grid.effective_range(scale, offset, qmin, qmax)
+    return Encoding(
+        name=name,
+        source=_describe_sources(batches),
+        dtype=first.dtype.name,
+        shape=tuple(first.shape),
+        spec=spec,
+        granularity="per-tensor" if axis is None else "per-channel",
+        axis=axis,
+        qmin=qmin,
+        qmax=qmax,
+        scale=scale,
+        offset=offset,
+        min=lo,
+        max=hi,
+        raw_min=rmin,
+        raw_max=rmax,
+    )
+
+
+def _check_batch(first: TensorRef, batch: TensorRef, axis: Optional[int]) -> None:
+    where = f"{batch.source}: tensor '{batch.name}'"
+    if batch.dtype != first.dtype:
+        raise SpecError(
+            f"{where}: dtype {batch.dtype.name} differs from {first.dtype.name} "
+            f"in {first.source}; batches of one tensor must share a dtype"
+        )
+    if axis is not None and (
+        len(batch.shape) != len(first.shape) or batch.shape[axis] != first.shape[axis]
+    ):
+        raise SpecError(
+            f"{where}: shape {list(batch.shape)} does not match {list(first.shape)} "
+            f"in {first.source} along channel axis {axis}"
+        )
+
+
+def _observe(
+    ref: TensorRef, axis: Optional[int], spec: Spec, progress: Progress, chunk_bytes: int
+) -> MinMax:
+    """Min-max of one batch, streamed in chunks along axis 0."""
+    per_row = axis == 0
+    parts: list[MinMax] = []
+    total: Optional[MinMax] = None
+    nonfinite = NonFiniteCount()
+    for chunk in ref.chunks(chunk_bytes):
+        values = widen(np.asarray(chunk))
+        stats = reduce_minmax(values, axis)
+        if not is_all_finite(stats):
+            if spec.nonfinite == "error":
+                nonfinite = nonfinite + NonFiniteCount.of(values)
+            elif spec.nonfinite == "ignore":
+                stats = reduce_minmax(values, axis, finite_only=True)
+        if per_row:
+            parts.append(stats)
+        else:
+            total = stats if total is None else total.merge(stats)
+        progress.advance(chunk.nbytes)
+    if nonfinite.total:
+        raise NonFiniteError(
+            f"{ref.source}: tensor '{ref.name}' holds {nonfinite.nan} NaN, "
+            f"{nonfinite.posinf} +inf and {nonfinite.neginf} -inf values "
+            f"(--nonfinite ignore skips them, keep encodes them as AIMET does)"
+        )
+    if per_row:
+        return MinMax(
+            np.concatenate([p.min for p in parts]), np.concatenate([p.max for p in parts])
+        )
+    assert total is not None
+    return total
+
+
+def _describe_sources(batches: list[TensorRef]) -> str:
+    sources = list(dict.fromkeys(batch.source for batch in batches))
+    if len(sources) == 1:
+        return sources[0]
+    try:
+        common = os.path.commonpath(sources)
+    except ValueError:
+        common = ""
+    return common if common not in ("", ".", os.sep) else ", ".join(sources)

@@ -1,0 +1,51 @@
+"""What every reader yields: lazy tensor references that stream their data in chunks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+import numpy as np
+
+# Chunks are slices along axis 0 holding at most this many bytes of source data (at least one
+# row), so memory stays bounded however large a tensor is.
+DEFAULT_CHUNK_BYTES = 32 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class TensorRef:
+    """One tensor (or one calibration batch of a tensor) in an input file.
+
+    `load` returns the whole array in its stored dtype, memory-mapped where the format allows;
+    nothing is read until `chunks` is iterated.
+    """
+
+    name: str
+    source: str
+    dtype: np.dtype
+    shape: tuple[int, ...]
+    load: Callable[[], np.ndarray] = field(repr=False, compare=False)
+
+    @property
+    def nbytes(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
+
+    def chunks(self, max_bytes: int = DEFAULT_CHUNK_BYTES) -> Iterator[np.ndarray]:
+        """Yield consecutive slices along axis 0 of at most `max_bytes` (one row at least)."""
+        array = self.load()
+        if array.ndim == 0 or array.size == 0:
+            yield array
+            return
+        row_bytes = max(1, array.nbytes // array.shape[0])
+        rows = max(1, max_bytes // row_bytes)
+        for start in range(0, array.shape[0], rows):
+            yield array[start : start + rows]
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A tensor a reader found but will not encode (integer or bool data), with the reason."""
+
+    name: str
+    source: str
+    reason: str

@@ -1,0 +1,86 @@
+"""`.npy` files: header validated at open, data memory-mapped on load, never unpickled."""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+from typing import BinaryIO, NamedTuple
+
+import numpy as np
+from numpy.lib import format as npformat
+
+from qcalc.errors import ReadError
+from qcalc.readers._common import one_line, os_errors, skip_reason
+from qcalc.readers.base import Skipped, TensorRef
+
+
+class NpyHeader(NamedTuple):
+    dtype: np.dtype
+    shape: tuple[int, ...]
+    fortran_order: bool
+    data_offset: int  # bytes from the start of the stream to the array data
+
+    @property
+    def nbytes(self) -> int:
+        return math.prod(self.shape) * self.dtype.itemsize
+
+
+def read_npy_header(fp: BinaryIO, where: str) -> NpyHeader:
+    """Read and check the header of an npy stream positioned at its start; data is not read."""
+    try:
+        version = npformat.read_magic(fp)
+        if version == (1, 0):
+            shape, fortran_order, dtype = npformat.read_array_header_1_0(fp)
+        elif version == (2, 0):
+            shape, fortran_order, dtype = npformat.read_array_header_2_0(fp)
+        else:
+            raise ReadError(f"{where}: unsupported .npy format version {version[0]}.{version[1]}")
+    except (ValueError, SyntaxError, TypeError) as exc:
+        raise ReadError(f"{where}: not a valid .npy file ({one_line(exc)})") from None
+    return NpyHeader(dtype, tuple(shape), bool(fortran_order), fp.tell())
+
+
+def make_ref(
+    name: str, source: str, header: NpyHeader, where: str, load
+) -> TensorRef | Skipped:
+    """TensorRef for a float header, Skipped for integer/bool, ReadError for anything else."""
+    reason = skip_reason(header.dtype, where)
+    if reason is not None:
+        return Skipped(name, source, reason)
+    return TensorRef(name, source, header.dtype, header.shape, load)
+
+
+def read_npy(path: str | os.PathLike[str], name: str | None = None) -> TensorRef | Skipped:
+    """Open one `.npy` file; the tensor is named `name`, by default the file stem.
+
+    >>> read_npy("relu1.npy")  # doctest: +SKIP
+    TensorRef(name='relu1', source='relu1.npy', dtype=dtype('float32'), shape=(8, 64))
+    """
+    source = os.fspath(path)
+    with os_errors(source), open(source, "rb") as fp:
+        header = read_npy_header(fp, source)
+        size = os.fstat(fp.fileno()).st_size
+    skip_reason(header.dtype, source)  # refuse object/structured before checking sizes
+    available = size - header.data_offset
+    if available < header.nbytes:
+        raise ReadError(
+            f"{source}: file is truncated: header declares shape {list(header.shape)} of "
+            f"{header.dtype.name} ({header.nbytes} bytes) but only {available} bytes of data follow"
+        )
+    return make_ref(
+        _stem(source) if name is None else name,
+        source,
+        header,
+        source,
+        functools.partial(_load, source),
+    )
+
+
+def _load(source: str) -> np.ndarray:
+    with os_errors(source):
+        return np.load(source, mmap_mode="r", allow_pickle=False)
+
+
+def _stem(source: str) -> str:
+    return os.path.splitext(os.path.basename(source))[0]

@@ -1,0 +1,67 @@
+"""Loading the AIMET 2.42 reference cases in tests/golden (see its README.md)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+GOLDEN = Path(__file__).parent / "golden"
+
+
+def load_cases() -> list[dict]:
+    with open(GOLDEN / "cases.jsonl") as f:
+        return [json.loads(line) for line in f]
+
+
+CASES = load_cases()
+
+
+def inputs_of(case: dict) -> list[str]:
+    paths = case["input"]
+    return paths if isinstance(paths, list) else [paths]
+
+
+def load_input(path: str, tensor_dtype: str) -> np.ndarray:
+    """A golden input as the tensor AIMET saw (bfloat16 inputs are stored as float32)."""
+    array = np.load(GOLDEN / path)
+    if tensor_dtype == "bfloat16":
+        import ml_dtypes
+
+        return array.astype(ml_dtypes.bfloat16)
+    return array.astype(tensor_dtype)
+
+
+def is_minmax_grid_case(case: dict) -> bool:
+    """Issue 2's scope: min-max analyzer, per-tensor or per-channel."""
+    config = case["config"]
+    return config["analyzer"] == "minmax" and config["granularity"] in ("per-tensor", "per-channel")
+
+
+def later_issue_topic(case: dict) -> str:
+    config = case["config"]
+    if config["granularity"] in ("per-block", "lpbq"):
+        return "issue 4: per-block and LPBQ encodings"
+    return f"issue 4: {config['analyzer']} analyzer"
+
+
+def has_nonfinite(case: dict) -> bool:
+    return any(
+        not np.isfinite(load_input(p, "float32")).all() for p in inputs_of(case)
+    )
+
+
+def as_float32(values) -> np.ndarray:
+    """JSON numbers (NaN / inf spelled as strings) to a float32 array."""
+    return np.asarray([float(v) for v in values], dtype=np.float32)
+
+
+def bits_equal(actual, expected) -> bool:
+    """Bit-identical float32 values (NaN equal to NaN, -0.0 distinct from 0.0)."""
+    a = np.asarray(actual, dtype=np.float32).ravel()
+    b = np.asarray(expected, dtype=np.float32).ravel()
+    if a.shape != b.shape:
+        return False
+    both_nan = np.isnan(a) & np.isnan(b)
+    return bool(np.all(both_nan | (a.view(np.uint32) == b.view(np.uint32))))
