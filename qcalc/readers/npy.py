@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import math
 import os
-from typing import BinaryIO, NamedTuple
+from typing import BinaryIO, Callable, NamedTuple
 
 import numpy as np
 from numpy.lib import format as npformat
@@ -42,10 +42,15 @@ def read_npy_header(fp: BinaryIO, where: str) -> NpyHeader:
 
 
 def make_ref(
-    name: str, source: str, header: NpyHeader, where: str, load
+    name: str, source: str, header: NpyHeader, available: int, where: str, load: Callable
 ) -> TensorRef | Skipped:
-    """TensorRef for a float header, Skipped for integer/bool, ReadError for anything else."""
-    reason = skip_reason(header.dtype, where)
+    """Check dtype, then size (`available` bytes after the header); TensorRef or Skipped."""
+    reason = skip_reason(header.dtype, where)  # object/structured refused before sizes
+    if available < header.nbytes:
+        raise ReadError(
+            f"{where}: truncated: header declares shape {list(header.shape)} of "
+            f"{header.dtype.name} ({header.nbytes} bytes) but only {available} bytes of data follow"
+        )
     if reason is not None:
         return Skipped(name, source, reason)
     return TensorRef(name, source, header.dtype, header.shape, load)
@@ -60,27 +65,11 @@ def read_npy(path: str | os.PathLike[str], name: str | None = None) -> TensorRef
     source = os.fspath(path)
     with os_errors(source), open(source, "rb") as fp:
         header = read_npy_header(fp, source)
-        size = os.fstat(fp.fileno()).st_size
-    skip_reason(header.dtype, source)  # refuse object/structured before checking sizes
-    available = size - header.data_offset
-    if available < header.nbytes:
-        raise ReadError(
-            f"{source}: file is truncated: header declares shape {list(header.shape)} of "
-            f"{header.dtype.name} ({header.nbytes} bytes) but only {available} bytes of data follow"
-        )
-    return make_ref(
-        _stem(source) if name is None else name,
-        source,
-        header,
-        source,
-        functools.partial(_load, source),
-    )
+        available = os.fstat(fp.fileno()).st_size - header.data_offset
+    name = os.path.splitext(os.path.basename(source))[0] if name is None else name
+    return make_ref(name, source, header, available, source, functools.partial(_load, source))
 
 
 def _load(source: str) -> np.ndarray:
     with os_errors(source):
         return np.load(source, mmap_mode="r", allow_pickle=False)
-
-
-def _stem(source: str) -> str:
-    return os.path.splitext(os.path.basename(source))[0]

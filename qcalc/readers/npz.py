@@ -14,9 +14,12 @@ import zlib
 import numpy as np
 
 from qcalc.errors import ReadError
-from qcalc.readers._common import one_line, os_errors, skip_reason
+from qcalc.readers._common import one_line, os_errors
 from qcalc.readers.base import Skipped, TensorRef
 from qcalc.readers.npy import make_ref, read_npy_header
+
+# What zipfile raises for a damaged or unsupported archive (NotImplementedError: compression).
+_ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError, zlib.error)
 
 
 def read_npz(path: str | os.PathLike[str]) -> list[TensorRef | Skipped]:
@@ -34,29 +37,26 @@ def read_npz(path: str | os.PathLike[str]) -> list[TensorRef | Skipped]:
                     if info.is_dir():
                         continue
                     items.append(_read_member(archive, info, source))
-        except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError, zlib.error) as exc:
+        except _ZIP_ERRORS as exc:
             raise ReadError(f"{source}: not a valid .npz file ({one_line(exc)})") from None
     return items
 
 
-def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, source: str):
+def _read_member(
+    archive: zipfile.ZipFile, info: zipfile.ZipInfo, source: str
+) -> TensorRef | Skipped:
     name = info.filename[: -len(".npy")] if info.filename.endswith(".npy") else info.filename
     where = f"{source}: tensor {name!r}"
     with archive.open(info) as member:
         header = read_npy_header(member, where)
-    skip_reason(header.dtype, where)  # refuse object/structured before checking sizes
     available = info.file_size - header.data_offset
-    if available < header.nbytes:
-        raise ReadError(
-            f"{where}: member is truncated: header declares shape {list(header.shape)} of "
-            f"{header.dtype.name} ({header.nbytes} bytes) but only {available} bytes of data follow"
-        )
-    return make_ref(name, source, header, where, functools.partial(_load, source, info.filename))
+    load = functools.partial(_load, source, info.filename)
+    return make_ref(name, source, header, available, where, load)
 
 
 def _load(source: str, member: str) -> np.ndarray:
     try:
         with os_errors(source), np.load(source, allow_pickle=False) as archive:
             return archive[member]
-    except (ValueError, zipfile.BadZipFile, EOFError, zlib.error) as exc:
+    except (ValueError, *_ZIP_ERRORS) as exc:
         raise ReadError(f"{source}: member {member!r}: {one_line(exc)}") from None

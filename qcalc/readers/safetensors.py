@@ -44,7 +44,7 @@ def read_safetensors(path: str | os.PathLike[str]) -> list[TensorRef | Skipped]:
 
     Only the header is read; every size and offset is checked before any data is touched.
 
-    >>> [(ref.name, ref.dtype.name) for ref in read_safetensors("model.safetensors")]  # doctest: +SKIP
+    >>> [(r.name, r.dtype.name) for r in read_safetensors("model.safetensors")]  # doctest: +SKIP
     [('embed.weight', 'bfloat16'), ('lm_head.weight', 'bfloat16')]
     """
     source = os.fspath(path)
@@ -73,7 +73,8 @@ def read_safetensors(path: str | os.PathLike[str]) -> list[TensorRef | Skipped]:
     if any(entry.dtype in _ML_DTYPES for entry in entries):
         import ml_dtypes
 
-        dtypes.update({name: np.dtype(getattr(ml_dtypes, attr)) for name, attr in _ML_DTYPES.items()})
+        for name, attr in _ML_DTYPES.items():
+            dtypes[name] = np.dtype(getattr(ml_dtypes, attr))
 
     items: list[TensorRef | Skipped] = []
     for entry in entries:
@@ -109,12 +110,14 @@ def _parse_header(raw: bytes, source: str) -> dict[str, Any]:
 
 
 def _no_duplicates(source: str, pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    seen: set[str] = set()
-    for key, _ in pairs:
-        if key in seen:
-            raise ReadError(f"{source}: header has duplicate key {key!r}")
-        seen.add(key)
-    return dict(pairs)
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise ReadError(f"{source}: header has duplicate key {key!r}")
+            seen.add(key)
+    return result
 
 
 def _is_int(value: Any) -> bool:
@@ -134,11 +137,13 @@ def _validate(header: dict[str, Any], data_size: int, source: str) -> list[_Entr
             raise ReadError(f"{where}: dtype must be a string, got {one_line(repr(dtype))}")
         if not (isinstance(shape, list) and all(_is_int(d) and d >= 0 for d in shape)):
             raise ReadError(
-                f"{where}: shape must be a list of non-negative integers, got {one_line(repr(shape))}"
+                f"{where}: shape must be a list of non-negative integers, "
+                f"got {one_line(repr(shape))}"
             )
         if not (isinstance(offsets, list) and len(offsets) == 2 and all(map(_is_int, offsets))):
             raise ReadError(
-                f"{where}: data_offsets must be [begin, end] integers, got {one_line(repr(offsets))}"
+                f"{where}: data_offsets must be [begin, end] integers, "
+                f"got {one_line(repr(offsets))}"
             )
         if dtype not in _ITEMSIZE:
             raise ReadError(

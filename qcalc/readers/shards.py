@@ -10,6 +10,7 @@ from qcalc.readers._common import one_line, os_errors
 from qcalc.readers.base import Skipped, TensorRef
 from qcalc.readers.safetensors import read_safetensors
 
+
 def read_index(path: str | os.PathLike[str]) -> list[TensorRef | Skipped]:
     """Open a shard index: every tensor of every shard it names, shard by shard.
 
