@@ -65,7 +65,7 @@ def select(
     names = list(dict.fromkeys(ref.name for ref in refs))
     for flag, patterns in (("--include", include), ("--exclude", exclude)):
         for pattern in patterns:
-            if not fnmatch.filter(names, pattern):
+            if not any(fnmatch.fnmatchcase(name, pattern) for name in names):
                 raise FilterError(f"{flag} '{pattern}' matches no tensor name")
 
     def wanted(name: str) -> bool:
@@ -141,7 +141,7 @@ def compute_dtype(tensor_dtype: np.dtype, spec: Spec) -> np.dtype:
     float32 (AIMET simulates no float8 model arithmetic).
     """
     if spec.compute_dtype == "input" and tensor_dtype.name in ("float16", "bfloat16", "float64"):
-        return np.dtype(tensor_dtype)
+        return np.dtype(tensor_dtype).newbyteorder("=")
     return FLOAT32
 
 
@@ -191,7 +191,7 @@ def _encode_batches(
 
 def _check_batch(first: TensorRef, batch: TensorRef, axis: Optional[int]) -> None:
     where = f"{batch.source}: tensor '{batch.name}'"
-    if batch.dtype != first.dtype:
+    if batch.dtype.name != first.dtype.name:  # byte order does not matter
         raise SpecError(
             f"{where}: dtype {batch.dtype.name} differs from {first.dtype.name} "
             f"in {first.source}; batches of one tensor must share a dtype"

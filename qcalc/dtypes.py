@@ -10,7 +10,7 @@ FLOAT64 = np.dtype(np.float64)
 
 def stat_dtype(dtype: np.dtype) -> np.dtype:
     """float64 for float64 tensors, float32 for everything narrower (exact for all of them)."""
-    return FLOAT64 if np.dtype(dtype) == FLOAT64 else FLOAT32
+    return FLOAT64 if np.dtype(dtype).name == "float64" else FLOAT32  # either byte order
 
 
 def widen(values: np.ndarray) -> np.ndarray:
@@ -23,4 +23,4 @@ def widen(values: np.ndarray) -> np.ndarray:
         bits = values.view(np.uint16).astype(np.uint32)
         bits <<= 16
         return bits.view(np.float32)
-    return values.astype(np.float32)
+    return values.astype(stat_dtype(dtype))

@@ -50,7 +50,7 @@ def minimum_scale(num_steps: int) -> float:
 
 def opmath_dtype(dtype: np.dtype) -> np.dtype:
     """The dtype arithmetic on `dtype` tensors runs in: float32 for 16-bit and 8-bit floats."""
-    return FLOAT64 if np.dtype(dtype) == FLOAT64 else FLOAT32
+    return FLOAT64 if np.dtype(dtype).name == "float64" else FLOAT32  # either byte order
 
 
 def _finfo(dtype: np.dtype):

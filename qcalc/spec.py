@@ -73,13 +73,14 @@ class Encoding:
 
     Per-tensor grids are 0-d (shape ``()``); per-channel grids have the tensor's rank with the
     channel count at `axis` and 1 elsewhere, e.g. ``(C, 1)``. `raw_min` / `raw_max` are the
-    range the analyzer produced before it was snapped to the grid.
+    range the analyzer produced before it was snapped to the grid. `dtype` and `shape` describe
+    the tensor; they are None when unknown (an encoding read from an encodings file).
     """
 
     name: str
     source: str
-    dtype: str
-    shape: tuple[int, ...]
+    dtype: Optional[str]
+    shape: Optional[tuple[int, ...]]
     spec: Spec
     granularity: Granularity
     axis: Optional[int]
