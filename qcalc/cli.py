@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Iterator, List, Literal, Optional
@@ -28,7 +29,7 @@ Examples:
 ENCODE_HELP = """\
 Compute min-max encodings for every floating-point tensor in INPUT... .
 
-Tensors with the same name in several inputs (or the .npy files of one subdirectory) are
+Tensors with the same name in several inputs (or the .npy files of one subdirectory) are \
 calibration batches of one tensor; their ranges merge in command-line order.
 
 Examples:
@@ -77,6 +78,10 @@ def user_errors() -> Iterator[None]:
     except KeyboardInterrupt:
         typer.echo("qcalc: interrupted", err=True)
         raise typer.Exit(130) from None
+    except BrokenPipeError:  # `qcalc ... | head`: the reader left; not an error
+        with contextlib.suppress(OSError, ValueError):  # the final flush must not fail again
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise typer.Exit(0) from None
 
 
 Inputs = Annotated[
@@ -188,6 +193,7 @@ def encode(
                 err=True,
             )
         render(result.encodings, output_format, sys.stdout)
+        sys.stdout.flush()  # a closed pipe surfaces here, inside user_errors
 
 
 def main() -> None:

@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import math
+import textwrap
 from typing import Any, Literal, Sequence, TextIO
 
 import numpy as np
@@ -43,7 +44,7 @@ def encoding_record(enc: Encoding) -> dict[str, Any]:
         "name": enc.name,
         "source": enc.source,
         "dtype": enc.dtype,
-        "shape": list(enc.shape),
+        "shape": None if enc.shape is None else list(enc.shape),
         "bitwidth": enc.spec.bitwidth,
         "signed": enc.spec.is_signed,
         "symmetric": enc.spec.symmetric,
@@ -108,9 +109,30 @@ def to_text(encodings: Sequence[Encoding], fmt: str) -> str:
 
 # --- table -------------------------------------------------------------------------------
 
+TABLE_WIDTH = 80  # when stdout is not a terminal and COLUMNS is unset
+NAME_MIN = 20  # below this, the shape (then dtype) column makes room for the tensor name
+SHORT_DTYPES = {
+    "bfloat16": "bf16", "float16": "f16", "float32": "f32", "float64": "f64",
+    "float8_e4m3fn": "f8e4m3", "float8_e5m2": "f8e5m2",
+}  # fmt: skip
+HEADERS = ("tensor", "dtype", "shape", "per", "min", "max", "scale", "offset")
+
 
 def _num(value: float) -> str:
-    return f"{float(value):.4g}"
+    """Three significant digits, the shorter of fixed and exponent form: 0.0145, 4.56e-4."""
+    value = float(value)
+    if not math.isfinite(value):
+        return str(value)
+    fixed, scientific = f"{value:.3g}", f"{value:.2e}"
+    return min(_short_exponent(fixed), _short_exponent(scientific), key=len)
+
+
+def _short_exponent(text: str) -> str:
+    mantissa, e, exponent = text.partition("e")
+    if not e:
+        return text
+    mantissa = mantissa.rstrip("0").rstrip(".") if "." in mantissa else mantissa
+    return f"{mantissa}e{int(exponent)}"
 
 
 def _spread(values: np.ndarray, integer: bool = False) -> str:
@@ -131,17 +153,13 @@ def ellipsize_middle(text: str, width: int) -> str:
 
 
 def table_row(enc: Encoding) -> list[str]:
-    """Cells of one table row; per-channel encodings summarise their spread."""
-    shape = "×".join(str(s) for s in enc.shape) or "scalar"
-    if enc.granularity == "per-tensor":
-        return [
-            enc.name, enc.dtype, shape, "tensor",
-            _num(enc.min), _num(enc.max), _num(enc.scale), _spread(enc.offset, integer=True),
-        ]  # fmt: skip
-    channels = enc.scale.size
+    """Cells of one table row (see HEADERS); per-channel encodings show their channel count,
+    the overall min / max and the spread of scale and offset."""
+    shape = "?" if enc.shape is None else "×".join(str(s) for s in enc.shape) or "scalar"
+    dtype = SHORT_DTYPES.get(enc.dtype, enc.dtype or "?")
+    per = "tensor" if enc.granularity == "per-tensor" else f"{enc.scale.size} ch"
     return [
-        enc.name, enc.dtype, shape, f"{channels} ch @{enc.axis}",
-        _spread(np.min(enc.min, keepdims=True)), _spread(np.max(enc.max, keepdims=True)),
+        enc.name, dtype, shape, per, _num(np.min(enc.min)), _num(np.max(enc.max)),
         _spread(enc.scale), _spread(enc.offset, integer=True),
     ]  # fmt: skip
 
@@ -155,30 +173,64 @@ def table_title(encodings: Sequence[Encoding]) -> str:
     )
     sign = "signed" if spec.is_signed else "unsigned"
     qmin, qmax = spec.int_range
-    return f"{spec.bitwidth}-bit {kind} {sign}, grid [{qmin}, {qmax}], min-max"
+    parts = [f"{spec.bitwidth}-bit {kind} {sign} grid [{qmin}, {qmax}]", "min-max"]
+    dtypes = {enc.dtype for enc in encodings}
+    if len(dtypes) == 1 and None not in dtypes:
+        parts.insert(0, SHORT_DTYPES.get(enc_dtype := dtypes.pop(), enc_dtype))
+    if any(enc.granularity == "per-channel" for enc in encodings):
+        parts.append(f"per-channel, axis {spec.axis}")
+    return ", ".join(parts)
 
 
-def write_table(encodings: Sequence[Encoding], out: TextIO) -> None:
+def table_columns(rows: Sequence[Sequence[str]], width: int) -> tuple[list[int], int]:
+    """Indices of the columns to show and the width left for the tensor name.
+
+    A column whose value the title already states (one dtype; no per-channel row) is left
+    out; when the name would still get fewer than NAME_MIN characters, shape and then dtype
+    make room.
+    """
+    dtypes = {row[1] for row in rows}
+    shown = [i for i in range(len(HEADERS)) if not (i == 1 and len(dtypes) <= 1)]
+    if all(row[3] == "tensor" for row in rows):
+        shown.remove(3)
+    longest = max((len(row[0]) for row in rows), default=0)
+
+    def name_room() -> int:
+        cells = [max([len(HEADERS[i])] + [len(row[i]) for row in rows]) for i in shown[1:]]
+        return width - sum(cells) - 2 * len(cells)
+
+    for droppable in (2, 1):
+        if name_room() >= min(NAME_MIN, longest) or droppable not in shown:
+            continue
+        shown.remove(droppable)
+    return shown, max(len(HEADERS[0]), name_room())
+
+
+def write_table(encodings: Sequence[Encoding], out: TextIO, width: int | None = None) -> None:
+    """A table for people, at most `width` columns wide (default: the terminal's width)."""
     from rich.console import Console
     from rich.table import Table
 
-    console = Console(file=out, width=_table_width(out), highlight=False, soft_wrap=False)
-    headers = ["tensor", "dtype", "shape", "granularity", "min", "max", "scale", "offset"]
+    width = width or _table_width(out)
+    console = Console(file=out, width=width, highlight=False, soft_wrap=False)
     rows = [table_row(enc) for enc in encodings]
-    fixed = sum(max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers) if i)
-    name_width = max(12, console.width - fixed - 3 * len(headers) - 1)
-    table = Table(title=table_title(encodings), title_justify="left", box=None, pad_edge=False)
-    for header in headers:
-        numeric = header in ("min", "max", "scale", "offset")
-        table.add_column(header, justify="right" if numeric else "left", no_wrap=True)
+    shown, name_width = table_columns(rows, width)
+    table = Table(box=None, pad_edge=False)
+    for i in shown:
+        numeric = HEADERS[i] in PER_CELL
+        table.add_column(HEADERS[i], justify="right" if numeric else "left", no_wrap=True)
     for row in rows:
-        table.add_row(ellipsize_middle(row[0], name_width), *row[1:])
+        table.add_row(*(ellipsize_middle(row[i], name_width) if i == 0 else row[i] for i in shown))
+    for line in textwrap.wrap(table_title(encodings), width):
+        console.print(line, style="italic")
     console.print(table)
 
 
 def _table_width(out: TextIO) -> int:
+    import os
     import shutil
 
     if hasattr(out, "isatty") and out.isatty():
-        return shutil.get_terminal_size((100, 24)).columns
-    return 100
+        return shutil.get_terminal_size((TABLE_WIDTH, 24)).columns
+    columns = os.environ.get("COLUMNS", "")
+    return int(columns) if columns.isdigit() and int(columns) > 0 else TABLE_WIDTH
