@@ -102,9 +102,8 @@ def compute_encodings(
     0.013148537836968899
     """
     refs, skipped = open_inputs(paths)
-    if not refs:
-        where = ", ".join(os.fspath(p) for p in paths)
-        raise FilterError(f"{where}: no floating-point tensor to encode")
+    if not refs and not include and not exclude:  # only integer / empty tensors: notes, no error
+        return EncodeResult([], skipped)
     groups = group_batches(select(refs, include, exclude))
     progress = progress or Progress()
     progress.start(len(groups), sum(ref.nbytes for batches in groups.values() for ref in batches))
@@ -127,10 +126,11 @@ def encode_array(array: np.ndarray, spec: Spec = Spec(), name: str = "tensor") -
         raise SpecError(f"tensor '{name}': dtype {array.dtype} is not a floating-point type")
     if array.size == 0:
         raise SpecError(f"tensor '{name}': is empty")
-    ref = TensorRef(name, "<array>", array.dtype, array.shape, lambda: array)
+    ref = TensorRef(name, ARRAY_SOURCE, array.dtype, array.shape, lambda: array)
     return _encode_batches(name, [ref], spec, Progress(), DEFAULT_CHUNK_BYTES)
 
 
+ARRAY_SOURCE = "<array>"
 _ML_FLOATS = {"bfloat16", "float8_e4m3fn", "float8_e5m2"}
 
 
@@ -149,7 +149,7 @@ def _encode_batches(
     name: str, batches: list[TensorRef], spec: Spec, progress: Progress, chunk_bytes: int
 ) -> Encoding:
     first = batches[0]
-    axis = channel_axis(first.shape, spec.per_channel, spec.axis, name)
+    axis = channel_axis(first.shape, spec.per_channel, spec.axis, _where(first))
     for batch in batches[1:]:
         _check_batch(first, batch, axis)
     stats = _observe(batches[0], axis, spec, progress, chunk_bytes)
@@ -190,7 +190,7 @@ def _encode_batches(
 
 
 def _check_batch(first: TensorRef, batch: TensorRef, axis: Optional[int]) -> None:
-    where = f"{batch.source}: tensor '{batch.name}'"
+    where = _where(batch)
     if batch.dtype.name != first.dtype.name:  # byte order does not matter
         raise SpecError(
             f"{where}: dtype {batch.dtype.name} differs from {first.dtype.name} "
@@ -238,6 +238,12 @@ def _observe(
         )
     assert total is not None
     return total
+
+
+def _where(ref: TensorRef) -> str:
+    """How errors name a tensor: its file and name (just the name for in-memory arrays)."""
+    tensor = f"tensor '{ref.name}'"
+    return tensor if ref.source == ARRAY_SOURCE else f"{ref.source}: {tensor}"
 
 
 def _describe_sources(batches: list[TensorRef]) -> str:

@@ -7,18 +7,20 @@ from typing import Optional
 from qcalc.errors import SpecError
 
 
-def channel_axis(shape: tuple[int, ...], per_channel: bool, axis: int, name: str) -> Optional[int]:
+def channel_axis(
+    shape: tuple[int, ...], per_channel: bool, axis: int, where: str
+) -> Optional[int]:
     """The non-negative channel axis for a tensor, or None when it is encoded per tensor.
 
     Per-channel applies to tensors of rank >= 2; biases, norms and scalars stay per tensor so
-    one setting covers a whole checkpoint.
+    one setting covers a whole checkpoint. `where` names the tensor in errors.
     """
     if not per_channel or len(shape) < 2:
         return None
     rank = len(shape)
     if not -rank <= axis < rank:
         raise SpecError(
-            f"tensor '{name}': axis {axis} is out of range for shape {list(shape)} (rank {rank})"
+            f"{where}: axis {axis} is out of range for shape {list(shape)} (rank {rank})"
         )
     return axis % rank
 

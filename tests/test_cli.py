@@ -425,7 +425,8 @@ def test_axis_out_of_range(x_npy, axis):
     result = invoke(x_npy, "--per-channel", "--axis", axis)
     assert_one_error_line(
         result,
-        f"qcalc: error: tensor 'x': axis {axis} is out of range for shape [2, 3] (rank 2)",
+        f"qcalc: error: {x_npy}: tensor 'x': axis {axis} is out of range for shape [2, 3] "
+        "(rank 2)",
     )
 
 
@@ -434,7 +435,8 @@ def test_axis_out_of_range_is_checked_per_tensor(checkpoint):
     result = invoke(checkpoint, "--per-channel", "--axis", "2")
     assert_one_error_line(
         result,
-        "qcalc: error: tensor 'a.weight': axis 2 is out of range for shape [4, 6] (rank 2)",
+        f"qcalc: error: {checkpoint}: tensor 'a.weight': axis 2 is out of range for shape "
+        "[4, 6] (rank 2)",
     )
 
 
@@ -592,6 +594,15 @@ def test_skipped_integer_tensors_are_a_note_on_stderr(checkpoint):
         assert note.endswith("not encoded")
         assert "qcalc:" not in result.stdout and "steps" not in result.stdout
     json.loads(ok(checkpoint, "--format", "json").stdout)
+
+
+def test_only_integer_tensors_is_notes_and_exit_0(tmp_path):
+    path = tmp_path / "steps.safetensors"
+    save_file({"steps": np.array([3], np.int64), "mask": np.ones(2, bool)}, str(path))
+    result = ok(path, "--format", "json")
+    assert json.loads(result.stdout) == []
+    assert len(result.stderr.splitlines()) == 2
+    assert all(line.startswith("qcalc: note: ") for line in result.stderr.splitlines())
 
 
 def test_stdout_is_clean_when_piped(tmp_path, checkpoint):
