@@ -1,0 +1,58 @@
+"""The README cannot drift: every `$ qcalc ...` command in its console blocks runs, and its
+stdout is exactly the text shown under it; its Python example runs too."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from qcalc.cli import app
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text()
+
+
+def console_examples() -> list[tuple[str, str]]:
+    examples = []
+    for block in re.findall(r"```console\n(.*?)```", README, flags=re.S):
+        for chunk in re.split(r"^\$ ", block, flags=re.M)[1:]:
+            command, _, output = chunk.partition("\n")
+            examples.append((command, output))
+    return examples
+
+
+EXAMPLES = console_examples()
+
+
+def test_readme_has_examples():
+    assert len(EXAMPLES) >= 8
+
+
+@pytest.mark.parametrize("command, expected", EXAMPLES, ids=[c for c, _ in EXAMPLES])
+def test_readme_example_output_is_exact(command, expected, monkeypatch):
+    argv = shlex.split(command)
+    assert argv[0] == "qcalc" and "|" not in argv, "README console examples must be plain qcalc"
+    monkeypatch.chdir(ROOT)
+    monkeypatch.delenv("COLUMNS", raising=False)
+    result = CliRunner().invoke(app, argv[1:])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == expected
+
+
+def test_readme_python_example_runs(monkeypatch, capsys):
+    (code,) = re.findall(r"```python\n(.*?)```", README, flags=re.S)
+    monkeypatch.chdir(ROOT)
+    exec(compile(code, "README.md", "exec"), {})
+    assert "conv1.weight per-channel" in capsys.readouterr().out
+
+
+def test_readme_error_example_is_what_qcalc_prints(monkeypatch):
+    (line,) = [l for l in README.splitlines() if l.startswith("qcalc: error: ")]
+    monkeypatch.chdir(ROOT)
+    result = CliRunner().invoke(app, ["encode", "sample_tensors/seed.npy", "--per-channel", "--axis", "2"])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == line
