@@ -23,3 +23,7 @@ class NonFiniteError(QcalcError):
 
 class FilterError(QcalcError):
     """An --include / --exclude pattern matches no tensor, or nothing is left to encode."""
+
+
+class FormatError(QcalcError):
+    """An encodings file is malformed, or an encoding cannot be written in a version."""

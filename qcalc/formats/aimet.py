@@ -1,0 +1,84 @@
+"""AIMET encodings files: versions, the in-memory file, and how AIMET describes a grid.
+
+Writing lives in aimet_write.py, reading in aimet_read.py; both follow aimet-torch 2.42
+(tests/golden/NOTES.md, sections 12 and 13).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal, Mapping, Optional, Sequence
+
+from qcalc.errors import FormatError
+from qcalc.spec import Encoding
+
+Version = Literal["0.6.1", "1.0.0", "2.0.0", "2.1.0"]
+VERSIONS: tuple[str, ...] = ("0.6.1", "1.0.0", "2.0.0", "2.1.0")
+LEGACY_VERSIONS = ("0.6.1", "1.0.0")  # param/activation sections; unsigned-convention offsets
+Role = Literal["param", "activation"]
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+
+
+@dataclass(frozen=True)
+class EncodingFile:
+    """The encodings one file holds: parameters and activations, each in file order.
+
+    `version` is the version the file was read as (None for computed encodings).
+    `quantizer_args` and `excluded_layers` are 0.6.1 / 1.0.0 metadata kept from a file read;
+    when `quantizer_args` is None the writer describes the encodings' own settings.
+
+    >>> EncodingFile(params=[]).encodings
+    ()
+    """
+
+    params: Sequence[Encoding] = ()
+    activations: Sequence[Encoding] = ()
+    version: Optional[str] = None
+    quantizer_args: Optional[Mapping[str, Any]] = None
+    excluded_layers: Sequence[str] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "params", tuple(self.params))
+        object.__setattr__(self, "activations", tuple(self.activations))
+        object.__setattr__(self, "excluded_layers", tuple(self.excluded_layers))
+
+    @property
+    def encodings(self) -> tuple[Encoding, ...]:
+        """Activations, then parameters: the order of a 2.x file's single list."""
+        return (*self.activations, *self.params)  # type: ignore[misc]
+
+    def with_roles(self) -> list[tuple[Role, Encoding]]:
+        """(role, encoding) pairs in the order of `encodings`."""
+        return [("activation", e) for e in self.activations] + [("param", e) for e in self.params]
+
+
+def check_version(version: str) -> str:
+    """`version` if it is one of VERSIONS, else FormatError."""
+    if version not in VERSIONS:
+        raise FormatError(
+            f"unknown encoding version '{version}' (choose from {', '.join(VERSIONS)})"
+        )
+    return version
+
+
+def grid_bitwidth(qmin: int, qmax: int) -> Optional[int]:
+    """AIMET's `bw`: defined only for the standard grids [0, 2^b-1] and [-2^(b-1), 2^(b-1)-1]."""
+    levels = qmax - qmin + 1
+    if levels < 2 or levels & (levels - 1) or qmin not in (0, -(levels // 2)):
+        return None
+    return levels.bit_length() - 1
+
+
+def is_signed_grid(qmin: int, qmax: int) -> bool:
+    return qmin < 0 <= qmax
+
+
+def output_dtype(qmin: int, qmax: int) -> str:
+    """2.x `output_dtype`: int<k> / uint<k> with k = ceil(log2(qmax - qmin + 1))."""
+    prefix = "int" if is_signed_grid(qmin, qmax) else "uint"
+    return f"{prefix}{(qmax - qmin).bit_length()}"
+
+
+def centre_offset(qmin: int, qmax: int) -> int:
+    """The offset of a symmetric grid: -ceil((qmin + qmax) / 2) (0 signed, -2^(b-1) unsigned)."""
+    return -(qmin + qmax) // 2

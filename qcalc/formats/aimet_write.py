@@ -1,0 +1,253 @@
+"""Encodings -> AIMET encodings JSON (0.6.1, 1.0.0, 2.0.0, 2.1.0), as aimet-torch 2.42 writes it.
+
+`encoding_entry` is one tensor's entry, equal to AIMET's `to_qnn_encoding_dict(version)`;
+`file_dict` / `dumps` / `write` lay out a whole file as QuantizationSimModel's export does
+(tests/golden/NOTES.md, sections 12 and 13). Files are JSON indented by 4 spaces, keys in
+AIMET's order, floats the exact float32 values, ending in a newline.
+
+Not written: the int32 bias encodings AIMET's 2.0.0 export adds (qcalc quantizes no biases
+unless asked to), and non-finite encodings (NaN / infinity; AIMET would write them).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Union
+
+import numpy as np
+
+from qcalc.formats.aimet import (
+    INT32_MAX,
+    INT32_MIN,
+    LEGACY_VERSIONS,
+    EncodingFile,
+    FormatError,
+    Role,
+    check_version,
+    grid_bitwidth,
+    output_dtype,
+)
+from qcalc.spec import Encoding, Spec
+
+PathLike = Union[str, "os.PathLike[str]"]
+INDENT = 4
+
+
+def encoding_entry(enc: Encoding, version: str, *, param_axis: bool = False) -> Any:
+    """One tensor's entry, exactly as AIMET's ``to_qnn_encoding_dict(version)`` returns it.
+
+    0.6.1 gives a list of per-channel dicts, the other versions a dict. A per-channel 2.x entry
+    has AIMET's negative `axis` (counted from the end of the encoding shape); with
+    `param_axis` it has the positive axis QuantSim's file writer gives parameters. Raises
+    FormatError where AIMET raises (strict grids in 0.6.1 / 1.0.0, NaN offsets in 0.6.1,
+    integers outside int32); NaN / inf scales are returned as AIMET holds them.
+
+    >>> import numpy as np
+    >>> from qcalc.api import encode_array
+    >>> enc = encode_array(np.array([-1.0, 2.0], dtype=np.float32))
+    >>> list(encoding_entry(enc, "2.0.0"))
+    ['output_dtype', 'y_scale', 'y_zero_point']
+    """
+    check_version(version)
+    if version == "0.6.1":
+        return _entry_0_6_1(enc)
+    if version == "1.0.0":
+        return _entry_1_0_0(enc)
+    return _entry_2(enc, param_axis)
+
+
+def _flat(values: np.ndarray) -> np.ndarray:
+    return np.asarray(values, dtype=np.float32).ravel()
+
+
+def _bitwidth(enc: Encoding, version: str) -> int:
+    bitwidth = grid_bitwidth(enc.qmin, enc.qmax)
+    if bitwidth is None:
+        kind = "strict-symmetric" if enc.qmin == -enc.qmax else "non-standard"
+        raise FormatError(
+            f"tensor '{enc.name}': version {version} cannot carry the {kind} grid "
+            f"[{enc.qmin}, {enc.qmax}] (its field 'bw' is undefined; AIMET refuses it too); "
+            f"write encoding version 2.0.0 or later"
+        )
+    return bitwidth
+
+
+def _legacy_offsets(enc: Encoding) -> np.ndarray:
+    """Offsets in the unsigned convention of 0.6.1 / 1.0.0: offset + qmin, in float32."""
+    with np.errstate(invalid="ignore"):
+        return _flat(enc.offset) + np.float32(enc.qmin)
+
+
+def _int32(values: np.ndarray, enc: Encoding, field: str) -> list[int]:
+    """Integers as AIMET casts them to int32: NaN becomes -2^31; out of range raises."""
+    values = np.asarray(values, dtype=np.float64)
+    nan = np.isnan(values)
+    outside = ~nan & ((values < INT32_MIN) | (values > INT32_MAX))
+    if outside.any():
+        bad = values[outside][0]
+        shown = int(bad) if np.isfinite(bad) else float(bad)
+        raise FormatError(
+            f"tensor '{enc.name}': field '{field}' value {shown} does not fit int32, "
+            f"so AIMET cannot write it either"
+        )
+    return np.where(nan, INT32_MIN, values).astype(np.int64).tolist()
+
+
+def _entry_0_6_1(enc: Encoding) -> list[dict[str, Any]]:
+    bitwidth = _bitwidth(enc, "0.6.1")
+    offsets = _legacy_offsets(enc)
+    if np.isnan(offsets).any():
+        raise FormatError(
+            f"tensor '{enc.name}': field 'offset' is NaN, which version 0.6.1 cannot hold "
+            f"(AIMET: cannot convert float NaN to integer)"
+        )
+    symmetric = str(bool(enc.spec.symmetric))
+    return [
+        {
+            "min": lo,
+            "max": hi,
+            "scale": scale,
+            "offset": int(offset),
+            "bitwidth": bitwidth,
+            "dtype": "int",
+            "is_symmetric": symmetric,
+        }
+        for lo, hi, scale, offset in zip(
+            _flat(enc.min).tolist(),
+            _flat(enc.max).tolist(),
+            _flat(enc.scale).tolist(),
+            offsets,
+            strict=True,
+        )
+    ]
+
+
+def _entry_1_0_0(enc: Encoding) -> dict[str, Any]:
+    return {
+        "dtype": "INT",
+        "bw": _bitwidth(enc, "1.0.0"),
+        "is_sym": bool(enc.spec.symmetric),
+        "scale": _flat(enc.scale).tolist(),
+        "offset": _int32(_legacy_offsets(enc), enc, "offset"),
+        "enc_type": "PER_TENSOR" if np.ndim(enc.scale) == 0 else "PER_CHANNEL",
+    }
+
+
+def _entry_2(enc: Encoding, param_axis: bool) -> dict[str, Any]:
+    """2.x writes -offset as the zero point. AIMET writes the grid centre for symmetric
+    encodings, which is the same number for every centred offset qcalc computes."""
+    entry: dict[str, Any] = {"output_dtype": output_dtype(enc.qmin, enc.qmax)}
+    scale = _flat(enc.scale)
+    with np.errstate(invalid="ignore"):
+        zero_point = _int32(-_flat(enc.offset), enc, "y_zero_point")
+    if scale.size == 1:
+        entry["y_scale"] = float(scale[0])
+        if zero_point[0] != 0:
+            entry["y_zero_point"] = zero_point[0]
+        return entry
+    entry["y_scale"] = scale.tolist()
+    if any(zero_point):
+        entry["y_zero_point"] = zero_point
+    entry["axis"] = _channel_axis(enc, param_axis)
+    return entry
+
+
+def _channel_axis(enc: Encoding, positive: bool) -> int:
+    """The one non-singleton dimension of the encoding grid, as AIMET finds it."""
+    shape = np.shape(enc.scale)
+    channels = [i for i, size in enumerate(shape) if size > 1]
+    if len(channels) != 1:
+        raise FormatError(
+            f"tensor '{enc.name}': encoding shape {list(shape)} has more than one channel "
+            f"axis; only per-tensor and per-channel encodings can be written"
+        )
+    return channels[0] if positive else channels[0] - len(shape)
+
+
+def _check_writable(enc: Encoding, role: Role, version: str) -> None:
+    fields = ("scale", "offset", "min", "max") if version == "0.6.1" else ("scale", "offset")
+    for field in fields:
+        values = _flat(getattr(enc, field))
+        bad = ~np.isfinite(values)
+        if bad.any():
+            what = "NaN" if np.isnan(values).any() else "infinite"
+            where = f" in {int(bad.sum())} of {values.size} channels" if values.size > 1 else ""
+            raise FormatError(
+                f"tensor '{enc.name}': field '{field}' is {what}{where}; "
+                f"encodings files never hold NaN or infinity"
+            )
+    per_channel = np.size(enc.scale) > 1
+    if role == "activation" and per_channel and enc.axis is None and version not in LEGACY_VERSIONS:
+        raise FormatError(
+            f"tensor '{enc.name}': field 'axis' is unknown (0.6.1 and 1.0.0 files do not "
+            f"record it), and version {version} needs it for a per-channel activation"
+        )
+
+
+def _check_names(data: EncodingFile) -> None:
+    seen: set[str] = set()
+    for enc in data.encodings:
+        if enc.name in seen:
+            raise FormatError(f"tensor '{enc.name}' appears more than once")
+        seen.add(enc.name)
+
+
+def quantizer_args(data: EncodingFile) -> dict[str, Any]:
+    """The `quantizer_args` of a 0.6.1 / 1.0.0 file: the settings the encodings were made with
+    (parameters' settings first, activations' for `activation_bitwidth`)."""
+    specs = [e.spec for e in (*data.params, *data.activations)]
+    param = specs[0] if specs else Spec()
+    activation = data.activations[0].spec if data.activations else param
+    return {
+        "quant_scheme": "min_max",
+        "param_bitwidth": param.bitwidth,
+        "activation_bitwidth": activation.bitwidth,
+        "dtype": "int",
+        "is_symmetric": bool(param.symmetric),
+        "per_channel_quantization": any(e.granularity == "per-channel" for e in data.params),
+    }
+
+
+def file_dict(data: EncodingFile, version: str) -> dict[str, Any]:
+    """The whole file as a dict, keys in the order AIMET's export writes them."""
+    from qcalc import __version__
+
+    check_version(version)
+    _check_names(data)
+    for role, enc in data.with_roles():
+        _check_writable(enc, role, version)
+    head = {"producer": {"package": "qcalc", "version": __version__}, "version": version}
+    if version not in LEGACY_VERSIONS:
+        entries = [
+            {"name": enc.name, **encoding_entry(enc, version, param_axis=role == "param")}
+            for role, enc in data.with_roles()
+        ]
+        return {**head, "encodings": entries}
+
+    def section(encodings) -> Any:
+        if version == "0.6.1":
+            return {enc.name: encoding_entry(enc, version) for enc in encodings}
+        return [{"name": enc.name, **encoding_entry(enc, version)} for enc in encodings]
+
+    args = data.quantizer_args
+    return {
+        **head,
+        "activation_encodings": section(data.activations),
+        "param_encodings": section(data.params),
+        "excluded_layers": list(data.excluded_layers),
+        "quantizer_args": quantizer_args(data) if args is None else dict(args),
+    }
+
+
+def dumps(data: EncodingFile, version: str) -> str:
+    """The text of a `version` encodings file holding `data` (strict JSON)."""
+    return json.dumps(file_dict(data, version), indent=INDENT, allow_nan=False) + "\n"
+
+
+def write(path: PathLike, data: EncodingFile, version: str) -> None:
+    """Write `data` as a `version` encodings file, atomically: on any error (FormatError
+    before anything is written, OSError, KeyboardInterrupt) an existing file is untouched."""
+    from qcalc.atomic import write_atomic
+
+    write_atomic(path, dumps(data, version))
