@@ -39,6 +39,7 @@ class EncodeResult:
 
     encodings: list[Encoding]
     skipped: list[Skipped] = field(default_factory=list)
+    activations: list[Encoding] = field(default_factory=list)
 
 
 def open_inputs(paths: Sequence[PathLike]) -> tuple[list[TensorRef], list[Skipped]]:
@@ -62,7 +63,16 @@ def select(
 
     Every pattern must match at least one tensor name: a typo should fail, not pass silently.
     """
-    names = list(dict.fromkeys(ref.name for ref in refs))
+    (kept,) = select_each([refs], include, exclude)
+    return kept
+
+
+def select_each(
+    ref_sets: Sequence[list[TensorRef]], include: Sequence[str] = (), exclude: Sequence[str] = ()
+) -> list[list[TensorRef]]:
+    """`select` applied to several sets of tensors (parameters, activations) at once: each
+    pattern must match a tensor in one of them, and something must be left in one of them."""
+    names = list(dict.fromkeys(ref.name for refs in ref_sets for ref in refs))
     for flag, patterns in (("--include", include), ("--exclude", exclude)):
         for pattern in patterns:
             if not any(fnmatch.fnmatchcase(name, pattern) for name in names):
@@ -72,8 +82,8 @@ def select(
         matches = lambda patterns: any(fnmatch.fnmatchcase(name, p) for p in patterns)  # noqa: E731
         return (not include or matches(include)) and not matches(exclude)
 
-    kept = [ref for ref in refs if wanted(ref.name)]
-    if not kept:
+    kept = [[ref for ref in refs if wanted(ref.name)] for refs in ref_sets]
+    if not any(kept):
         raise FilterError("no tensor left to encode after --include / --exclude")
     return kept
 
@@ -90,28 +100,39 @@ def compute_encodings(
     paths: Sequence[PathLike],
     spec: Spec = Spec(),
     *,
+    activations: Sequence[PathLike] = (),
     include: Sequence[str] = (),
     exclude: Sequence[str] = (),
     progress: Optional[Progress] = None,
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
 ) -> EncodeResult:
-    """Encode every float tensor in `paths` (files or directories).
+    """Encode every float tensor in `paths` (files or directories); tensors read from
+    `activations` come back separately in `result.activations` (same settings).
 
     >>> result = compute_encodings(["sample_tensors/seed.npy"], Spec(bitwidth=8))
     >>> float(result.encodings[0].scale)  # doctest: +SKIP
     0.013148537836968899
     """
-    refs, skipped = open_inputs(paths)
-    if not refs and not include and not exclude:  # only integer / empty tensors: notes, no error
-        return EncodeResult([], skipped)
-    groups = group_batches(select(refs, include, exclude))
+    param_refs, skipped = open_inputs(paths)
+    activation_refs, activation_skipped = open_inputs(activations)
+    skipped += activation_skipped
+    if not (param_refs or activation_refs or include or exclude):
+        return EncodeResult([], skipped)  # only integer / empty tensors: notes, no error
+    param_refs, activation_refs = select_each([param_refs, activation_refs], include, exclude)
+    groups = [group_batches(param_refs), group_batches(activation_refs)]
     progress = progress or Progress()
-    progress.start(len(groups), sum(ref.nbytes for batches in groups.values() for ref in batches))
-    encodings = []
-    for name, batches in groups.items():
-        encodings.append(_encode_batches(name, batches, spec, progress, chunk_bytes))
-        progress.tensor_done()
-    return EncodeResult(encodings, skipped)
+    progress.start(
+        sum(len(g) for g in groups), sum(ref.nbytes for ref in (*param_refs, *activation_refs))
+    )
+
+    def encode_all(group: dict[str, list[TensorRef]]) -> list[Encoding]:
+        encodings = []
+        for name, batches in group.items():
+            encodings.append(_encode_batches(name, batches, spec, progress, chunk_bytes))
+            progress.tensor_done()
+        return encodings
+
+    return EncodeResult(encode_all(groups[0]), skipped, encode_all(groups[1]))
 
 
 def encode_array(array: np.ndarray, spec: Spec = Spec(), name: str = "tensor") -> Encoding:

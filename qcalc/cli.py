@@ -8,10 +8,14 @@ import sys
 from pathlib import Path
 from typing import Annotated, Iterator, List, Literal, Optional
 
-import typer
+# qcalc does no linear algebra: without this, importing numpy starts an OpenBLAS thread pool
+# per core, which costs more CPU than the whole run on small inputs. Set before numpy loads.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-from qcalc import __version__
-from qcalc.errors import QcalcError
+import typer  # noqa: E402
+
+from qcalc import __version__  # noqa: E402
+from qcalc.errors import QcalcError  # noqa: E402
 
 HELP = """\
 Quantization encoding calculator: AIMET-exact min / max / scale / offset for tensors in

@@ -14,13 +14,12 @@ def stat_dtype(dtype: np.dtype) -> np.dtype:
 
 
 def widen(values: np.ndarray) -> np.ndarray:
-    """`values` converted exactly to `stat_dtype`; float32/float64 pass through uncopied."""
+    """`values` converted exactly to `stat_dtype`; float32/float64 pass through uncopied.
+
+    bfloat16 -> float32 by ml_dtypes' cast (exact: a bf16 is the top half of a float32); one
+    pass, faster than the uint16 -> uint32 shift it replaced (two passes).
+    """
     dtype = values.dtype
     if dtype in (FLOAT32, FLOAT64):
         return values
-    if dtype.name == "bfloat16":
-        # bfloat16 is the top half of a float32: a shift is exact and far faster than a cast.
-        bits = values.view(np.uint16).astype(np.uint32)
-        bits <<= 16
-        return bits.view(np.float32)
     return values.astype(stat_dtype(dtype))

@@ -37,9 +37,23 @@ def exact_offset(value: float) -> Any:
     return int(value) if math.isfinite(value) else NONFINITE_NAMES[repr(value)]
 
 
+def _floats(values: Any) -> list[Any]:
+    """Per-cell floats for JSON: `tolist()` (exact, C speed) unless a NaN / inf needs a name."""
+    flat = np.asarray(values).ravel()
+    if np.isfinite(flat).all():
+        return flat.astype(np.float64).tolist()
+    return [exact_float(v) for v in flat]
+
+
+def _offsets(values: Any) -> list[Any]:
+    flat = np.asarray(values).ravel()
+    if np.isfinite(flat).all():
+        return flat.astype(np.int64).tolist()
+    return [exact_offset(v) for v in flat]
+
+
 def encoding_record(enc: Encoding) -> dict[str, Any]:
     """One encoding as a JSON-ready dict with the documented keys, in order."""
-    flat = lambda a: np.asarray(a).ravel()  # noqa: E731
     return {
         "name": enc.name,
         "source": enc.source,
@@ -53,10 +67,10 @@ def encoding_record(enc: Encoding) -> dict[str, Any]:
         "qmin": enc.qmin,
         "qmax": enc.qmax,
         "encoding_shape": list(enc.encoding_shape),
-        "min": [exact_float(v) for v in flat(enc.min)],
-        "max": [exact_float(v) for v in flat(enc.max)],
-        "scale": [exact_float(v) for v in flat(enc.scale)],
-        "offset": [exact_offset(v) for v in flat(enc.offset)],
+        "min": _floats(enc.min),
+        "max": _floats(enc.max),
+        "scale": _floats(enc.scale),
+        "offset": _offsets(enc.offset),
     }
 
 
