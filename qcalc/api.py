@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import os
 from dataclasses import dataclass, field
@@ -107,7 +108,9 @@ def compute_encodings(
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
 ) -> EncodeResult:
     """Encode every float tensor in `paths` (files or directories); tensors read from
-    `activations` come back separately in `result.activations` (same settings).
+    `activations` come back separately in `result.activations`, with the same settings except
+    that activations are always per tensor (per-channel activation encodings are not used by
+    AIMET's QuantSim configs or QNN, and axis 0 of a dump is the batch).
 
     >>> result = compute_encodings(["sample_tensors/seed.npy"], Spec(bitwidth=8))
     >>> float(result.encodings[0].scale)  # doctest: +SKIP
@@ -125,14 +128,16 @@ def compute_encodings(
         sum(len(g) for g in groups), sum(ref.nbytes for ref in (*param_refs, *activation_refs))
     )
 
-    def encode_all(group: dict[str, list[TensorRef]]) -> list[Encoding]:
+    def encode_all(group: dict[str, list[TensorRef]], spec: Spec) -> list[Encoding]:
         encodings = []
         for name, batches in group.items():
             encodings.append(_encode_batches(name, batches, spec, progress, chunk_bytes))
             progress.tensor_done()
         return encodings
 
-    return EncodeResult(encode_all(groups[0]), skipped, encode_all(groups[1]))
+    params = encode_all(groups[0], spec)
+    activation_spec = dataclasses.replace(spec, per_channel=False)
+    return EncodeResult(params, skipped, encode_all(groups[1], activation_spec))
 
 
 def encode_array(array: np.ndarray, spec: Spec = Spec(), name: str = "tensor") -> Encoding:

@@ -146,8 +146,42 @@ Exclude = Annotated[
     typer.Option("--exclude", help="Skip tensors whose name matches this glob (repeatable)."),
 ]
 OutputFormat = Annotated[
-    Literal["table", "json", "jsonl", "csv"],
-    typer.Option("--format", "-f", help="Output format on stdout."),
+    Optional[Literal["table", "json", "jsonl", "csv"]],
+    typer.Option(
+        "--format",
+        "-f",
+        help="Output format on stdout. Default: table, or nothing when -o writes a file.",
+        show_default=False,
+    ),
+]
+Activations = Annotated[
+    Optional[List[Path]],
+    typer.Option(
+        "--activations",
+        help="Calibration dumps (file or directory, repeatable) for activation_encodings.",
+        show_default=False,
+    ),
+]
+Output = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--output", "-o", help="Write an AIMET encodings JSON file here.", show_default=False
+    ),
+]
+EncodingVersion = Annotated[
+    Literal["0.6.1", "1.0.0", "2.0.0", "2.1.0"],
+    typer.Option("--encoding-version", help="Version of the encodings file written by -o."),
+]
+ReadVersion = Annotated[
+    Optional[Literal["0.6.1", "1.0.0", "2.0.0", "2.1.0"]],
+    typer.Option(
+        "--encoding-version",
+        help="Read the file as this version instead of detecting it.",
+        show_default=False,
+    ),
+]
+EncodingsFile = Annotated[
+    Path, typer.Argument(help="An AIMET encodings JSON file (0.6.1, 1.0.0, 2.0.0, 2.1.0).")
 ]
 
 
@@ -165,7 +199,10 @@ def encode(
     nonfinite: NonFinite = "error",
     include: Include = None,
     exclude: Exclude = None,
-    output_format: OutputFormat = "table",
+    output_format: OutputFormat = None,
+    activations: Activations = None,
+    output: Output = None,
+    encoding_version: EncodingVersion = "1.0.0",
 ) -> None:
     from qcalc.api import compute_encodings
     from qcalc.progress import TerminalProgress
@@ -184,20 +221,155 @@ def encode(
             compute_dtype=compute_dtype,
             nonfinite=nonfinite,
         )
+        if output is not None:
+            _refuse_overwriting_inputs(output, [*inputs, *(activations or [])])
         progress = TerminalProgress()
         try:
             result = compute_encodings(
-                inputs, spec, include=include or (), exclude=exclude or (), progress=progress
+                inputs,
+                spec,
+                activations=activations or (),
+                include=include or (),
+                exclude=exclude or (),
+                progress=progress,
             )
         finally:
             progress.close()
         for skipped in result.skipped:
-            typer.echo(
-                f"qcalc: note: {skipped.source}: tensor '{skipped.name}': {skipped.reason}",
-                err=True,
+            _note(f"{skipped.source}: tensor '{skipped.name}': {skipped.reason}")
+        if output is not None:
+            from qcalc import formats
+
+            data = formats.EncodingFile(params=result.encodings, activations=result.activations)
+            _write_encodings(output, data, encoding_version)
+            _note(
+                f"wrote {len(result.encodings)} parameter and {len(result.activations)} "
+                f"activation encodings to {output} (version {encoding_version})"
             )
-        render(result.encodings, output_format, sys.stdout)
+        if output_format is not None or output is None:
+            render([*result.encodings, *result.activations], output_format or "table", sys.stdout)
         sys.stdout.flush()  # a closed pipe surfaces here, inside user_errors
+
+
+SHOW_HELP = """Print the encodings an AIMET encodings JSON file holds, like `encode` prints its own.
+
+Examples:
+
+  qcalc show model.encodings
+
+  qcalc show model.encodings --format jsonl | jq -c '{name, scale}'
+"""
+
+
+@app.command(help=SHOW_HELP, no_args_is_help=True)
+def show(
+    encodings: EncodingsFile,
+    output_format: Annotated[
+        Literal["table", "json", "jsonl", "csv"],
+        typer.Option("--format", "-f", help="Output format on stdout."),
+    ] = "table",
+    encoding_version: ReadVersion = None,
+) -> None:
+    from qcalc import formats
+    from qcalc.report import render
+
+    with user_errors():
+        data = formats.read(encodings, encoding_version)
+        render(list(data.encodings), output_format, sys.stdout)
+        sys.stdout.flush()
+
+
+CONVERT_HELP = """Rewrite an encodings file in another version, losslessly; a field the target version cannot
+carry is an error and nothing is written.
+
+Examples:
+
+  qcalc convert model.encodings --to 2.0.0 -o model-v2.encodings
+"""
+
+
+@app.command(help=CONVERT_HELP, no_args_is_help=True)
+def convert(
+    encodings: EncodingsFile,
+    to: Annotated[
+        Literal["0.6.1", "1.0.0", "2.0.0", "2.1.0"],
+        typer.Option("--to", help="Version to write.", show_default=False),
+    ],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="File to write.", show_default=False)
+    ],
+    encoding_version: ReadVersion = None,
+) -> None:
+    from qcalc import formats
+
+    with user_errors():
+        _refuse_overwriting_inputs(output, [encodings])
+        data = formats.read(encodings, encoding_version)
+        _write_encodings(output, data, to)
+        _note(f"wrote {len(data.encodings)} encodings to {output} (version {to})")
+
+
+DIFF_HELP = """Compare two encodings files (any versions) tensor by tensor and channel by channel: exit 0
+when they agree within tolerance, 1 when they do not, 2 when a file cannot be read.
+
+Examples:
+
+  qcalc encode model.safetensors -o /tmp/e.json && qcalc diff shipped.json /tmp/e.json
+
+  qcalc diff a.encodings b.encodings --rtol 1e-6 --format json
+"""
+
+
+@app.command(help=DIFF_HELP, no_args_is_help=True)
+def diff(
+    a: Annotated[Path, typer.Argument(help="First encodings file (A).", show_default=False)],
+    b: Annotated[Path, typer.Argument(help="Second encodings file (B).", show_default=False)],
+    rtol: Annotated[
+        float, typer.Option("--rtol", min=0.0, help="Relative tolerance: |a-b| <= atol + rtol*|b|.")
+    ] = 0.0,
+    atol: Annotated[float, typer.Option("--atol", min=0.0, help="Absolute tolerance.")] = 0.0,
+    output_format: Annotated[
+        Literal["table", "json"],
+        typer.Option("--format", "-f", help="Output format on stdout."),
+    ] = "table",
+    encoding_version: ReadVersion = None,
+) -> None:
+    from qcalc import formats
+    from qcalc.report import render_diff
+
+    with user_errors():
+        result = formats.diff(
+            formats.read(a, encoding_version),
+            formats.read(b, encoding_version),
+            rtol=rtol,
+            atol=atol,
+        )
+        render_diff(result, str(a), str(b), output_format, sys.stdout)
+        sys.stdout.flush()
+    raise typer.Exit(0 if result.equal else 1)
+
+
+def _note(message: str) -> None:
+    typer.echo(f"qcalc: note: {message}", err=True)
+
+
+def _refuse_overwriting_inputs(output: Path, inputs: List[Path]) -> None:
+    from qcalc.atomic import same_file
+    from qcalc.errors import SpecError
+
+    for path in inputs:
+        if same_file(output, path):
+            raise SpecError(f"{output}: is one of the inputs; refusing to overwrite it")
+
+
+def _write_encodings(output: Path, data, version: str) -> None:
+    from qcalc import formats
+    from qcalc.errors import WriteError
+
+    try:
+        formats.write(output, data, version)
+    except OSError as error:
+        raise WriteError(f"{output}: cannot write: {error.strerror or error}") from None
 
 
 def main() -> None:

@@ -27,3 +27,7 @@ class FilterError(QcalcError):
 
 class FormatError(QcalcError):
     """An encodings file is malformed, or an encoding cannot be written in a version."""
+
+
+class WriteError(QcalcError):
+    """An output file cannot be written (missing directory, permissions, disk full)."""

@@ -191,8 +191,10 @@ def table_title(encodings: Sequence[Encoding]) -> str:
     dtypes = {enc.dtype for enc in encodings}
     if len(dtypes) == 1 and None not in dtypes:
         parts.insert(0, SHORT_DTYPES.get(enc_dtype := dtypes.pop(), enc_dtype))
-    if any(enc.granularity == "per-channel" for enc in encodings):
-        parts.append(f"per-channel, axis {spec.axis}")
+    axes = {enc.axis for enc in encodings if enc.granularity == "per-channel"}
+    if axes:
+        known = len(axes) == 1 and None not in axes
+        parts.append(f"per-channel, axis {axes.pop()}" if known else "per-channel")
     return ", ".join(parts)
 
 
@@ -248,3 +250,76 @@ def _table_width(out: TextIO) -> int:
         return shutil.get_terminal_size((TABLE_WIDTH, 24)).columns
     columns = os.environ.get("COLUMNS", "")
     return int(columns) if columns.isdigit() and int(columns) > 0 else TABLE_WIDTH
+
+
+# --- diff --------------------------------------------------------------------------------
+
+
+def diff_record(result: Any, a: str, b: str) -> dict[str, Any]:
+    """A DiffResult as a JSON-ready dict: verdict, tolerances, and every difference found."""
+    return {
+        "equal": result.equal,
+        "a": a,
+        "b": b,
+        "rtol": result.rtol,
+        "atol": result.atol,
+        "only_in_a": list(result.only_in_a),
+        "only_in_b": list(result.only_in_b),
+        "settings": [
+            {"tensor": c.tensor, "setting": c.setting, "a": c.a, "b": c.b} for c in result.settings
+        ],
+        "deltas": [
+            {
+                "tensor": d.tensor,
+                "field": d.field,
+                "worst_channel": d.channel,
+                "a": exact_float(d.a),
+                "b": exact_float(d.b),
+                "abs_delta": exact_float(d.abs_delta),
+                "channels": d.channels,
+                "differing": d.differing,
+                "beyond_tolerance": d.beyond,
+            }
+            for d in result.deltas
+        ],
+    }
+
+
+def diff_rows(result: Any) -> list[list[str]]:
+    """Table rows (tensor, what, A, B, note): every difference beyond tolerance."""
+    rows = [[name, "missing", "present", "—", ""] for name in result.only_in_a]
+    rows += [[name, "missing", "—", "present", ""] for name in result.only_in_b]
+    rows += [[c.tensor, c.setting, str(c.a), str(c.b), ""] for c in result.settings]
+    for d in result.deltas:
+        if d.within_tolerance:
+            continue
+        where = f"{d.field} ch {d.channel}" if d.channels > 1 else d.field
+        note = f"Δ {_num(d.abs_delta)}"
+        if d.channels > 1:
+            note += f" ({d.beyond}/{d.channels} ch)"
+        rows.append([d.tensor, where, f"{d.a:.9g}", f"{d.b:.9g}", note])
+    return rows
+
+
+def render_diff(result: Any, a: str, b: str, fmt: str, out: TextIO) -> None:
+    """Write a diff as a table of what differs (with a verdict line) or as one JSON object."""
+    if fmt == "json":
+        out.write(json.dumps(diff_record(result, a, b), allow_nan=False) + "\n")
+        return
+    tolerance = f"rtol {result.rtol:g}, atol {result.atol:g}"
+    rows = diff_rows(result)
+    if not rows:
+        out.write(f"equal within {tolerance}: {a} and {b}\n")
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(file=out, width=_table_width(out), highlight=False, soft_wrap=False)
+    table = Table(box=None, pad_edge=False)
+    for header in ("tensor", "differs in", f"A: {a}", f"B: {b}", ""):
+        table.add_column(header, overflow="fold")
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+    tensors = len({row[0] for row in rows})
+    out.write(f"{tensors} tensor{'s' if tensors != 1 else ''} differ beyond {tolerance}\n")

@@ -343,7 +343,13 @@ def test_read_gives_the_written_grid(version):
         )
         assert bits_equal(enc.raw_max, enc.max)
         if version in LEGACY:
-            assert (enc.qmin, enc.spec.is_signed) == (0, False)
+            # No sign field: symmetric grids centred at -2^(b-1) read as signed (offset 0),
+            # everything else as unsigned.
+            centred = original.spec.symmetric and np.all(
+                original.offset.ravel() + original.qmin == -(2 ** (original.spec.bitwidth - 1))
+            )
+            expected_qmin = -(2 ** (original.spec.bitwidth - 1)) if centred else 0
+            assert (enc.qmin, enc.spec.is_signed) == (expected_qmin, bool(centred))
             assert enc.spec.symmetric == original.spec.symmetric
             assert enc.axis is None
         elif not original.spec.strict_symmetric:

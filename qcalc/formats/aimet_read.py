@@ -295,7 +295,21 @@ def _read_0_6_1(where: _Where, name: str, cells: Any) -> Encoding:
     bitwidth, symmetric = rows[0][0], rows[0][1]
     shape = (len(rows),) if len(rows) > 1 else ()
     scale, offset = [r[2] for r in rows], [r[3] for r in rows]
-    return _encoding(where, name, bitwidth, False, symmetric, scale, offset, shape, None)
+    signed, offset = _legacy_grid(bitwidth, symmetric, offset)
+    return _encoding(where, name, bitwidth, signed, symmetric, scale, offset, shape, None)
+
+
+def _legacy_grid(bitwidth: int, symmetric: bool, offsets: list) -> tuple[bool, list]:
+    """Signedness of a 0.6.1 / 1.0.0 entry, which these versions do not record.
+
+    Offsets are stored in the unsigned convention, so both readings give the same float grid.
+    A symmetric entry centred at -2^(b-1) is read as the signed symmetric grid (offset 0), as
+    AIMET's symmetric weights are, and converts to int<b> in 2.x; anything else as unsigned.
+    """
+    centre = -(2 ** (bitwidth - 1))
+    if symmetric and all(o == centre for o in offsets):
+        return True, [0] * len(offsets)
+    return False, offsets
 
 
 def _read_1_0_0(where: _Where, entry: Any, section: str, index: int) -> Encoding:
@@ -333,7 +347,8 @@ def _read_1_0_0(where: _Where, entry: Any, section: str, index: int) -> Encoding
         shape: tuple[int, ...] = ()
     else:
         shape = (len(scale),)
-    return _encoding(at, name, bitwidth, False, symmetric, scale, offset, shape, None)
+    signed, offset = _legacy_grid(bitwidth, symmetric, offset)
+    return _encoding(at, name, bitwidth, signed, symmetric, scale, offset, shape, None)
 
 
 # --- 2.0.0 and 2.1.0 ---------------------------------------------------------------------
