@@ -25,9 +25,13 @@ Examples:
 
   qcalc encode sample_tensors/seed.npy
 
-  qcalc encode model.safetensors --per-channel --symmetric -b 4 --format json
+  qcalc encode model.safetensors --per-channel --symmetric -b 4 -f json
 
   qcalc encode activations/ --nonfinite ignore --format csv > act.csv
+
+  qcalc encode model.safetensors --activations calib/ -o model.encodings
+
+  qcalc diff shipped.encodings model.encodings
 """
 
 ENCODE_HELP = """\
@@ -40,7 +44,7 @@ Examples:
 
   qcalc encode sample_tensors/seed.npy
 
-  qcalc encode sample_tensors/model_bf16.safetensors --per-channel --symmetric -b 4
+  qcalc encode sample_tensors/model_bf16.safetensors --per-channel -b 4
 
   qcalc encode sample_tensors/activations --format jsonl | jq .scale
 """
@@ -51,6 +55,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_show_locals=False,
+    rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -92,6 +97,7 @@ Inputs = Annotated[
     List[Path],
     typer.Argument(
         help="Files (.npy, .npz, .safetensors, *.safetensors.index.json) or directories.",
+        metavar="INPUT...",
         show_default=False,
     ),
 ]
@@ -181,7 +187,10 @@ ReadVersion = Annotated[
     ),
 ]
 EncodingsFile = Annotated[
-    Path, typer.Argument(help="An AIMET encodings JSON file (0.6.1, 1.0.0, 2.0.0, 2.1.0).")
+    Path,
+    typer.Argument(
+        help="An AIMET encodings JSON file (0.6.1, 1.0.0, 2.0.0, 2.1.0).", metavar="ENCODINGS"
+    ),
 ]
 
 
@@ -314,7 +323,7 @@ when they agree within tolerance, 1 when they do not, 2 when a file cannot be re
 
 Examples:
 
-  qcalc encode model.safetensors -o /tmp/e.json && qcalc diff shipped.json /tmp/e.json
+  qcalc encode model.safetensors -o e.json && qcalc diff shipped.json e.json
 
   qcalc diff a.encodings b.encodings --rtol 1e-6 --format json
 """
@@ -322,8 +331,8 @@ Examples:
 
 @app.command(help=DIFF_HELP, no_args_is_help=True)
 def diff(
-    a: Annotated[Path, typer.Argument(help="First encodings file (A).", show_default=False)],
-    b: Annotated[Path, typer.Argument(help="Second encodings file (B).", show_default=False)],
+    a: Annotated[Path, typer.Argument(help="First encodings file.", metavar="A", show_default=False)],
+    b: Annotated[Path, typer.Argument(help="Second encodings file.", metavar="B", show_default=False)],
     rtol: Annotated[
         float, typer.Option("--rtol", min=0.0, help="Relative tolerance: |a-b| <= atol + rtol*|b|.")
     ] = 0.0,

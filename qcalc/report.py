@@ -286,18 +286,16 @@ def diff_record(result: Any, a: str, b: str) -> dict[str, Any]:
 
 
 def diff_rows(result: Any) -> list[list[str]]:
-    """Table rows (tensor, what, A, B, note): every difference beyond tolerance."""
-    rows = [[name, "missing", "present", "—", ""] for name in result.only_in_a]
-    rows += [[name, "missing", "—", "present", ""] for name in result.only_in_b]
+    """Table rows (tensor, differs in, A, B, |A - B|): every difference beyond tolerance."""
+    rows = [[name, "presence", "present", "missing", ""] for name in result.only_in_a]
+    rows += [[name, "presence", "missing", "present", ""] for name in result.only_in_b]
     rows += [[c.tensor, c.setting, str(c.a), str(c.b), ""] for c in result.settings]
     for d in result.deltas:
         if d.within_tolerance:
             continue
         where = f"{d.field} ch {d.channel}" if d.channels > 1 else d.field
-        note = f"Δ {_num(d.abs_delta)}"
-        if d.channels > 1:
-            note += f" ({d.beyond}/{d.channels} ch)"
-        rows.append([d.tensor, where, f"{d.a:.9g}", f"{d.b:.9g}", note])
+        delta = _num(d.abs_delta) + (f", {d.beyond}/{d.channels} ch" if d.channels > 1 else "")
+        rows.append([d.tensor, where, f"{d.a:.9g}", f"{d.b:.9g}", delta])
     return rows
 
 
@@ -315,11 +313,15 @@ def render_diff(result: Any, a: str, b: str, fmt: str, out: TextIO) -> None:
     from rich.table import Table
 
     console = Console(file=out, width=_table_width(out), highlight=False, soft_wrap=False)
+    headers = ("tensor", "differs in", "A", "B", "|A - B|")
+    fixed = sum(max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers) if i)
+    name_width = max(NAME_MIN, console.width - fixed - 2 * (len(headers) - 1))
     table = Table(box=None, pad_edge=False)
-    for header in ("tensor", "differs in", f"A: {a}", f"B: {b}", ""):
-        table.add_column(header, overflow="fold")
+    for i, header in enumerate(headers):
+        table.add_column(header, justify="right" if i >= 2 else "left", no_wrap=True)
     for row in rows:
-        table.add_row(*row)
+        table.add_row(ellipsize_middle(row[0], name_width), *row[1:])
+    out.write(f"A: {a}\nB: {b}\n")
     console.print(table)
     tensors = len({row[0] for row in rows})
     out.write(f"{tensors} tensor{'s' if tensors != 1 else ''} differ beyond {tolerance}\n")
