@@ -46,27 +46,22 @@ class NonFiniteCount:
         return self.nan + self.posinf + self.neginf
 
 
-def _other_axes(ndim: int, keep_axis: Optional[int]) -> Optional[tuple[int, ...]]:
-    if keep_axis is None:
-        return None
-    return tuple(i for i in range(ndim) if i != keep_axis)
-
-
 def reduce_minmax(
-    values: np.ndarray, keep_axis: Optional[int], finite_only: bool = False
+    values: np.ndarray, axes: Optional[tuple[int, ...]], finite_only: bool = False
 ) -> MinMax:
-    """Min and max over every axis but `keep_axis` (all axes when None).
+    """Min and max over `axes` (all axes when None), keeping the reduced axes as size 1.
 
     With `finite_only`, NaN and +-inf are left out; a cell with no finite value gets
     min = +inf and max = -inf, which the zero clamp of the range math turns into [0, 0].
     """
-    axes = _other_axes(values.ndim, keep_axis)
     if not finite_only:
-        return MinMax(np.min(values, axis=axes), np.max(values, axis=axes))
+        return MinMax(
+            np.min(values, axis=axes, keepdims=True), np.max(values, axis=axes, keepdims=True)
+        )
     finite = np.isfinite(values)
     return MinMax(
-        np.min(values, axis=axes, where=finite, initial=np.inf),
-        np.max(values, axis=axes, where=finite, initial=-np.inf),
+        np.min(values, axis=axes, where=finite, initial=np.inf, keepdims=True),
+        np.max(values, axis=axes, where=finite, initial=-np.inf, keepdims=True),
     )
 
 

@@ -14,7 +14,7 @@ from qcalc import grid
 from qcalc.analyzers import MinMax, NonFiniteCount, is_all_finite, reduce_minmax
 from qcalc.dtypes import FLOAT32, FLOAT64, widen
 from qcalc.errors import FilterError, NonFiniteError, SpecError
-from qcalc.granularity import channel_axis, encoding_shape
+from qcalc.granularity import layout_for
 from qcalc.readers.base import DEFAULT_CHUNK_BYTES, Skipped, TensorRef
 from qcalc.spec import Encoding, Spec
 
@@ -175,26 +175,37 @@ def _encode_batches(
     name: str, batches: list[TensorRef], spec: Spec, progress: Progress, chunk_bytes: int
 ) -> Encoding:
     first = batches[0]
-    axis = channel_axis(first.shape, spec.per_channel, spec.axis, _where(first))
+    layout = layout_for(
+        first.shape, spec.per_channel, spec.axis, _where(first), spec.block_size, spec.block_axis
+    )
     for batch in batches[1:]:
-        _check_batch(first, batch, axis)
-    stats = _observe(batches[0], axis, spec, progress, chunk_bytes)
-    for batch in batches[1:]:
-        stats = stats.merge(_observe(batch, axis, spec, progress, chunk_bytes))
-
-    enc_shape = encoding_shape(first.shape, axis)
+        _check_batch(first, batch, layout)
     dtype = compute_dtype(first.dtype, spec)
     qmin, qmax = spec.int_range
-    rmin, rmax = grid.minmax_range(
-        stats.min.astype(dtype).reshape(enc_shape),
-        stats.max.astype(dtype).reshape(enc_shape),
-        qmax - qmin,
-        spec.symmetric,
-        dtype,
-    )
-    scale, offset = grid.scale_offset(
-        rmin, rmax, qmin, qmax, spec.symmetric, spec.symmetric_offset == "zero"
-    )
+    stream = _Stream(layout, spec, progress, chunk_bytes)
+    if spec.analyzer == "minmax":
+        stats = stream.minmax(batches[0])
+        for batch in batches[1:]:
+            stats = stats.merge(stream.minmax(batch))
+        rmin, rmax = grid.minmax_range(
+            stats.min.astype(dtype).reshape(layout.encoding_shape),
+            stats.max.astype(dtype).reshape(layout.encoding_shape),
+            qmax - qmin,
+            spec.symmetric,
+            dtype,
+        )
+    else:
+        rmin, rmax = _histogram_range(batches, stream, spec, dtype, qmax - qmin)
+
+    granularity = layout.granularity
+    extra: dict = {}
+    if spec.lpbq and layout.block_axis is not None:
+        granularity = "lpbq"
+        scale, offset, extra = _lpbq(rmin, rmax, spec, layout)
+    else:
+        scale, offset = grid.scale_offset(
+            rmin, rmax, qmin, qmax, spec.symmetric, spec.symmetric_offset == "zero"
+        )
     lo, hi = grid.effective_range(scale, offset, qmin, qmax)
     return Encoding(
         name=name,
@@ -202,8 +213,8 @@ def _encode_batches(
         dtype=first.dtype.name,
         shape=tuple(first.shape),
         spec=spec,
-        granularity="per-tensor" if axis is None else "per-channel",
-        axis=axis,
+        granularity=granularity,
+        axis=layout.channel_axis,
         qmin=qmin,
         qmax=qmax,
         scale=scale,
@@ -212,58 +223,144 @@ def _encode_batches(
         max=hi,
         raw_min=rmin,
         raw_max=rmax,
+        block_size=layout.block_size,
+        block_axis=layout.block_axis,
+        **extra,
     )
 
 
-def _check_batch(first: TensorRef, batch: TensorRef, axis: Optional[int]) -> None:
+def _lpbq(rmin: np.ndarray, rmax: np.ndarray, spec: Spec, layout):
+    """AIMET's LPBQ (NOTES.md section 10): each block's scale becomes an integer multiple
+    (1 .. 2^(dbw - bw)) of a per-channel float scale (the channel's largest block scale over
+    2^(dbw - bw)); offsets are 0 on the signed grid."""
+    qmin, qmax = spec.int_range
+    num_steps = qmax - qmin
+    levels = np.float32(2 ** (spec.decompressed_bitwidth - spec.bitwidth))
+    with np.errstate(all="ignore"):
+        raw = np.maximum((rmax - rmin) / np.float32(num_steps), np.float32(grid.minimum_scale(num_steps)))
+        per_channel = np.max(raw, axis=layout.block_axis, keepdims=True) / levels
+        multiplier = np.clip(grid.round_half_even(raw / per_channel), np.float32(1), levels)
+        scale = (multiplier * per_channel).astype(np.float32)
+        per_block = np.clip(grid.round_half_even(scale / per_channel), np.float32(1), levels)
+    extra = {
+        "per_channel_scale": per_channel.astype(np.float32),
+        "per_block_int_scale": per_block.astype(np.float32),
+        "decompressed_bitwidth": spec.decompressed_bitwidth,
+    }
+    return scale, np.zeros_like(scale), extra
+
+
+def _histogram_range(batches, stream, spec: Spec, dtype, num_steps: int):
+    """Percentile / SQNR / TF-enhanced: per-cell histograms built batch by batch (two passes
+    over each batch: its finite range, then the counts), then AIMET's range search."""
+    from qcalc import histogram
+
+    growth = 3.0 if spec.analyzer == "tf-enhanced" else None
+    hist = None
+    for batch in batches:
+        finite = stream.minmax(batch, finite_only=True)
+        cells = finite.min.size
+        binning = histogram.plan_batch(
+            hist,
+            finite.min.reshape(cells).astype(dtype).astype(np.float32),
+            finite.max.reshape(cells).astype(dtype).astype(np.float32),
+            spec.bins,
+            dtype,
+            growth,
+        )
+        hist = histogram.finish(binning, stream.counts(batch, binning))
+    shape = stream.layout.encoding_shape
+    if spec.analyzer == "percentile":
+        rmin, rmax = histogram.percentile_range(
+            hist, spec.percentile, num_steps, spec.symmetric, dtype
+        )
+    else:
+        rmin, rmax = histogram.sqnr_range(hist, num_steps, spec.symmetric, dtype)
+    return rmin.reshape(shape), rmax.reshape(shape)
+
+
+def _check_batch(first: TensorRef, batch: TensorRef, layout) -> None:
     where = _where(batch)
     if batch.dtype.name != first.dtype.name:  # byte order does not matter
         raise SpecError(
             f"{where}: dtype {batch.dtype.name} differs from {first.dtype.name} "
             f"in {first.source}; batches of one tensor must share a dtype"
         )
-    if axis is not None and (
-        len(batch.shape) != len(first.shape) or batch.shape[axis] != first.shape[axis]
+    kept = [a for a in (layout.channel_axis, layout.block_axis) if a is not None]
+    if kept and (
+        len(batch.shape) != len(first.shape)
+        or any(batch.shape[a] != first.shape[a] for a in kept)
     ):
+        what = "channel axis" if layout.block_axis is None else "channel and block axes"
         raise SpecError(
             f"{where}: shape {list(batch.shape)} does not match {list(first.shape)} "
-            f"in {first.source} along channel axis {axis}"
+            f"in {first.source} along {what} {', '.join(map(str, kept))}"
         )
 
 
-def _observe(
-    ref: TensorRef, axis: Optional[int], spec: Spec, progress: Progress, chunk_bytes: int
-) -> MinMax:
-    """Min-max of one batch, streamed in chunks along axis 0."""
-    per_row = axis == 0
-    parts: list[MinMax] = []
-    total: Optional[MinMax] = None
-    nonfinite = NonFiniteCount()
-    for chunk in ref.chunks(chunk_bytes):
-        values = widen(np.asarray(chunk))
-        stats = reduce_minmax(values, axis)
-        if not is_all_finite(stats):
-            if spec.nonfinite == "error":
-                nonfinite = nonfinite + NonFiniteCount.of(values)
-            elif spec.nonfinite == "ignore":
-                stats = reduce_minmax(values, axis, finite_only=True)
-        if per_row:
-            parts.append(stats)
-        else:
-            total = stats if total is None else total.merge(stats)
-        progress.advance(chunk.nbytes)
-    if nonfinite.total:
-        raise NonFiniteError(
-            f"{ref.source}: tensor '{ref.name}' holds {nonfinite.nan} NaN, "
-            f"{nonfinite.posinf} +inf and {nonfinite.neginf} -inf values "
-            f"(--nonfinite ignore skips them, keep encodes them as AIMET does)"
-        )
-    if per_row:
-        return MinMax(
-            np.concatenate([p.min for p in parts]), np.concatenate([p.max for p in parts])
-        )
-    assert total is not None
-    return total
+class _Stream:
+    """Streams one batch in chunks along axis 0 and reduces each chunk to its cells."""
+
+    def __init__(self, layout, spec: Spec, progress: Progress, chunk_bytes: int) -> None:
+        self.layout, self.spec, self.progress, self.chunk_bytes = layout, spec, progress, chunk_bytes
+
+    def _chunks(self, ref: TensorRef):
+        for chunk in ref.chunks(self.chunk_bytes, self.layout.row_multiple):
+            yield chunk, widen(np.asarray(chunk))
+
+    def minmax(self, ref: TensorRef, finite_only: bool = False) -> MinMax:
+        """Per-cell min-max of one batch (keepdims shape); non-finite values handled per
+        --nonfinite, or always left out with `finite_only` (a histogram's range)."""
+        layout = self.layout
+        parts: list[MinMax] = []
+        total: Optional[MinMax] = None
+        nonfinite = NonFiniteCount()
+        for chunk, values in self._chunks(ref):
+            view, axes = layout.cell_view(values)
+            stats = reduce_minmax(view, axes)
+            if not is_all_finite(stats):
+                if self.spec.nonfinite == "error":
+                    nonfinite = nonfinite + NonFiniteCount.of(values)
+                elif finite_only or self.spec.nonfinite == "ignore":
+                    stats = reduce_minmax(view, axes, finite_only=True)
+            if layout.rows_are_cells:
+                parts.append(stats)
+            else:
+                total = stats if total is None else total.merge(stats)
+            if not finite_only:
+                self.progress.advance(chunk.nbytes)
+        if nonfinite.total:
+            raise NonFiniteError(
+                f"{ref.source}: tensor '{ref.name}' holds {nonfinite.nan} NaN, "
+                f"{nonfinite.posinf} +inf and {nonfinite.neginf} -inf values "
+                f"(--nonfinite ignore skips them, keep encodes them as AIMET does)"
+            )
+        if layout.rows_are_cells:
+            return MinMax(
+                np.concatenate([p.min for p in parts]), np.concatenate([p.max for p in parts])
+            )
+        assert total is not None
+        return total
+
+    def counts(self, ref: TensorRef, binning) -> np.ndarray:
+        """Histogram counts of one batch, chunk by chunk (counts are additive)."""
+        from qcalc import histogram
+
+        layout = self.layout
+        total = np.zeros_like(binning.carried)
+        start = 0
+        for chunk, values in self._chunks(ref):
+            if self.spec.nonfinite == "ignore":
+                values = np.where(np.isfinite(values), values, np.float32(np.nan))
+            cells = layout.cells(values)
+            if layout.rows_are_cells:
+                part = slice(start, start + cells.shape[0])
+                total[part] += histogram.count(cells, histogram.select_cells(binning, part))
+                start += cells.shape[0]
+            else:
+                total += histogram.count(cells, binning)
+            self.progress.advance(chunk.nbytes)
+        return total
 
 
 def _where(ref: TensorRef) -> str:

@@ -160,6 +160,42 @@ OutputFormat = Annotated[
         show_default=False,
     ),
 ]
+AnalyzerOption = Annotated[
+    Literal["minmax", "percentile", "sqnr", "tf-enhanced"],
+    typer.Option("--analyzer", help="Calibration method (AIMET's encoding analyzers)."),
+]
+Percentile = Annotated[
+    float, typer.Option("--percentile", help="Percentile for --analyzer percentile, 50..100.")
+]
+NumBins = Annotated[
+    Optional[int],
+    typer.Option(
+        "--num-bins",
+        help="Histogram bins (default 2048; 512 for tf-enhanced).",
+        show_default=False,
+    ),
+]
+BlockSize = Annotated[
+    Optional[int],
+    typer.Option(
+        "--block-size",
+        help="Per-block encodings: B consecutive elements along --block-axis, per channel "
+        "along --axis.",
+        show_default=False,
+    ),
+]
+BlockAxis = Annotated[int, typer.Option("--block-axis", help="Axis the blocks run along.")]
+Lpbq = Annotated[
+    bool,
+    typer.Option(
+        "--lpbq",
+        help="Low-power block quantization: block scales as integer multiples of a "
+        "per-channel scale (needs --block-size, --symmetric).",
+    ),
+]
+DecompressedBitwidth = Annotated[
+    int, typer.Option("--decompressed-bitwidth", help="LPBQ decompressed bitwidth.")
+]
 Activations = Annotated[
     Optional[List[Path]],
     typer.Option(
@@ -212,6 +248,13 @@ def encode(
     activations: Activations = None,
     output: Output = None,
     encoding_version: EncodingVersion = "1.0.0",
+    analyzer: AnalyzerOption = "minmax",
+    percentile: Percentile = 99.99,
+    num_bins: NumBins = None,
+    block_size: BlockSize = None,
+    block_axis: BlockAxis = -1,
+    lpbq: Lpbq = False,
+    decompressed_bitwidth: DecompressedBitwidth = 8,
 ) -> None:
     from qcalc.api import compute_encodings
     from qcalc.progress import TerminalProgress
@@ -229,6 +272,13 @@ def encode(
             axis=axis,
             compute_dtype=compute_dtype,
             nonfinite=nonfinite,
+            analyzer=analyzer,
+            percentile=percentile,
+            num_bins=num_bins,
+            block_size=block_size,
+            block_axis=block_axis,
+            lpbq=lpbq,
+            decompressed_bitwidth=decompressed_bitwidth,
         )
         if output is not None:
             _refuse_overwriting_inputs(output, [*inputs, *(activations or [])])

@@ -1,32 +1,128 @@
-"""Which elements share an encoding: per tensor or per channel along an axis."""
+"""Which elements share an encoding: per tensor, per channel, or per block within a channel."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Optional
 
+import numpy as np
+
 from qcalc.errors import SpecError
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How a tensor's elements map onto encoding cells.
+
+    Per-channel keeps `channel_axis`; per-block also splits `block_axis` into blocks of
+    `block_size` consecutive elements (AIMET's blockwise grid, e.g. (C, K/B) for a [C, K]
+    weight). Cells are numbered in C order of the encoding grid.
+    """
+
+    shape: tuple[int, ...]
+    channel_axis: Optional[int] = None
+    block_axis: Optional[int] = None
+    block_size: Optional[int] = None
+
+    @property
+    def granularity(self) -> str:
+        if self.block_axis is not None:
+            return "per-block"
+        return "per-tensor" if self.channel_axis is None else "per-channel"
+
+    @property
+    def encoding_shape(self) -> tuple[int, ...]:
+        """() per tensor, else the tensor's rank with C at the channel axis, K/B at the block
+        axis and 1 elsewhere."""
+        if self.channel_axis is None:
+            return ()
+        return tuple(self._cells_along(i, size) for i, size in enumerate(self.shape))
+
+    def _cells_along(self, axis: int, size: int) -> int:
+        if axis == self.block_axis:
+            return size // self.block_size
+        return size if axis == self.channel_axis else 1
+
+    @property
+    def row_multiple(self) -> int:
+        """Chunks along axis 0 must hold a multiple of this many rows (whole blocks)."""
+        return self.block_size if self.block_axis == 0 else 1
+
+    @property
+    def rows_are_cells(self) -> bool:
+        """Whether axis 0 indexes cells (channels or blocks): then a chunk of rows covers a
+        contiguous run of cells, else every chunk touches every cell."""
+        return self.channel_axis is not None and 0 in (self.channel_axis, self.block_axis)
+
+    def cell_view(self, values: np.ndarray) -> tuple[np.ndarray, tuple[int, ...]]:
+        """`values` (a chunk: whole rows of the tensor) with each kept axis split out, and the
+        axes to reduce over to get one value per cell (keeping the kept axes in place)."""
+        if self.channel_axis is None:
+            return values, tuple(range(values.ndim))
+        split, reduce = [], []
+        for axis, size in enumerate(values.shape):
+            if axis == self.block_axis:
+                split += [size // self.block_size, self.block_size]
+                reduce.append(len(split) - 1)
+            else:
+                split.append(size)
+                if axis != self.channel_axis:
+                    reduce.append(len(split) - 1)
+        return values.reshape(split), tuple(reduce)
+
+    def cells(self, values: np.ndarray) -> np.ndarray:
+        """A chunk as a (cells in the chunk, elements per cell) array, cells in C order."""
+        view, reduce = self.cell_view(values)
+        kept = [axis for axis in range(view.ndim) if axis not in reduce]
+        moved = np.transpose(view, kept + list(reduce)) if kept else view
+        cells = int(np.prod([view.shape[a] for a in kept], dtype=np.int64))
+        return moved.reshape(cells, -1)
+
+
+def layout_for(
+    shape: tuple[int, ...],
+    per_channel: bool,
+    axis: int,
+    where: str,
+    block_size: Optional[int] = None,
+    block_axis: int = -1,
+) -> Layout:
+    """The layout for a tensor. Per-channel and per-block apply to tensors of rank >= 2;
+    biases, norms and scalars stay per tensor so one setting covers a whole checkpoint.
+    `where` names the tensor in errors.
+    """
+    if (not per_channel and block_size is None) or len(shape) < 2:
+        return Layout(tuple(shape))
+    channel = _normalise_axis(axis, shape, where, "axis")
+    if block_size is None:
+        return Layout(tuple(shape), channel)
+    block = _normalise_axis(block_axis, shape, where, "block axis")
+    if block == channel:
+        raise SpecError(f"{where}: block axis {block_axis} is the channel axis {axis}")
+    if shape[block] % block_size:
+        raise SpecError(
+            f"{where}: block size {block_size} does not divide the length {shape[block]} "
+            f"of block axis {block_axis} (shape {list(shape)})"
+        )
+    return Layout(tuple(shape), channel, block, block_size)
+
+
+def _normalise_axis(axis: int, shape: tuple[int, ...], where: str, what: str) -> int:
+    rank = len(shape)
+    if not -rank <= axis < rank:
+        raise SpecError(
+            f"{where}: {what} {axis} is out of range for shape {list(shape)} (rank {rank})"
+        )
+    return axis % rank
 
 
 def channel_axis(
     shape: tuple[int, ...], per_channel: bool, axis: int, where: str
 ) -> Optional[int]:
-    """The non-negative channel axis for a tensor, or None when it is encoded per tensor.
-
-    Per-channel applies to tensors of rank >= 2; biases, norms and scalars stay per tensor so
-    one setting covers a whole checkpoint. `where` names the tensor in errors.
-    """
-    if not per_channel or len(shape) < 2:
-        return None
-    rank = len(shape)
-    if not -rank <= axis < rank:
-        raise SpecError(
-            f"{where}: axis {axis} is out of range for shape {list(shape)} (rank {rank})"
-        )
-    return axis % rank
+    """The non-negative channel axis for a tensor, or None when it is encoded per tensor."""
+    return layout_for(shape, per_channel, axis, where).channel_axis
 
 
 def encoding_shape(shape: tuple[int, ...], axis: Optional[int]) -> tuple[int, ...]:
-    """Shape of the encoding grid: () per tensor, else the tensor's rank with C at `axis`."""
-    if axis is None:
-        return ()
-    return tuple(size if i == axis else 1 for i, size in enumerate(shape))
+    """Shape of a per-tensor (axis None) or per-channel encoding grid."""
+    return Layout(tuple(shape), axis).encoding_shape

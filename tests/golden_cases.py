@@ -39,6 +39,11 @@ def is_minmax_grid_case(case: dict) -> bool:
     return config["analyzer"] == "minmax" and config["granularity"] in ("per-tensor", "per-channel")
 
 
+def is_supported_case(case: dict) -> bool:
+    """What qcalc computes today: the min-max analyzer at every granularity."""
+    return case["config"]["analyzer"] == "minmax"
+
+
 def later_issue_topic(case: dict) -> str:
     config = case["config"]
     if config["granularity"] in ("per-block", "lpbq"):

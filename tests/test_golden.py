@@ -18,7 +18,7 @@ from golden_cases import (
     bits_equal,
     has_nonfinite,
     inputs_of,
-    is_minmax_grid_case,
+    is_supported_case,
     later_issue_topic,
     load_input,
 )
@@ -31,7 +31,7 @@ runner = CliRunner()
 def _params(cases):
     for case in cases:
         marks = ()
-        if not is_minmax_grid_case(case):
+        if not is_supported_case(case):
             marks = pytest.mark.xfail(reason=later_issue_topic(case), run=False)
         yield pytest.param(case, id=case["id"], marks=marks)
 
@@ -46,6 +46,16 @@ def cli_args(case: dict) -> list[str]:
         args.append("--strict-symmetric")
     if config["axis"] is not None:
         args += ["--per-channel", "--axis", str(config["axis"])]
+    if config["block_size"] is not None:
+        args += ["--block-size", str(config["block_size"]), "--block-axis", str(config["block_axis"])]
+    if config["granularity"] == "lpbq":
+        args += ["--lpbq", "--decompressed-bitwidth", str(config["decompressed_bitwidth"])]
+    if config["analyzer"] != "minmax":
+        args += ["--analyzer", config["analyzer"]]
+        if config["percentile"] is not None:
+            args += ["--percentile", repr(config["percentile"])]
+        if config["num_bins"] is not None:
+            args += ["--num-bins", str(config["num_bins"])]
     if case["tensor_dtype"] != "float32":
         args += ["--compute-dtype", "input"]
     if has_nonfinite(case):
@@ -92,9 +102,9 @@ def test_cli_encoding_matches_aimet(case, tmp_path):
     assert_matches_aimet(record, expected)
     shape = case["input_shape"]
     axis = case["config"]["axis"]
-    want_shape = [] if axis is None else [n if i == axis else 1 for i, n in enumerate(shape)]
+    want_shape = case["config"]["encoding_shape"] if axis is not None else []
     assert record["encoding_shape"] == want_shape
-    assert record["granularity"] == ("per-tensor" if axis is None else "per-channel")
+    assert record["granularity"] == case["config"]["granularity"]
 
 
 def _library_encoding(case: dict):
@@ -108,6 +118,10 @@ def _library_encoding(case: dict):
         strict_symmetric=config["strict"],
         per_channel=config["axis"] is not None,
         axis=config["axis"] or 0,
+        block_size=config["block_size"],
+        block_axis=config["block_axis"] if config["block_axis"] is not None else -1,
+        lpbq=config["granularity"] == "lpbq",
+        decompressed_bitwidth=config["decompressed_bitwidth"] or 8,
         compute_dtype="input",
         nonfinite="keep",
     )
@@ -115,7 +129,7 @@ def _library_encoding(case: dict):
     return encode_array(x, spec, name=case["id"]), x
 
 
-SINGLE = [c for c in CASES if is_minmax_grid_case(c) and not isinstance(c["input"], list)]
+SINGLE = [c for c in CASES if is_supported_case(c) and not isinstance(c["input"], list)]
 
 
 @pytest.mark.parametrize("case", [pytest.param(c, id=c["id"]) for c in SINGLE])

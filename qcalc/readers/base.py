@@ -32,14 +32,17 @@ class TensorRef:
     def nbytes(self) -> int:
         return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
 
-    def chunks(self, max_bytes: int = DEFAULT_CHUNK_BYTES) -> Iterator[np.ndarray]:
-        """Yield consecutive slices along axis 0 of at most `max_bytes` (one row at least)."""
+    def chunks(
+        self, max_bytes: int = DEFAULT_CHUNK_BYTES, row_multiple: int = 1
+    ) -> Iterator[np.ndarray]:
+        """Yield consecutive slices along axis 0 of at most `max_bytes` (at least
+        `row_multiple` rows, and always a multiple of it: whole blocks)."""
         array = self.load()
         if array.ndim == 0 or array.size == 0:
             yield array
             return
         row_bytes = max(1, array.nbytes // array.shape[0])
-        rows = max(1, max_bytes // row_bytes)
+        rows = max(1, max_bytes // (row_bytes * row_multiple)) * row_multiple
         for start in range(0, array.shape[0], rows):
             yield array[start : start + rows]
 
