@@ -41,6 +41,7 @@ class EncodeResult:
     encodings: list[Encoding]
     skipped: list[Skipped] = field(default_factory=list)
     activations: list[Encoding] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)  # every file read, for overwrite checks
 
 
 def open_inputs(paths: Sequence[PathLike]) -> tuple[list[TensorRef], list[Skipped]]:
@@ -119,8 +120,9 @@ def compute_encodings(
     param_refs, skipped = open_inputs(paths)
     activation_refs, activation_skipped = open_inputs(activations)
     skipped += activation_skipped
+    files = list(dict.fromkeys(item.source for item in (*param_refs, *activation_refs, *skipped)))
     if not (param_refs or activation_refs or include or exclude):
-        return EncodeResult([], skipped)  # only integer / empty tensors: notes, no error
+        return EncodeResult([], skipped, [], files)  # only integer / empty tensors: no error
     param_refs, activation_refs = select_each([param_refs, activation_refs], include, exclude)
     groups = [group_batches(param_refs), group_batches(activation_refs)]
     progress = progress or Progress()
@@ -137,7 +139,7 @@ def compute_encodings(
 
     params = encode_all(groups[0], spec)
     activation_spec = dataclasses.replace(spec, per_channel=False)
-    return EncodeResult(params, skipped, encode_all(groups[1], activation_spec))
+    return EncodeResult(params, skipped, encode_all(groups[1], activation_spec), files)
 
 
 def encode_array(array: np.ndarray, spec: Spec = Spec(), name: str = "tensor") -> Encoding:

@@ -299,6 +299,7 @@ def encode(
         if output is not None:
             from qcalc import formats
 
+            _refuse_overwriting_inputs(output, [Path(f) for f in result.files])
             data = formats.EncodingFile(params=result.encodings, activations=result.activations)
             _write_encodings(output, data, encoding_version)
             _note(
@@ -429,6 +430,8 @@ def _write_encodings(output: Path, data, version: str) -> None:
         formats.write(output, data, version)
     except OSError as error:
         raise WriteError(f"{output}: cannot write: {error.strerror or error}") from None
+    except formats.FormatError as error:
+        raise formats.FormatError(f"{output}: {error}") from None
 
 
 def main() -> None:

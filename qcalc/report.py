@@ -21,6 +21,8 @@ FIELDS = (
     "axis", "qmin", "qmax", "encoding_shape", "min", "max", "scale", "offset",
 )  # fmt: skip
 PER_CELL = ("min", "max", "scale", "offset")
+BLOCK_FIELDS = ("block_size", "block_axis")  # appended for per-block and LPBQ encodings
+LPBQ_FIELDS = ("per_channel_scale", "per_block_int_scale", "decompressed_bitwidth")  # and LPBQ
 NONFINITE_NAMES = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
 
 
@@ -53,8 +55,12 @@ def _offsets(values: Any) -> list[Any]:
 
 
 def encoding_record(enc: Encoding) -> dict[str, Any]:
-    """One encoding as a JSON-ready dict with the documented keys, in order."""
-    return {
+    """One encoding as a JSON-ready dict with the documented keys, in order.
+
+    Per-block and LPBQ encodings add BLOCK_FIELDS; LPBQ ones also LPBQ_FIELDS: the per-channel
+    scales (one per channel, C order) and the integer multipliers (one per cell, like `scale`).
+    """
+    record = {
         "name": enc.name,
         "source": enc.source,
         "dtype": enc.dtype,
@@ -72,6 +78,18 @@ def encoding_record(enc: Encoding) -> dict[str, Any]:
         "scale": _floats(enc.scale),
         "offset": _offsets(enc.offset),
     }
+    if enc.granularity in ("per-block", "lpbq"):
+        record["block_size"] = enc.block_size
+        record["block_axis"] = enc.block_axis
+    if enc.granularity == "lpbq":
+        record["per_channel_scale"] = _floats(_or_empty(enc.per_channel_scale))
+        record["per_block_int_scale"] = _offsets(_or_empty(enc.per_block_int_scale))
+        record["decompressed_bitwidth"] = enc.decompressed_bitwidth
+    return record
+
+
+def _or_empty(values: Any) -> np.ndarray:
+    return np.zeros(0, dtype=np.float32) if values is None else np.asarray(values)
 
 
 def write_json(encodings: Sequence[Encoding], out: TextIO) -> None:
@@ -86,15 +104,40 @@ def write_jsonl(encodings: Sequence[Encoding], out: TextIO) -> None:
 
 
 def write_csv(encodings: Sequence[Encoding], out: TextIO) -> None:
-    """One row per tensor per channel; `channel` is the cell's index in C order."""
-    columns = [*FIELDS[:12], "channel", *PER_CELL]
+    """One row per tensor per channel; `channel` is the cell's index in C order.
+
+    With per-block or LPBQ encodings the columns go on: block_size, block_axis, and with LPBQ
+    ones per_channel_scale (the cell's channel's), per_block_int_scale (the cell's) and
+    decompressed_bitwidth; empty for encodings without them.
+    """
+    grans = {enc.granularity for enc in encodings}
+    extra = [*BLOCK_FIELDS] if grans & {"per-block", "lpbq"} else []
+    if "lpbq" in grans:
+        extra += LPBQ_FIELDS
+    columns = [*FIELDS[:12], "channel", *PER_CELL, *extra]
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(columns)
     for enc in encodings:
         record = encoding_record(enc)
         fixed = [_csv_cell(record[key]) for key in FIELDS[:12]]
-        for channel, cells in enumerate(zip(*(record[key] for key in PER_CELL))):
-            writer.writerow([*fixed, channel, *(_csv_cell(v) for v in cells)])
+        cells = [record[key] for key in PER_CELL] + _csv_block_columns(enc, record, extra)
+        for channel, values in enumerate(zip(*cells)):
+            writer.writerow([*fixed, channel, *(_csv_cell(v) for v in values)])
+
+
+def _csv_block_columns(enc: Encoding, record: dict[str, Any], extra: list[str]) -> list[list]:
+    """Per-cell values of the block columns: the cell's multiplier, its channel's scale, and
+    the encoding's block settings repeated."""
+    count = len(record["scale"])
+    columns = []
+    for key in extra:
+        if key == "per_channel_scale" and enc.per_channel_scale is not None:
+            columns.append(_floats(np.broadcast_to(enc.per_channel_scale, np.shape(enc.scale))))
+        elif key == "per_block_int_scale" and key in record:
+            columns.append(record[key])
+        else:
+            columns.append([record.get(key)] * count)
+    return columns
 
 
 def _csv_cell(value: Any) -> str:
@@ -168,10 +211,15 @@ def ellipsize_middle(text: str, width: int) -> str:
 
 def table_row(enc: Encoding) -> list[str]:
     """Cells of one table row (see HEADERS); per-channel encodings show their channel count,
-    the overall min / max and the spread of scale and offset."""
+    per-block and LPBQ ones their grid (channels × blocks, e.g. "8×4 blk", "8×4 lpbq"), the
+    overall min / max and the spread of scale and offset."""
     shape = "?" if enc.shape is None else "×".join(str(s) for s in enc.shape) or "scalar"
     dtype = SHORT_DTYPES.get(enc.dtype, enc.dtype or "?")
     per = "tensor" if enc.granularity == "per-tensor" else f"{enc.scale.size} ch"
+    if enc.granularity in ("per-block", "lpbq"):
+        cells = [n for n in np.shape(enc.scale) if n != 1] or [1]
+        kind = "blk" if enc.granularity == "per-block" else "lpbq"
+        per = f"{'×'.join(map(str, cells))} {kind}"
     return [
         enc.name, dtype, shape, per, _num(np.min(enc.min)), _num(np.max(enc.max)),
         _spread(enc.scale), _spread(enc.offset, integer=True),
@@ -195,6 +243,20 @@ def table_title(encodings: Sequence[Encoding]) -> str:
     if axes:
         known = len(axes) == 1 and None not in axes
         parts.append(f"per-channel, axis {axes.pop()}" if known else "per-channel")
+    blocks = {
+        (enc.block_size, enc.block_axis) for enc in encodings
+        if enc.granularity in ("per-block", "lpbq")
+    }  # fmt: skip
+    if len(blocks) == 1:
+        size, axis = blocks.pop()
+        parts.append(f"blocks of {size}" + (f" along axis {axis}" if axis is not None else ""))
+    elif blocks:
+        parts.append("per-block")
+    lpbq = {enc.decompressed_bitwidth for enc in encodings if enc.granularity == "lpbq"}
+    if len(lpbq) == 1 and None not in lpbq:
+        parts.append(f"LPBQ decompressed to {lpbq.pop()} bits")
+    elif lpbq:
+        parts.append("LPBQ")
     return ", ".join(parts)
 
 
@@ -312,16 +374,18 @@ def render_diff(result: Any, a: str, b: str, fmt: str, out: TextIO) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console(file=out, width=_table_width(out), highlight=False, soft_wrap=False)
     headers = ("tensor", "differs in", "A", "B", "|A - B|")
-    fixed = sum(max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers) if i)
-    name_width = max(NAME_MIN, console.width - fixed - 2 * (len(headers) - 1))
+    needed = sum(max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers))
+    # Names are never shortened here: a diff that does not name the tensor is useless in CI.
+    width = max(_table_width(out), needed + 2 * (len(headers) - 1))
+    console = Console(file=out, width=width, highlight=False, soft_wrap=False)
     table = Table(box=None, pad_edge=False)
     for i, header in enumerate(headers):
         table.add_column(header, justify="right" if i >= 2 else "left", no_wrap=True)
     for row in rows:
-        table.add_row(ellipsize_middle(row[0], name_width), *row[1:])
+        table.add_row(*row)
     out.write(f"A: {a}\nB: {b}\n")
     console.print(table)
     tensors = len({row[0] for row in rows})
-    out.write(f"{tensors} tensor{'s' if tensors != 1 else ''} differ beyond {tolerance}\n")
+    verb = "tensor differs" if tensors == 1 else "tensors differ"
+    out.write(f"{tensors} {verb} beyond {tolerance}\n")
