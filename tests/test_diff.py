@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from qcalc import Spec, encode_array
-from qcalc.formats import VERSIONS, EncodingFile, FormatError, convert, diff
-from test_formats import FINITE_CASES, golden_encoding, golden_file, sample_file
+from golden_cases import CASES
+from qcalc.formats import VERSIONS, EncodingFile, FormatError, convert, diff, from_dict
+from test_formats import BLOCK_CASES, FINITE_CASES, golden_encoding, golden_file, sample_file
 
 
 def scaled(enc, factor, channel=None):
@@ -178,3 +179,97 @@ def test_duplicate_names_are_refused():
 def test_negative_tolerance_is_refused():
     with pytest.raises(ValueError):
         diff([], [], rtol=-1)
+
+
+# --- per-block and LPBQ ------------------------------------------------------------------
+
+
+def block_case(kind: str, block_size: int):
+    return next(
+        c for c in CASES
+        if c["config"]["granularity"] == kind and c["config"]["block_size"] == block_size
+    )  # fmt: skip
+
+
+def test_a_perturbed_block_is_reported_by_its_cell():
+    enc = golden_encoding(block_case("per-block", 32))
+    bumped = scaled(enc, 1.01, channel=9)  # cell 9 of the 8 x 4 grid: channel 2, block 1
+    (delta,) = diff([enc], [bumped]).deltas
+    assert (delta.field, delta.channel, delta.channels, delta.differing) == ("scale", 9, 32, 1)
+    assert delta.a == float(enc.scale[2, 1])
+
+
+@pytest.mark.parametrize("version", ["1.0.0", "2.0.0", "2.1.0"])
+def test_block_files_equal_their_encodings(version):
+    data = EncodingFile(params=[golden_encoding(c) for c in BLOCK_CASES])
+    assert diff(data, convert(data, version)).equal
+    assert diff(convert(data, version), data).equal
+
+
+def test_block_settings():
+    block = golden_encoding(block_case("per-block", 32))
+    lpbq = golden_encoding(block_case("lpbq", 32))
+    other_size = dataclasses.replace(block, block_size=64)
+    assert [(c.setting, c.a, c.b) for c in diff([block], [other_size]).settings] == [
+        ("block_size", 32, 64)
+    ]
+    changes = diff([block], [dataclasses.replace(block, granularity="lpbq")]).settings
+    assert [(c.setting, c.a, c.b) for c in changes] == [("granularity", "per-block", "lpbq")]
+    finer = golden_encoding(block_case("per-block", 16))
+    result = diff([block], [dataclasses.replace(finer, name=block.name)])
+    assert [c.setting for c in result.settings][-2:] == ["cells", "block_size"]
+    assert result.deltas == ()  # cells of different grids are not compared
+    per_channel = next(c for c in FINITE_CASES if c["config"]["granularity"] == "per-channel")
+    flat = golden_encoding(per_channel)
+    changes = diff([dataclasses.replace(flat, name=block.name)], [block]).settings
+    assert ("granularity", "per-channel", "per-block") in [(c.setting, c.a, c.b) for c in changes]
+    assert diff([lpbq], [lpbq]).equal
+
+
+def test_block_axes_and_channels():
+    block = golden_encoding(block_case("per-block", 32))
+    cells = ("scale", "offset", "min", "max", "raw_min", "raw_max")
+    t = lambda a: np.ascontiguousarray(a.T)  # noqa: E731
+    turned = dataclasses.replace(
+        block, axis=1, block_axis=0, **{f: t(getattr(block, f)) for f in cells}
+    )  # the transposed tensor's grid: still 8 channels of 4 blocks
+    changes = [(c.setting, c.a, c.b) for c in diff([block], [turned]).settings]
+    assert changes == [("axis", 0, 1), ("block_axis", 1, 0)]
+    regrouped = dataclasses.replace(block, **{f: getattr(block, f).reshape(4, 8) for f in cells})
+    changes = [(c.setting, c.a, c.b) for c in diff([block], [regrouped]).settings]
+    assert changes == [("channels", 8, 4)]  # 4 channels of 8 blocks: the same 32 cells
+
+
+def test_decompressed_bitwidth():
+    """1.0.0 records it; 2.x does not, so against a 2.x file both sides count as what the
+    multipliers need."""
+    lpbq = golden_encoding(block_case("lpbq", 32))
+    wider = dataclasses.replace(lpbq, decompressed_bitwidth=10)
+    assert [(c.setting, c.a, c.b) for c in diff([lpbq], [wider]).settings] == [
+        ("decompressed_bitwidth", 8, 10)
+    ]
+    assert not diff([wider], convert(EncodingFile(params=[lpbq]), "1.0.0")).equal
+    assert diff([wider], convert(EncodingFile(params=[lpbq]), "2.0.0")).equal
+
+
+def test_lpbq_per_channel_scales_are_compared():
+    lpbq = golden_encoding(block_case("lpbq", 32))
+    pcs = lpbq.per_channel_scale * np.float32(2)
+    half = lpbq.per_block_int_scale / np.float32(2)  # the same block scales, other factors
+    other = dataclasses.replace(lpbq, per_channel_scale=pcs, per_block_int_scale=half)
+    result = diff([lpbq], [other])
+    assert [(d.field, d.differing, d.channels) for d in result.deltas] == [
+        ("per_channel_scale", 8, 8)
+    ]
+    assert not result.equal and diff([lpbq], [other], rtol=1).equal
+
+
+def test_aimet_0_6_1_block_entries_read_as_channels():
+    case = block_case("per-block", 32)
+    obj = {"version": "0.6.1", "activation_encodings": {},
+           "param_encodings": {"w": case["expected"]["json_0.6.1"]}}  # fmt: skip
+    result = diff([golden_encoding(case, "w")], from_dict(obj))
+    assert [(c.setting, c.a, c.b) for c in result.settings] == [
+        ("granularity", "per-block", "per-channel")
+    ]
+    assert result.deltas == ()

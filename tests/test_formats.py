@@ -4,7 +4,9 @@ malformed file fails with one exact line."""
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+import io
 import json
 import math
 
@@ -35,23 +37,41 @@ from qcalc.spec import Encoding
 
 LEGACY = ("0.6.1", "1.0.0")
 MODERN = ("2.0.0", "2.1.0")
+BLOCKWISE = ("per-block", "lpbq")
 
 
 # --- golden encodings --------------------------------------------------------------------
 
 
 def golden_encoding(case: dict, name: str | None = None) -> Encoding:
-    """The case's AIMET encoding (expected scale / offset / min / max, grid shape, spec)."""
+    """The case's AIMET encoding (expected scale / offset / min / max, grid shape, spec; for
+    per-block and LPBQ grids the block settings, LPBQ's per-channel scale shaped (C, 1) and
+    integer multipliers shaped like the grid)."""
     config, expected = case["config"], case["expected"]
     shape = tuple(config["encoding_shape"])
     cells = lambda key: as_float32(expected[key]).reshape(shape)  # noqa: E731
+    blocks: dict = {}
+    if config["granularity"] in BLOCKWISE:
+        block_axis = config["block_axis"] % len(shape)
+        blocks = {"block_size": config["block_size"], "block_axis": block_axis}
+    if config["granularity"] == "lpbq":
+        channel_shape = tuple(1 if i == blocks["block_axis"] else n for i, n in enumerate(shape))
+        blocks.update(
+            per_channel_scale=as_float32(expected["per_channel_scale"]).reshape(channel_shape),
+            per_block_int_scale=cells("per_block_int_scale"),
+            decompressed_bitwidth=config["decompressed_bitwidth"],
+        )
     spec = Spec(
         bitwidth=config["bitwidth"],
         symmetric=config["symmetric"],
         signed=config["signed"],
         strict_symmetric=config["strict"],
-        per_channel=config["granularity"] == "per-channel",
+        per_channel=config["granularity"] != "per-tensor",
         axis=config["axis"] or 0,
+        block_size=blocks.get("block_size"),
+        block_axis=blocks.get("block_axis", -1),
+        lpbq=config["granularity"] == "lpbq",
+        decompressed_bitwidth=config.get("decompressed_bitwidth") or 8,
     )
     return Encoding(
         name=name or case["id"],
@@ -69,6 +89,7 @@ def golden_encoding(case: dict, name: str | None = None) -> Encoding:
         max=cells("max"),
         raw_min=cells("raw_min"),
         raw_max=cells("raw_max"),
+        **blocks,
     )
 
 
@@ -89,10 +110,7 @@ def entry_params():
         for version in VERSIONS:
             if f"json_{version}" not in case["expected"]:
                 continue
-            marks = ()
-            if not is_grid_case(case):
-                marks = pytest.mark.xfail(reason="issue 4: per-block and LPBQ encodings", run=False)
-            yield pytest.param(case, version, id=f"{case['id']}-{version}", marks=marks)
+            yield pytest.param(case, version, id=f"{case['id']}-{version}")
 
 
 def as_json(value) -> str:
@@ -510,6 +528,373 @@ def test_reads_aimet_entries(version):
         assert enc.source == "aimet.json"
 
 
+# --- per-block and LPBQ ------------------------------------------------------------------
+
+BLOCK_CASES = [c for c in CASES if c["config"]["granularity"] in BLOCKWISE]
+LPBQ_CASES = [c for c in BLOCK_CASES if c["config"]["granularity"] == "lpbq"]
+BLOCK_VERSIONS = ("1.0.0", "2.0.0", "2.1.0")  # the versions whose files hold blocks
+
+
+def test_the_golden_data_has_the_blocks_these_tests_rely_on():
+    assert len(LPBQ_CASES) >= 4 and len(BLOCK_CASES) - len(LPBQ_CASES) >= 4
+    assert all(is_finite_case(c) for c in BLOCK_CASES)
+    for case in BLOCK_CASES:
+        config = case["config"]
+        shape = config["encoding_shape"]
+        assert (config["axis"], config["block_axis"] % 2, len(shape)) == (0, 1, 2)
+        assert all("error" not in case["expected"][f"json_{v}"] for v in VERSIONS)
+
+
+def block_file(role: str = "params", cases=BLOCK_CASES) -> EncodingFile:
+    return EncodingFile(**{role: [golden_encoding(c) for c in cases]})
+
+
+def _positive_axes(entry: dict, ndim: int) -> dict:
+    """What QuantSim's writer gives parameters: AIMET's negative axes made positive."""
+    entry = {**entry, "axis": entry["axis"] + ndim}
+    if isinstance(entry.get("y_scale"), dict):
+        entry["y_scale"] = {**entry["y_scale"], "axis": entry["y_scale"]["axis"] + ndim}
+    return entry
+
+
+@pytest.mark.parametrize("version", MODERN)
+@pytest.mark.parametrize("case", BLOCK_CASES, ids=lambda c: c["id"])
+def test_block_param_entries_in_2x_files_have_positive_axes(case, version):
+    enc = golden_encoding(case, "w")
+    expected = case["expected"][f"json_{version}"]
+    assert expected["axis"] == -1  # the golden data: the block axis, negative
+    positive = _positive_axes(expected, 2)
+    assert as_json(encoding_entry(enc, version, param_axis=True)) == as_json(positive)
+    files = {
+        role: file_dict(EncodingFile(**{role: [enc]}), version)["encodings"][0]
+        for role in ("params", "activations")
+    }
+    assert as_json(files["params"]) == as_json({"name": "w", **positive})
+    assert as_json(files["activations"]) == as_json({"name": "w", **expected})
+
+
+@pytest.mark.parametrize("case", [BLOCK_CASES[0], LPBQ_CASES[0]], ids=lambda c: c["id"])
+def test_0_6_1_files_refuse_blocks(case):
+    """AIMET's 0.6.1 entry is a list of cells (test_entry_equals_aimet), which any reader takes
+    for channels: a 0.6.1 file would silently lose the blocks."""
+    enc = golden_encoding(case, "w")
+    with pytest.raises(FormatError) as error:
+        dumps(EncodingFile(params=[enc]), "0.6.1")
+    kind, fields = (
+        ("LPBQ", "'block_size' or 'per_block_int_scale'") if enc.granularity == "lpbq"
+        else ("per-block", "'block_size'")
+    )  # fmt: skip
+    assert str(error.value) == (
+        f"tensor 'w': version 0.6.1 cannot carry the {kind} encoding (it has no field "
+        f"{fields}; its {enc.scale.size} cells would read back as channels); write encoding "
+        f"version 1.0.0 or later"
+    )
+
+
+@pytest.mark.parametrize("version", BLOCK_VERSIONS)
+@pytest.mark.parametrize("role", ["params", "activations"])
+def test_block_files_round_trip_byte_identical(role, version, tmp_path):
+    data = block_file(role)
+    path = tmp_path / "model.encodings"
+    write(path, data, version)
+    first = path.read_bytes()
+    again = read(path)
+    assert len(getattr(again, role)) == len(BLOCK_CASES)  # the axis sign keeps the role in 2.x
+    write(path, again, version)
+    assert path.read_bytes() == first
+    assert diff(data, again).equal
+
+
+@pytest.mark.parametrize("version", BLOCK_VERSIONS)
+def test_read_gives_the_written_block_grid(version):
+    data = block_file()
+    back = {e.name: e for e in loads(dumps(data, version)).encodings}
+    for original in data.encodings:
+        enc = back[original.name]
+        assert enc.granularity == original.granularity
+        assert enc.block_size == original.block_size
+        assert enc.qmax - enc.qmin == original.qmax - original.qmin
+        assert bits_equal(enc.scale.ravel(), original.scale.ravel())
+        assert np.array_equal(
+            enc.offset.ravel() + enc.qmax, original.offset.ravel() + original.qmax
+        )
+        lo, hi = grid.effective_range(enc.scale, enc.offset, enc.qmin, enc.qmax)
+        assert bits_equal(enc.min, lo) and bits_equal(enc.max, hi)
+        if enc.granularity == "lpbq":
+            assert (enc.qmin, enc.spec.bitwidth) == (original.qmin, original.spec.bitwidth)
+            assert enc.spec.symmetric and enc.spec.lpbq and np.all(enc.offset == 0)
+            assert bits_equal(enc.per_channel_scale, original.per_channel_scale)
+            assert bits_equal(enc.per_block_int_scale, original.per_block_int_scale)
+            assert enc.decompressed_bitwidth == original.decompressed_bitwidth == 8
+        if version == "1.0.0" and enc.granularity == "per-block":
+            # 1.0.0 records neither the grid's shape nor its axes
+            assert enc.scale.shape == (original.scale.size,)
+            assert enc.axis is None and enc.block_axis is None
+        else:
+            # 2.x nests the grid; 1.0.0 LPBQ has C scales: channel axis 0, block axis 1
+            assert enc.scale.shape == original.scale.shape
+            assert (enc.axis, enc.block_axis) == (original.axis, original.block_axis)
+            assert enc.spec.block_axis == original.block_axis
+
+
+@pytest.mark.parametrize("target", BLOCK_VERSIONS)
+@pytest.mark.parametrize("source", BLOCK_VERSIONS)
+def test_convert_lpbq_is_lossless(source, target):
+    data = convert(block_file(cases=LPBQ_CASES), source)
+    there = convert(data, target)
+    assert diff(data, there).equal and diff(block_file(cases=LPBQ_CASES), there).equal
+    assert dumps(convert(there, source), source) == dumps(data, source)
+
+
+@pytest.mark.parametrize("target", MODERN)
+@pytest.mark.parametrize("source", MODERN)
+def test_convert_per_block_between_2x_is_lossless(source, target):
+    data = convert(block_file(), source)
+    there = convert(data, target)
+    assert diff(data, there).equal
+    assert dumps(convert(there, source), source) == dumps(data, source)
+
+
+@pytest.mark.parametrize("modern", MODERN)
+def test_per_block_grids_from_1_0_0_cannot_go_to_2x(modern):
+    """1.0.0 keeps every cell (diff finds the files equal) but not the grid's shape."""
+    data = convert(block_file(cases=BLOCK_CASES[:1]), modern)
+    legacy = convert(data, "1.0.0")
+    assert diff(data, legacy).equal
+    with pytest.raises(FormatError) as error:
+        convert(legacy, modern)
+    assert str(error.value) == (
+        f"tensor '{BLOCK_CASES[0]['id']}': field 'axis' is unknown (1.0.0 files record the 64 "
+        f"cells of a per-block grid but not its shape or block axis), and version {modern} "
+        f"needs it"
+    )
+
+
+def transposed(enc: Encoding) -> Encoding:
+    """The same LPBQ grid for the transposed tensor: channel axis 1, block axis 0."""
+    t = lambda a: None if a is None else np.ascontiguousarray(a.T)  # noqa: E731
+    fields = ("scale", "offset", "min", "max", "raw_min", "raw_max", "per_channel_scale",
+              "per_block_int_scale")  # fmt: skip
+    return dataclasses.replace(
+        enc, axis=1, block_axis=0, shape=enc.shape[::-1], **{f: t(getattr(enc, f)) for f in fields}
+    )
+
+
+@pytest.mark.parametrize("version", MODERN)
+def test_lpbq_blocked_before_its_channels(version):
+    enc = transposed(golden_encoding(LPBQ_CASES[0], "w"))
+    entry = encoding_entry(enc, version)
+    assert entry["axis"] == -2
+    if version == "2.1.0":
+        assert entry["y_scale"]["axis"] == -1
+    else:
+        assert np.shape(entry["per_channel_float_scale"]) == (1, 8)
+    back = loads(dumps(EncodingFile(params=[enc]), version)).params[0]
+    assert (back.axis, back.block_axis, back.scale.shape) == (1, 0, enc.scale.shape)
+    assert diff([enc], [back]).equal
+    with pytest.raises(FormatError) as error:
+        dumps(EncodingFile(params=[enc]), "1.0.0")
+    assert str(error.value) == (
+        "tensor 'w': version 1.0.0 records no axes, and its field 'per_block_int_scale' reads "
+        "channel by channel, but this grid's block axis 0 comes before its channel axis 1; "
+        "write encoding version 2.0.0 or later"
+    )
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_reads_aimet_block_entries(version):
+    """Files assembled from AIMET's own per-block and LPBQ entries."""
+    entries = {c["id"]: c["expected"][f"json_{version}"] for c in BLOCK_CASES}
+    if version == "0.6.1":
+        obj = {"version": version, "activation_encodings": {}, "param_encodings": entries}
+    elif version == "1.0.0":
+        obj = {"version": version, "activation_encodings": [],
+               "param_encodings": [{"name": n, **e} for n, e in entries.items()]}  # fmt: skip
+    else:
+        obj = {"version": version, "encodings": [{"name": n, **e} for n, e in entries.items()]}
+    data = from_dict(obj, source="aimet.json")
+    expected = [golden_encoding(c) for c in BLOCK_CASES]
+    result = diff(expected, data)
+    if version == "0.6.1":
+        # AIMET writes the cells as channels: only the granularity is lost
+        assert not result.deltas and not result.only_in_a and not result.only_in_b
+        assert {(c.setting, c.b) for c in result.settings} == {("granularity", "per-channel")}
+    else:
+        assert result.equal
+    if version in MODERN:
+        # AIMET's negative axes read as activations, nested grids in their shape
+        assert len(data.activations) == len(BLOCK_CASES)
+        assert [e.scale.shape for e in data.encodings] == [e.scale.shape for e in expected]
+
+
+def test_2x_reads_either_lpbq_form():
+    """The 2.0.0 form in a 2.1.0 file and the other way round (AIMET's loader takes both)."""
+    a = from_dict(file_2_1_0(lpbq_2_0_0())).params[0]
+    b = from_dict(file_2_0_0(lpbq_2_1_0())).params[0]
+    assert diff([a], [b]).equal
+    assert (a.axis, a.block_axis, a.block_size, a.decompressed_bitwidth) == (0, 1, 16, 8)
+    assert a.per_block_int_scale.dtype == a.per_channel_scale.dtype == np.float32
+    assert bits_equal(a.scale, np.float32([[0.5, 8.0, 1.0], [0.75, 4.0, 1.0]]))
+    assert (a.qmin, a.qmax, a.spec.bitwidth, a.spec.decompressed_bitwidth) == (-8, 7, 4, 8)
+
+
+def test_2x_reads_the_decompressed_bitwidth_from_the_multipliers():
+    enc = from_dict(file_2_0_0(lpbq_2_0_0(per_block_int_scale=[[1, 5, 2], [3, 9, 4]]))).params[0]
+    assert enc.decompressed_bitwidth == 4 + 4  # 9 needs 4 more bits
+    one = from_dict(file_2_0_0(lpbq_2_0_0(per_block_int_scale=[[1, 1, 1], [1, 1, 1]]))).params[0]
+    assert one.decompressed_bitwidth == 4
+
+
+def test_1_0_0_block_entries_read():
+    block = from_dict(file_1_0_0(block_1_0_0())).params[0]
+    assert (block.granularity, block.block_size, block.block_axis, block.axis) == (
+        "per-block", 16, None, None,
+    )  # fmt: skip
+    assert (block.qmin, block.qmax, block.scale.shape) == (-8, 7, (6,))
+    lpbq = from_dict(file_1_0_0(lpbq_1_0_0())).params[0]
+    assert (lpbq.granularity, lpbq.scale.shape) == ("lpbq", (2, 3))
+    assert (lpbq.axis, lpbq.block_axis) == (0, 1)
+    assert (lpbq.spec.bitwidth, lpbq.decompressed_bitwidth) == (4, 8)
+    assert bits_equal(lpbq.scale, np.float32([[0.5, 8.0, 1.0], [0.75, 4.0, 1.0]]))
+    assert diff([lpbq], from_dict(file_2_0_0(lpbq_2_0_0())).params).equal
+
+
+def test_block_grids_in_a_2x_file_keep_their_role_and_shape():
+    obj = file_2_0_0(
+        block_2_0_0(name="w"),
+        block_2_0_0(name="act", axis=-1),
+        lpbq_2_0_0(name="w4", axis=1),
+    )
+    data = from_dict(obj)
+    assert [e.name for e in data.params] == ["w", "w4"]
+    assert [e.name for e in data.activations] == ["act"]
+    for enc in data.encodings:
+        assert (enc.scale.shape, enc.axis, enc.block_axis) == ((2, 3), 0, 1)
+    assert as_json(file_dict(data, "2.0.0")["encodings"]) == as_json(
+        [block_2_0_0(name="act", axis=-1), block_2_0_0(name="w"), lpbq_2_0_0(name="w4")]
+    )
+
+
+@st.composite
+def block_encodings(draw):
+    """Per-block or LPBQ grids of 1-4 channels and 1-4 blocks, blocked along either axis."""
+    lpbq = draw(st.booleans())
+    bitwidth = draw(st.integers(2, 8))
+    channels, blocks = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    block_axis = draw(st.sampled_from([0, 1]))
+    shape = (channels, blocks) if block_axis == 1 else (blocks, channels)
+    channel_shape = tuple(1 if i == block_axis else n for i, n in enumerate(shape))
+    positive = st.floats(2.0**-20, 2.0**20, width=32)
+    size = int(np.prod(shape))
+    extra: dict = {}
+    if lpbq:
+        signed = symmetric = True
+        decompressed = draw(st.integers(bitwidth, 12))
+        qmin, qmax = grid.integer_range(bitwidth, True)
+        pcs = np.array(draw(st.lists(positive, min_size=channels, max_size=channels)), np.float32)
+        pcs = pcs.reshape(channel_shape)
+        ints = st.integers(1, 2 ** (decompressed - bitwidth))
+        mult = np.array(draw(st.lists(ints, min_size=size, max_size=size)), np.float32)
+        mult = mult.reshape(shape)
+        scale = (mult * pcs).astype(np.float32)
+        offset = np.zeros(shape, np.float32)
+        extra = dict(per_channel_scale=pcs, per_block_int_scale=mult,
+                     decompressed_bitwidth=decompressed)  # fmt: skip
+    else:
+        signed, symmetric = draw(st.booleans()), draw(st.booleans())
+        qmin, qmax = grid.integer_range(bitwidth, signed)
+        scale = np.array(draw(st.lists(positive, min_size=size, max_size=size)), np.float32)
+        scale = scale.reshape(shape)
+        if symmetric:
+            offset = np.full(shape, -round((qmin + qmax) / 2), np.float32)
+        else:
+            ints = st.integers(-qmax, -qmin)
+            offset = np.array(draw(st.lists(ints, min_size=size, max_size=size)), np.float32)
+            offset = offset.reshape(shape)
+    block_size = draw(st.integers(1, 64))
+    lo, hi = grid.effective_range(scale, offset, qmin, qmax)
+    spec = Spec(bitwidth=bitwidth, signed=signed, symmetric=symmetric, per_channel=True,
+                axis=1 - block_axis, block_size=block_size, block_axis=block_axis, lpbq=lpbq,
+                decompressed_bitwidth=extra.get("decompressed_bitwidth", 8))  # fmt: skip
+    return Encoding(
+        "t", "<test>", "float32", None, spec, "lpbq" if lpbq else "per-block", 1 - block_axis,
+        qmin, qmax, scale, offset, lo, hi, lo, hi, block_size=block_size, block_axis=block_axis,
+        **extra,
+    )  # fmt: skip
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    enc=block_encodings(),
+    version=st.sampled_from(BLOCK_VERSIONS),
+    role=st.sampled_from(["params", "activations"]),
+)
+def test_block_round_trip_property(enc, version, role):
+    data = EncodingFile(**{role: [enc]})
+    if version == "1.0.0" and enc.granularity == "lpbq" and enc.block_axis < enc.axis:
+        with pytest.raises(FormatError, match="block axis 0 comes before its channel axis 1"):
+            dumps(data, version)
+        return
+    text = dumps(data, version)
+    back = loads(text)
+    assert dumps(back, version) == text
+    assert diff(data, back).equal
+    if version in MODERN:
+        assert (back.encodings[0].axis, back.encodings[0].block_axis) == (enc.axis, enc.block_axis)
+
+
+def test_lpbq_multipliers_must_be_whole():
+    enc = golden_encoding(LPBQ_CASES[0], "w")
+    bad = enc.per_block_int_scale.copy()
+    bad[0, 1] = 2.5
+    with pytest.raises(FormatError) as error:
+        encoding_entry(dataclasses.replace(enc, per_block_int_scale=bad), "2.0.0")
+    assert str(error.value) == (
+        "tensor 'w': field 'per_block_int_scale' value 2.5 is not an integer of at least 1"
+    )
+    with pytest.raises(FormatError, match=r"^tensor 'w': field 'per_channel_scale' is missing"):
+        encoding_entry(dataclasses.replace(enc, per_channel_scale=None), "1.0.0")
+
+
+# --- per-block and LPBQ in reports -------------------------------------------------------
+
+
+def test_block_records_carry_every_cell():
+    from qcalc.report import FIELDS, encoding_record, to_text
+
+    block, lpbq = golden_encoding(BLOCK_CASES[0]), golden_encoding(LPBQ_CASES[0])
+    record = encoding_record(block)
+    assert list(record) == [*FIELDS, "block_size", "block_axis"]
+    assert (record["granularity"], record["axis"], record["block_size"], record["block_axis"]) == (
+        "per-block", 0, 16, 1,
+    )  # fmt: skip
+    assert len(record["scale"]) == block.scale.size == 64
+    record = encoding_record(lpbq)
+    assert list(record)[len(FIELDS):] == [
+        "block_size", "block_axis", "per_channel_scale", "per_block_int_scale",
+        "decompressed_bitwidth",
+    ]  # fmt: skip
+    assert record["per_channel_scale"] == lpbq.per_channel_scale.ravel().tolist()
+    assert record["per_block_int_scale"] == LPBQ_CASES[0]["expected"]["per_block_int_scale"]
+    assert record["decompressed_bitwidth"] == 8
+    rows = list(csv.DictReader(io.StringIO(to_text([block, lpbq], "csv"))))
+    assert len(rows) == block.scale.size + lpbq.scale.size
+    assert rows[0]["block_size"] == "16" and rows[0]["per_block_int_scale"] == ""
+    cell = rows[64 + 9]  # channel 1, block 1 of the 8 x 8 grid
+    assert int(cell["per_block_int_scale"]) == int(lpbq.per_block_int_scale[1, 1])
+    assert np.float32(float(cell["per_channel_scale"])) == lpbq.per_channel_scale[1, 0]
+    assert np.float32(float(cell["scale"])) == lpbq.scale[1, 1]
+
+
+def test_block_table_rows():
+    from qcalc.report import table_row, table_title
+
+    block, lpbq = golden_encoding(BLOCK_CASES[0]), golden_encoding(LPBQ_CASES[1])
+    assert table_row(block)[3] == "8×8 blk" and table_row(lpbq)[3] == "8×4 lpbq"
+    assert "…" in table_row(lpbq)[6]  # the spread of the block scales
+    assert table_title([lpbq]).endswith("blocks of 32 along axis 1, LPBQ decompressed to 8 bits")
+
+
 # --- malformed files ---------------------------------------------------------------------
 
 
@@ -602,12 +987,12 @@ MALFORMED = {
     ),
     "enc-type": (
         file_1_0_0(entry_1_0_0(enc_type="PER_ROW")),
-        W + "field 'enc_type' is 'PER_ROW', expected 'PER_TENSOR' or 'PER_CHANNEL'",
+        W + "field 'enc_type' is 'PER_ROW', expected 'PER_TENSOR', 'PER_CHANNEL', 'PER_BLOCK' "
+        "or 'LPBQ'",
     ),
-    "per-block": (
-        file_1_0_0(entry_1_0_0(enc_type="PER_BLOCK")),
-        W + "field 'enc_type' is 'PER_BLOCK'; per-block, LPBQ and vector encodings are not "
-        "supported yet",
+    "vector": (
+        file_1_0_0(entry_1_0_0(enc_type="VECTOR")),
+        W + "field 'enc_type' is 'VECTOR'; vector encodings are not supported",
     ),
     "float-1.0.0": (
         file_1_0_0({"name": "x", "dtype": "FLOAT", "bw": 16, "enc_type": "PER_TENSOR"}),
@@ -667,13 +1052,190 @@ MALFORMED = {
     "2.0.0-no-scale": (file_2_0_0(entry_2_0_0(y_scale=None)), W + "field 'y_scale' is missing"),
     "2.0.0-block": (
         file_2_0_0(entry_2_0_0(block_size=[1, 32])),
-        W + "field 'block_size' is present; per-block and LPBQ encodings are not supported yet",
+        W + "field 'block_size' is an array, expected an integer",
     ),
     "2.0.0-encodings": (
         {"version": "2.1.0", "encodings": {}},
         "field 'encodings' is an object, expected an array",
     ),
 }
+
+
+def block_1_0_0(**changes):
+    """Two channels of three 16-long blocks, 4-bit symmetric."""
+    entry = {
+        "name": "conv1.weight", "dtype": "INT", "bw": 4, "is_sym": True,
+        "scale": [0.5, 0.25, 0.125, 1.0, 0.5, 0.25], "offset": [-8] * 6,
+        "enc_type": "PER_BLOCK", "block_size": 16,
+    }  # fmt: skip
+    entry.update(changes)
+    return {k: v for k, v in entry.items() if v is not None}
+
+
+def lpbq_1_0_0(**changes):
+    """Two channels of three blocks, 4-bit LPBQ decompressed to 8 bits."""
+    entry = {
+        "name": "conv1.weight", "dtype": "INT", "bw": 8, "is_sym": True, "scale": [0.5, 0.25],
+        "offset": [-128, -128], "enc_type": "LPBQ", "block_size": 16, "compressed_bw": 4,
+        "per_block_int_scale": [1, 16, 2, 3, 16, 4],
+    }  # fmt: skip
+    entry.update(changes)
+    return {k: v for k, v in entry.items() if v is not None}
+
+
+def block_2_0_0(**changes):
+    entry = {"name": "conv1.weight", "output_dtype": "int4",
+             "y_scale": [[0.5, 0.25, 0.125], [1.0, 0.5, 0.25]], "axis": 1, "block_size": 16}
+    entry.update(changes)  # fmt: skip
+    return {k: v for k, v in entry.items() if v is not None}
+
+
+def lpbq_2_0_0(**changes):
+    entry = {"name": "conv1.weight", "axis": 1, "block_size": 16,
+             "per_block_int_scale": [[1, 16, 2], [3, 16, 4]],
+             "per_channel_float_scale": [[0.5], [0.25]], "output_dtype": "int4"}
+    entry.update(changes)  # fmt: skip
+    return {k: v for k, v in entry.items() if v is not None}
+
+
+def lpbq_2_1_0(y_scale=None, **changes):
+    meta = {"x": [[1, 16, 2], [3, 16, 4]], "x_scale": [0.5, 0.25], "axis": 0}
+    meta.update(y_scale or {})
+    entry = {"name": "conv1.weight", "output_dtype": "int4",
+             "y_scale": {k: v for k, v in meta.items() if v is not None},
+             "axis": 1, "block_size": 16}
+    entry.update(changes)  # fmt: skip
+    return {k: v for k, v in entry.items() if v is not None}
+
+
+def file_2_1_0(*entries):
+    return {"version": "2.1.0", "encodings": list(entries)}
+
+
+MALFORMED_BLOCKS = {
+    "block-no-size": (
+        file_1_0_0(block_1_0_0(block_size=None)),
+        W + "field 'block_size' is missing",
+    ),
+    "block-size-zero": (
+        file_1_0_0(block_1_0_0(block_size=0)),
+        W + "field 'block_size' is 0, expected at least 1",
+    ),
+    "lpbq-int-scale-length": (
+        file_1_0_0(lpbq_1_0_0(per_block_int_scale=[1, 16, 2, 3, 16])),
+        W + "field 'per_block_int_scale' has 5 values, not a multiple of the 2 channels in "
+        "'scale'",
+    ),
+    "lpbq-int-scale-high": (
+        file_1_0_0(lpbq_1_0_0(per_block_int_scale=[1, 17, 2, 3, 16, 4])),
+        W + "field 'per_block_int_scale' item 1 is 17, expected 1 to 16",
+    ),
+    "lpbq-int-scale-zero": (
+        file_1_0_0(lpbq_1_0_0(per_block_int_scale=[1, 16, 2, 0, 16, 4])),
+        W + "field 'per_block_int_scale' item 3 is 0, expected 1 to 16",
+    ),
+    "lpbq-int-scale-float": (
+        file_1_0_0(lpbq_1_0_0(per_block_int_scale=[1.0, 16, 2, 3, 16, 4])),
+        W + "field 'per_block_int_scale' item 0 is a number, expected an integer",
+    ),
+    "lpbq-no-int-scale": (
+        file_1_0_0(lpbq_1_0_0(per_block_int_scale=None)),
+        W + "field 'per_block_int_scale' is missing",
+    ),
+    "lpbq-offset": (
+        file_1_0_0(lpbq_1_0_0(offset=[-128, 0])),
+        W + "field 'offset' item 1 is 0, expected -128 (LPBQ grids are symmetric)",
+    ),
+    "lpbq-compressed-bw": (
+        file_1_0_0(lpbq_1_0_0(compressed_bw=9)),
+        W + "field 'compressed_bw' is 9, more than 'bw' 8",
+    ),
+    "lpbq-no-compressed-bw": (
+        file_1_0_0(lpbq_1_0_0(compressed_bw=None)),
+        W + "field 'compressed_bw' is missing",
+    ),
+    "lpbq-asymmetric": (
+        file_1_0_0(lpbq_1_0_0(is_sym=False)),
+        W + "field 'is_sym' is false, but LPBQ grids are symmetric",
+    ),
+    "2.0.0-block-ragged": (
+        file_2_0_0(block_2_0_0(y_scale=[[0.5, 0.25, 0.125], [1.0]])),
+        W + "field 'y_scale' is not rectangular: item 1 is an array of 1, expected an array of 3",
+    ),
+    "2.0.0-block-mixed-depth": (
+        file_2_0_0(block_2_0_0(y_scale=[[0.5, 0.25, 0.125], 1.0])),
+        W + "field 'y_scale' is not rectangular: item 1 is a number, expected an array of 3",
+    ),
+    "2.0.0-block-item": (
+        file_2_0_0(block_2_0_0(y_scale=[[0.5, 0.25, 0.125], [1.0, "0.5", 0.25]])),
+        W + "field 'y_scale' item [1, 1] is a string, expected a number",
+    ),
+    "2.0.0-block-empty": (
+        file_2_0_0(block_2_0_0(y_scale=[[], []])),
+        W + "field 'y_scale' holds an empty array",
+    ),
+    "2.0.0-block-axis": (
+        file_2_0_0(block_2_0_0(axis=2)),
+        W + "field 'axis' is 2, expected -2 to 1 (the rank of 'y_scale')",
+    ),
+    "2.0.0-block-no-axis": (file_2_0_0(block_2_0_0(axis=None)), W + "field 'axis' is missing"),
+    "2.0.0-block-zero-points": (
+        file_2_0_0(block_2_0_0(y_zero_point=[[0, 0, 0]])),
+        W + "field 'y_zero_point' has shape [1, 3] but 'y_scale' has shape [2, 3]",
+    ),
+    "2.0.0-block-two-channel-axes": (
+        file_2_0_0(block_2_0_0(y_scale=[[[0.5, 1.0]] * 3] * 2)),
+        W + "field 'y_scale' has shape [2, 3, 2]: axes 0, 2 besides the block axis 1 have more "
+        "than one cell (one channel axis expected)",
+    ),
+    "2.0.0-lpbq-channel-shape": (
+        file_2_0_0(lpbq_2_0_0(per_channel_float_scale=[[0.5], [0.25], [1.0]])),
+        W + "field 'per_channel_float_scale' has shape [3, 1], expected [2, 1] "
+        "('per_block_int_scale' has shape [2, 3], block axis 1)",
+    ),
+    "2.0.0-lpbq-no-channel-scale": (
+        file_2_0_0(lpbq_2_0_0(per_channel_float_scale=None)),
+        W + "field 'per_channel_float_scale' is missing",
+    ),
+    "2.0.0-lpbq-unsigned": (
+        file_2_0_0(lpbq_2_0_0(output_dtype="uint4")),
+        W + "field 'output_dtype' is 'uint4', but LPBQ grids are signed (int<bits>)",
+    ),
+    "2.0.0-lpbq-zero-point": (
+        file_2_0_0(lpbq_2_0_0(y_zero_point=[[0, 0, 0], [0, 1, 0]])),
+        W + "field 'y_zero_point' is not 0; LPBQ grids have zero offsets",
+    ),
+    "2.0.0-lpbq-int-scale": (
+        file_2_0_0(lpbq_2_0_0(per_block_int_scale=[[1, 16, 2], [3, 0, 4]])),
+        W + "field 'per_block_int_scale' item [1, 1] is 0, expected 1 to 268435456",
+    ),
+    "2.0.0-lpbq-with-y-scale": (
+        file_2_0_0(lpbq_2_0_0(y_scale=[0.5, 0.25])),
+        W + "field 'y_scale' is present along with 'per_block_int_scale'",
+    ),
+    "2.1.0-lpbq-x-scale-length": (
+        file_2_1_0(lpbq_2_1_0({"x_scale": [0.5]})),
+        W + "field 'y_scale.x_scale' has 1 values but 'y_scale.x' has 2 channels (shape [2, 3], "
+        "channel axis 0)",
+    ),
+    "2.1.0-lpbq-channel-axis": (
+        file_2_1_0(lpbq_2_1_0({"axis": -1})),
+        W + "field 'y_scale.axis' is -1, the same axis as the block axis 'axis' (1)",
+    ),
+    "2.1.0-lpbq-no-channel-axis": (
+        file_2_1_0(lpbq_2_1_0({"axis": None})),
+        W + "field 'y_scale.axis' is missing",
+    ),
+    "2.1.0-lpbq-x-item": (
+        file_2_1_0(lpbq_2_1_0({"x": [[1, 16, 2.5], [3, 16, 4]]})),
+        W + "field 'y_scale.x' item [0, 2] is a number, expected an integer",
+    ),
+    "2.1.0-lpbq-both-forms": (
+        file_2_1_0(lpbq_2_1_0(per_block_int_scale=[[1, 16, 2], [3, 16, 4]])),
+        W + "field 'per_block_int_scale' is present along with a 'y_scale' object",
+    ),
+}
+MALFORMED.update(MALFORMED_BLOCKS)
 
 
 @pytest.mark.parametrize("content, message", MALFORMED.values(), ids=MALFORMED.keys())

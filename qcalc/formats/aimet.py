@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal, Mapping, Optional, Sequence
 
+import numpy as np
+
 from qcalc.errors import FormatError
 from qcalc.spec import Encoding
 
@@ -50,6 +52,34 @@ class EncodingFile:
     def with_roles(self) -> list[tuple[Role, Encoding]]:
         """(role, encoding) pairs in the order of `encodings`."""
         return [("activation", e) for e in self.activations] + [("param", e) for e in self.params]
+
+
+BLOCKWISE = ("per-block", "lpbq")
+
+
+def is_blockwise(enc: Encoding) -> bool:
+    """Per-block and LPBQ encodings: a grid of blocks, each `block_size` long on one axis."""
+    return enc.granularity in BLOCKWISE
+
+
+def blockwise_channel_axis(shape: Sequence[int], block_axis: int) -> Optional[int]:
+    """The channel axis of a blockwise grid as AIMET finds it: the one axis besides the block
+    axis with more than one cell; without one, the axis before the block axis (None for a
+    rank-1 grid). Raises ValueError when several axes besides the block axis have cells."""
+    others = [i for i, size in enumerate(shape) if size > 1 and i != block_axis]
+    if len(others) > 1:
+        raise ValueError(others)
+    if others:
+        return others[0]
+    return (block_axis - 1) % len(shape) if len(shape) > 1 else None
+
+
+def decompressed_bitwidth_of(bitwidth: int, multipliers: Any) -> int:
+    """The decompressed bitwidth an LPBQ grid's integer multipliers need: bitwidth +
+    ceil(log2(largest multiplier)). AIMET gives each channel's largest block the multiplier
+    2^(dbw - bw), so this is the bitwidth the encoding was made with."""
+    largest = int(np.max(multipliers)) if np.size(multipliers) else 1
+    return bitwidth + max(largest - 1, 0).bit_length()
 
 
 def check_version(version: str) -> str:

@@ -4,9 +4,13 @@ A conversion is lossless for what a version can hold: every tensor keeps its flo
 (bitwidth, scale, offset + qmin, symmetry, granularity), so `diff` finds the two files equal.
 What a version has no field for is dropped, as aimet_read.py documents: signedness in 0.6.1 /
 1.0.0 (offsets normalised to the unsigned convention), declared symmetry and per-tensor roles
-in 2.x, the axis in 0.6.1 / 1.0.0, and quantizer_args / excluded_layers in 2.x. What a version
-cannot hold at all raises FormatError naming the field: strict-symmetric grids in 0.6.1 /
-1.0.0 ('bw'), a per-channel activation of unknown axis in 2.x ('axis'), NaN / infinity.
+in 2.x, the axis in 0.6.1 / 1.0.0, the shape and axes of a per-block grid in 1.0.0, the
+decompressed bitwidth of LPBQ in 2.x (read back from the multipliers), and quantizer_args /
+excluded_layers in 2.x. What a version cannot hold at all raises FormatError naming the field:
+strict-symmetric grids in 0.6.1 / 1.0.0 ('bw'), per-block and LPBQ grids in 0.6.1
+('block_size'), an LPBQ grid blocked before its channel axis in 1.0.0
+('per_block_int_scale'), a per-channel activation of unknown axis or a per-block grid of
+unknown shape (read from 1.0.0) in 2.x ('axis'), NaN / infinity.
 """
 
 from __future__ import annotations

@@ -1,8 +1,10 @@
 """Semantic comparison of two sets of encodings, whatever file versions they came from.
 
 Tensors are matched by name. Per tensor the settings (bitwidth, symmetry, strictness,
-granularity, channel count, axis) must agree and, channel by channel, scale and offset must be
-close: |a - b| <= atol + rtol * |b| (numpy.isclose's rule; NaN equals NaN).
+granularity, channel count, axis; for per-block and LPBQ grids also cell count, block size,
+block axis and decompressed bitwidth) must agree and, cell by cell (channels, or blocks in
+row-major order), scale and offset must be close: |a - b| <= atol + rtol * |b|
+(numpy.isclose's rule; NaN equals NaN). LPBQ grids also compare their per-channel scales.
 
 Everything is compared the way every file version can say it:
 
@@ -10,9 +12,14 @@ Everything is compared the way every file version can say it:
   is offset + qmin on standard grids): the same number for the signed and unsigned forms of
   one grid, and for a strict-symmetric grid and the full signed grid a 2.x file writes for it;
   so a 1.0.0 file and a 2.0.0 file of the same encodings are equal;
-* granularity: a one-cell grid is per-tensor (AIMET's shape (1,) included);
-* the axis only when both sides know it on grids of the same rank (0.6.1 / 1.0.0 files do not
-  record it);
+* granularity: a one-cell grid is per-tensor (AIMET's shape (1,) included), per-block and
+  LPBQ grids are what they say (a 0.6.1 file holds AIMET's per-block cells as channels);
+* the axis, the block axis and the channel count of a blockwise grid only when both sides know
+  them, axes on grids of the same rank (0.6.1 / 1.0.0 files do not record axes, 1.0.0
+  per-block entries not the grid's shape);
+* the decompressed bitwidth of LPBQ grids, which 2.x files do not record: when either side
+  was read from one, both sides count as bitwidth + ceil(log2(largest multiplier)), the
+  reader's rule;
 * symmetry: the declared flag, unless either side was read from a 2.x file, which records
   neither symmetry nor strictness: then both sides count as symmetric when every offset is the
   grid centre, and strictness is not compared.
@@ -25,7 +32,14 @@ from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 
-from qcalc.formats.aimet import LEGACY_VERSIONS, EncodingFile, FormatError, centre_offset
+from qcalc.formats.aimet import (
+    LEGACY_VERSIONS,
+    EncodingFile,
+    FormatError,
+    centre_offset,
+    decompressed_bitwidth_of,
+    is_blockwise,
+)
 from qcalc.spec import Encoding
 
 Side = Union[EncodingFile, Sequence[Encoding]]
@@ -33,7 +47,8 @@ Side = Union[EncodingFile, Sequence[Encoding]]
 
 @dataclass(frozen=True)
 class SettingChange:
-    """A setting that differs: bitwidth, symmetric, strict, granularity, channels or axis."""
+    """A setting that differs: bitwidth, symmetric, strict, granularity, channels, axis, cells,
+    block_size, block_axis or decompressed_bitwidth."""
 
     tensor: str
     setting: str
@@ -43,7 +58,8 @@ class SettingChange:
 
 @dataclass(frozen=True)
 class NumericDelta:
-    """Channels of one field (scale, or offset in the unsigned convention) whose values differ.
+    """Channels of one field (scale, offset in the unsigned convention, or an LPBQ grid's
+    per_channel_scale) whose values differ; for blockwise grids a "channel" is a cell.
 
     `channel` is the worst one (furthest beyond the tolerance, else the largest |a - b|), with
     its values `a`, `b` and `abs_delta`; `differing` channels differ at all, `beyond` of them
@@ -145,7 +161,33 @@ def _symmetric(enc: Encoding, inferred: bool) -> bool:
 
 
 def _granularity(enc: Encoding) -> str:
+    if is_blockwise(enc):
+        return enc.granularity
     return "per-tensor" if enc.scale.size == 1 else "per-channel"
+
+
+def _channels(enc: Encoding) -> Optional[int]:
+    """A blockwise grid's channel count: its cells over its blocks per channel (None when the
+    block axis is unknown)."""
+    if enc.block_axis is None or enc.scale.ndim == 0:
+        return None
+    return int(enc.scale.size // enc.scale.shape[enc.block_axis % enc.scale.ndim])
+
+
+def _decompressed(enc: Encoding, inferred: bool) -> Optional[int]:
+    if inferred and enc.per_block_int_scale is not None:
+        return decompressed_bitwidth_of(enc.spec.bitwidth, enc.per_block_int_scale)
+    if enc.decompressed_bitwidth is not None:
+        return int(enc.decompressed_bitwidth)
+    return int(enc.spec.decompressed_bitwidth)
+
+
+def _axes(a: Encoding, b: Encoding, name: str) -> list[tuple[str, Any, Any]]:
+    """`axis` or `block_axis`, when both sides know it on grids of the same rank."""
+    va, vb = getattr(a, name), getattr(b, name)
+    if va is None or vb is None or a.scale.ndim != b.scale.ndim or a.scale.ndim == 0:
+        return []
+    return [(name, va % a.scale.ndim, vb % b.scale.ndim)]
 
 
 def _settings(a: Encoding, b: Encoding, inferred: bool) -> list[SettingChange]:
@@ -158,8 +200,17 @@ def _settings(a: Encoding, b: Encoding, inferred: bool) -> list[SettingChange]:
         pairs.append(("strict", a.qmin == -a.qmax, b.qmin == -b.qmax))
     if _granularity(a) == _granularity(b) == "per-channel":
         pairs.append(("channels", int(a.scale.size), int(b.scale.size)))
-        if a.axis is not None and b.axis is not None and a.scale.ndim == b.scale.ndim:
-            pairs.append(("axis", a.axis % a.scale.ndim, b.axis % b.scale.ndim))
+        pairs += _axes(a, b, "axis")
+    elif _granularity(a) == _granularity(b) and is_blockwise(a):
+        pairs.append(("cells", int(a.scale.size), int(b.scale.size)))
+        pairs.append(("block_size", a.block_size, b.block_size))
+        if _channels(a) is not None and _channels(b) is not None:
+            pairs.append(("channels", _channels(a), _channels(b)))
+        pairs += _axes(a, b, "axis") + _axes(a, b, "block_axis")
+        if a.granularity == "lpbq":
+            pairs.append(
+                ("decompressed_bitwidth", _decompressed(a, inferred), _decompressed(b, inferred))
+            )
     return [SettingChange(a.name, s, va, vb) for s, va, vb in pairs if va != vb]
 
 
@@ -167,6 +218,10 @@ def _fields(a: Encoding, b: Encoding):
     flat = lambda v: np.asarray(v, dtype=np.float64).ravel()  # noqa: E731
     yield "scale", flat(a.scale), flat(b.scale)
     yield "offset", _unsigned_offsets(a), _unsigned_offsets(b)
+    pa, pb = a.per_channel_scale, b.per_channel_scale
+    if _granularity(a) == _granularity(b) == "lpbq" and pa is not None and pb is not None:
+        if np.size(pa) == np.size(pb):
+            yield "per_channel_scale", flat(pa), flat(pb)
 
 
 def _unsigned_offsets(enc: Encoding) -> np.ndarray:
