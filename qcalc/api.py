@@ -273,11 +273,9 @@ def _histogram_range(batches, stream, spec: Spec, dtype, num_steps: int):
         hist = histogram.finish(binning, stream.counts(batch, binning))
     shape = stream.layout.encoding_shape
     if spec.analyzer == "percentile":
-        rmin, rmax = histogram.percentile_range(
-            hist, spec.percentile, num_steps, spec.symmetric, dtype
-        )
+        rmin, rmax = histogram.percentile_range(hist, spec.percentile, num_steps, spec.symmetric)
     else:
-        rmin, rmax = histogram.sqnr_range(hist, num_steps, spec.symmetric, dtype)
+        rmin, rmax = histogram.sqnr_range(hist, num_steps, spec.symmetric)
     return rmin.reshape(shape), rmax.reshape(shape)
 
 
@@ -349,20 +347,26 @@ class _Stream:
         from qcalc import histogram
 
         layout = self.layout
-        total = np.zeros_like(binning.carried)
+        total = binning.zeros()
         start = 0
         for chunk, values in self._chunks(ref):
             if self.spec.nonfinite == "ignore":
                 values = np.where(np.isfinite(values), values, np.float32(np.nan))
             cells = layout.cells(values)
-            if layout.rows_are_cells:
+            if layout.rows_are_cells:  # this chunk's rows hold a contiguous run of cells
                 part = slice(start, start + cells.shape[0])
-                total[part] += histogram.count(cells, histogram.select_cells(binning, part))
+                total[part] += histogram.count(cells, _cells_of(binning, part))
                 start += cells.shape[0]
             else:
-                total += histogram.count(cells, binning)
+                histogram.count(cells, binning, out=total)
             self.progress.advance(chunk.nbytes)
         return total
+
+
+def _cells_of(binning, part: slice):
+    """The binning of a run of cells."""
+    per_cell = ("lo", "hi", "below", "above", "carried", "min", "max", "left", "right", "strict")
+    return dataclasses.replace(binning, **{name: getattr(binning, name)[part] for name in per_cell})
 
 
 def _where(ref: TensorRef) -> str:
