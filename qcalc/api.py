@@ -258,6 +258,8 @@ def _histogram_range(batches, stream, spec: Spec, dtype, num_steps: int):
     from qcalc import histogram
 
     growth = 3.0 if spec.analyzer == "tf-enhanced" else None
+    if dtype == FLOAT64:  # AIMET's histograms are float32 even for float64 models
+        dtype = FLOAT32
     hist = None
     for batch in batches:
         finite = stream.minmax(batch, finite_only=True)
