@@ -226,6 +226,13 @@ def table_row(enc: Encoding) -> list[str]:
     ]  # fmt: skip
 
 
+def analyzer_label(spec) -> str:
+    """How tables name the calibration method, e.g. "min-max" or "percentile 99.9"."""
+    if spec.analyzer == "percentile":
+        return f"percentile {spec.percentile:g}"
+    return {"minmax": "min-max"}.get(spec.analyzer, spec.analyzer)
+
+
 def table_title(encodings: Sequence[Encoding]) -> str:
     if not encodings:
         return ""
@@ -235,7 +242,9 @@ def table_title(encodings: Sequence[Encoding]) -> str:
     )
     sign = "signed" if spec.is_signed else "unsigned"
     qmin, qmax = spec.int_range
-    parts = [f"{spec.bitwidth}-bit {kind} {sign} grid [{qmin}, {qmax}]", "min-max"]
+    parts = [f"{spec.bitwidth}-bit {kind} {sign} grid [{qmin}, {qmax}]"]
+    if any(enc.dtype is not None for enc in encodings):  # files do not record the analyzer
+        parts.append(analyzer_label(spec))
     dtypes = {enc.dtype for enc in encodings}
     if len(dtypes) == 1 and None not in dtypes:
         parts.insert(0, SHORT_DTYPES.get(enc_dtype := dtypes.pop(), enc_dtype))

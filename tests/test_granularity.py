@@ -136,3 +136,12 @@ def test_spec_rejects_bad_block_and_analyzer_settings(spec_kwargs, message):
     with pytest.raises(SpecError) as error:
         Spec(**spec_kwargs)
     assert str(error.value) == message
+
+
+@pytest.mark.parametrize("analyzer", ["percentile", "sqnr"])
+def test_histograms_of_float64_tensors_are_float32(analyzer):
+    """AIMET's histograms are float32; a float64 tensor under --compute-dtype input bins the
+    float32 values (rounding is monotonic, so its min and max are those of the cast)."""
+    x = np.random.default_rng(4).standard_normal((4, 64))
+    spec = Spec(analyzer=analyzer, compute_dtype="input", per_channel=True, num_bins=256)
+    assert _same(encode_array(x, spec).scale, encode_array(x.astype(np.float32), spec).scale)
