@@ -239,7 +239,9 @@ def _lpbq(rmin: np.ndarray, rmax: np.ndarray, spec: Spec, layout):
     num_steps = qmax - qmin
     levels = np.float32(2 ** (spec.decompressed_bitwidth - spec.bitwidth))
     with np.errstate(all="ignore"):
-        raw = np.maximum((rmax - rmin) / np.float32(num_steps), np.float32(grid.minimum_scale(num_steps)))
+        raw = np.maximum(
+            (rmax - rmin) / np.float32(num_steps), np.float32(grid.minimum_scale(num_steps))
+        )
         per_channel = np.max(raw, axis=layout.block_axis, keepdims=True) / levels
         multiplier = np.clip(grid.round_half_even(raw / per_channel), np.float32(1), levels)
         scale = (multiplier * per_channel).astype(np.float32)
@@ -290,8 +292,7 @@ def _check_batch(first: TensorRef, batch: TensorRef, layout) -> None:
         )
     kept = [a for a in (layout.channel_axis, layout.block_axis) if a is not None]
     if kept and (
-        len(batch.shape) != len(first.shape)
-        or any(batch.shape[a] != first.shape[a] for a in kept)
+        len(batch.shape) != len(first.shape) or any(batch.shape[a] != first.shape[a] for a in kept)
     ):
         what = "channel axis" if layout.block_axis is None else "channel and block axes"
         raise SpecError(
@@ -304,7 +305,12 @@ class _Stream:
     """Streams one batch in chunks along axis 0 and reduces each chunk to its cells."""
 
     def __init__(self, layout, spec: Spec, progress: Progress, chunk_bytes: int) -> None:
-        self.layout, self.spec, self.progress, self.chunk_bytes = layout, spec, progress, chunk_bytes
+        self.layout, self.spec, self.progress, self.chunk_bytes = (
+            layout,
+            spec,
+            progress,
+            chunk_bytes,
+        )
 
     def _chunks(self, ref: TensorRef):
         for chunk in ref.chunks(self.chunk_bytes, self.layout.row_multiple):

@@ -1,4 +1,5 @@
-"""The `qcalc` command: parse flags, call the library, render. Errors become one line + exit code."""
+"""The `qcalc` command: parse flags, call the library, render; errors become one line + exit code.
+"""
 
 from __future__ import annotations
 
@@ -339,7 +340,8 @@ def show(
         sys.stdout.flush()
 
 
-CONVERT_HELP = """Rewrite an encodings file in another version, losslessly; a field the target version cannot
+CONVERT_HELP = """Rewrite an encodings file in another version, losslessly; a field the target
+version cannot
 carry is an error and nothing is written.
 
 Examples:
@@ -369,7 +371,8 @@ def convert(
         _note(f"wrote {len(data.encodings)} encodings to {output} (version {to})")
 
 
-DIFF_HELP = """Compare two encodings files (any versions) tensor by tensor and channel by channel: exit 0
+DIFF_HELP = """Compare two encodings files (any versions) tensor by tensor and channel by
+channel: exit 0
 when they agree within tolerance, 1 when they do not, 2 when a file cannot be read.
 
 Examples:
@@ -382,8 +385,12 @@ Examples:
 
 @app.command(help=DIFF_HELP, no_args_is_help=True)
 def diff(
-    a: Annotated[Path, typer.Argument(help="First encodings file.", metavar="A", show_default=False)],
-    b: Annotated[Path, typer.Argument(help="Second encodings file.", metavar="B", show_default=False)],
+    a: Annotated[
+        Path, typer.Argument(help="First encodings file.", metavar="A", show_default=False)
+    ],
+    b: Annotated[
+        Path, typer.Argument(help="Second encodings file.", metavar="B", show_default=False)
+    ],
     rtol: Annotated[
         float, typer.Option("--rtol", min=0.0, help="Relative tolerance: |a-b| <= atol + rtol*|b|.")
     ] = 0.0,

@@ -114,15 +114,3 @@ def _normalise_axis(axis: int, shape: tuple[int, ...], where: str, what: str) ->
             f"{where}: {what} {axis} is out of range for shape {list(shape)} (rank {rank})"
         )
     return axis % rank
-
-
-def channel_axis(
-    shape: tuple[int, ...], per_channel: bool, axis: int, where: str
-) -> Optional[int]:
-    """The non-negative channel axis for a tensor, or None when it is encoded per tensor."""
-    return layout_for(shape, per_channel, axis, where).channel_axis
-
-
-def encoding_shape(shape: tuple[int, ...], axis: Optional[int]) -> tuple[int, ...]:
-    """Shape of a per-tensor (axis None) or per-channel encoding grid."""
-    return Layout(tuple(shape), axis).encoding_shape

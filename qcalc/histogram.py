@@ -692,7 +692,6 @@ def sqnr_noise(
         workers = min(4, os.cpu_count() or 1)
     cells, ncand = deltas.shape
     nb = h.bins
-    nf = np.float32(num_steps)
     lo, step = _bin_start_step(h.min, h.max, h.dtype, nb)
     with np.errstate(all="ignore"):
         first = _edge(lo, step, 0)

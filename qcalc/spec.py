@@ -105,9 +105,9 @@ class Encoding:
     Per-tensor grids are 0-d (shape ``()``); per-channel grids have the tensor's rank with the
     channel count at `axis` and 1 elsewhere, e.g. ``(C, 1)``; per-block grids also hold
     K / block_size at `block_axis`, e.g. ``(C, K/B)``, and LPBQ grids carry the per-channel float
-    scale and the integer per-block multipliers whose product is `scale`. `raw_min` / `raw_max` are the
-    range the analyzer produced before it was snapped to the grid. `dtype` and `shape` describe
-    the tensor; they are None when unknown (an encoding read from an encodings file).
+    scale and the integer per-block multipliers whose product is `scale`. `raw_min` / `raw_max`
+    are the range the analyzer produced before it was snapped to the grid. `dtype` and `shape`
+    describe the tensor; they are None when unknown (an encoding read from an encodings file).
     """
 
     name: str

@@ -49,9 +49,7 @@ def later_issue_topic(case: dict) -> str:
 
 
 def has_nonfinite(case: dict) -> bool:
-    return any(
-        not np.isfinite(load_input(p, "float32")).all() for p in inputs_of(case)
-    )
+    return any(not np.isfinite(load_input(p, "float32")).all() for p in inputs_of(case))
 
 
 def as_float32(values) -> np.ndarray:

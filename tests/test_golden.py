@@ -55,7 +55,12 @@ def cli_args(case: dict) -> list[str]:
     if config["axis"] is not None:
         args += ["--per-channel", "--axis", str(config["axis"])]
     if config["block_size"] is not None:
-        args += ["--block-size", str(config["block_size"]), "--block-axis", str(config["block_axis"])]
+        args += [
+            "--block-size",
+            str(config["block_size"]),
+            "--block-axis",
+            str(config["block_axis"]),
+        ]
     if config["granularity"] == "lpbq":
         args += ["--lpbq", "--decompressed-bitwidth", str(config["decompressed_bitwidth"])]
     if config["analyzer"] != "minmax":
@@ -108,7 +113,6 @@ def test_cli_encoding_matches_aimet(case, tmp_path):
     (record,) = run_encode([*link_batches(case, tmp_path), *cli_args(case)])
     expected = case["expected"]
     assert_matches_aimet(record, expected)
-    shape = case["input_shape"]
     axis = case["config"]["axis"]
     want_shape = case["config"]["encoding_shape"] if axis is not None else []
     assert record["encoding_shape"] == want_shape

@@ -53,7 +53,12 @@ def test_blocks_are_per_channel_encodings_of_their_slices(analyzer):
 @pytest.mark.parametrize("analyzer", ANALYZERS)
 @pytest.mark.parametrize(
     "granularity",
-    [{}, {"per_channel": True}, {"per_channel": True, "axis": 1}, {"block_size": 16, "block_axis": 1}],
+    [
+        {},
+        {"per_channel": True},
+        {"per_channel": True, "axis": 1},
+        {"block_size": 16, "block_axis": 1},
+    ],
     ids=["per-tensor", "per-channel-0", "per-channel-1", "per-block"],
 )
 def test_chunking_and_batch_files_change_nothing(analyzer, granularity, tmp_path):

@@ -64,8 +64,10 @@ def test_readme_python_example_runs(monkeypatch, capsys):
 
 
 def test_readme_error_example_is_what_qcalc_prints(monkeypatch):
-    (line,) = [l for l in README.splitlines() if l.startswith("qcalc: error: ")]
+    (line,) = [text for text in README.splitlines() if text.startswith("qcalc: error: ")]
     monkeypatch.chdir(ROOT)
-    result = CliRunner().invoke(app, ["encode", "sample_tensors/seed.npy", "--per-channel", "--axis", "2"])
+    result = CliRunner().invoke(
+        app, ["encode", "sample_tensors/seed.npy", "--per-channel", "--axis", "2"]
+    )
     assert result.exit_code == 2
     assert result.stderr.strip() == line
