@@ -441,7 +441,8 @@ def _legacy_grid(bitwidth: int, symmetric: bool, offsets: list) -> tuple[bool, l
     return False, offsets
 
 
-def _read_1_0_0(where: _Where, entry: Any, section: str, index: int) -> Encoding:
+def _named_entry(where: _Where, entry: Any, section: str, index: int) -> tuple[str, _Where]:
+    """The name of item `index` of a list of named entries, and where errors in it point."""
     if not isinstance(entry, dict):
         raise FormatError(
             f"{where.source}: field '{section}' item {index} is {_a(entry)}, expected an object"
@@ -451,7 +452,11 @@ def _read_1_0_0(where: _Where, entry: Any, section: str, index: int) -> Encoding
             f"{where.source}: field '{section}' item {index}: field 'name' is missing"
         )
     name = where.get(entry, "name", str)
-    at = where.at(name)
+    return name, where.at(name)
+
+
+def _read_1_0_0(where: _Where, entry: Any, section: str, index: int) -> Encoding:
+    name, at = _named_entry(where, entry, section, index)
     dtype = at.get(entry, "dtype", str)
     if dtype != "INT":
         if dtype == "FLOAT":
@@ -534,16 +539,7 @@ def _read_2(where: _Where, obj: dict, version: str) -> EncodingFile:
 
 
 def _read_2_entry(where: _Where, entry: Any, index: int) -> tuple[Encoding, Optional[int]]:
-    if not isinstance(entry, dict):
-        raise FormatError(
-            f"{where.source}: field 'encodings' item {index} is {_a(entry)}, expected an object"
-        )
-    if "name" not in entry:
-        raise FormatError(
-            f"{where.source}: field 'encodings' item {index}: field 'name' is missing"
-        )
-    name = where.get(entry, "name", str)
-    at = where.at(name)
+    name, at = _named_entry(where, entry, "encodings", index)
     dtype = at.get(entry, "output_dtype", str)
     match = _INT_DTYPE.fullmatch(dtype)
     if match is None:
