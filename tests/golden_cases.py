@@ -65,3 +65,29 @@ def bits_equal(actual, expected) -> bool:
         return False
     both_nan = np.isnan(a) & np.isnan(b)
     return bool(np.all(both_nan | (a.view(np.uint32) == b.view(np.uint32))))
+
+
+def spec_for_case(case: dict, **overrides):
+    """The qcalc Spec that asks for what the case asked of AIMET (dtype arithmetic as AIMET's,
+    non-finite values kept as AIMET keeps them)."""
+    from qcalc import Spec
+
+    config = case["config"]
+    settings = dict(
+        bitwidth=config["bitwidth"],
+        symmetric=config["symmetric"],
+        signed=config["signed"],
+        strict_symmetric=config["strict"],
+        per_channel=config["axis"] is not None,
+        axis=config["axis"] or 0,
+        block_size=config["block_size"],
+        block_axis=config["block_axis"] if config["block_axis"] is not None else -1,
+        lpbq=config["granularity"] == "lpbq",
+        decompressed_bitwidth=config["decompressed_bitwidth"] or 8,
+        analyzer=config["analyzer"],
+        percentile=config["percentile"] if config["percentile"] is not None else 99.99,
+        num_bins=config["num_bins"],
+        compute_dtype="input",
+        nonfinite="keep",
+    )
+    return Spec(**{**settings, **overrides})

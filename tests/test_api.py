@@ -21,6 +21,7 @@ from golden_cases import (
     inputs_of,
     is_minmax_grid_case,
     load_input,
+    spec_for_case,
 )
 from qcalc import Spec, compute_encodings, encode_array
 from qcalc.api import select
@@ -228,18 +229,7 @@ KEEP_CASES = [
 
 
 def golden_spec(case: dict, **overrides) -> Spec:
-    config = case["config"]
-    settings = dict(
-        bitwidth=config["bitwidth"],
-        symmetric=config["symmetric"],
-        signed=config["signed"],
-        strict_symmetric=config["strict"],
-        per_channel=config["axis"] is not None,
-        axis=config["axis"] or 0,
-        compute_dtype="input",
-        nonfinite="keep",
-    )
-    return Spec(**{**settings, **overrides})
+    return spec_for_case(case, **overrides)
 
 
 def golden_path(case: dict, index: int = 0) -> str:

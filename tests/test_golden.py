@@ -21,8 +21,9 @@ from golden_cases import (
     is_supported_case,
     later_issue_topic,
     load_input,
+    spec_for_case,
 )
-from qcalc import Spec, encode_array
+from qcalc import encode_array
 from qcalc.cli import app
 
 runner = CliRunner()
@@ -122,24 +123,7 @@ def test_cli_encoding_matches_aimet(case, tmp_path):
 def _library_encoding(case: dict):
     """A single-input case's encoding through the library (multi-batch runs are covered
     through the CLI above)."""
-    config = case["config"]
-    spec = Spec(
-        bitwidth=config["bitwidth"],
-        symmetric=config["symmetric"],
-        signed=config["signed"],
-        strict_symmetric=config["strict"],
-        per_channel=config["axis"] is not None,
-        axis=config["axis"] or 0,
-        block_size=config["block_size"],
-        block_axis=config["block_axis"] if config["block_axis"] is not None else -1,
-        lpbq=config["granularity"] == "lpbq",
-        decompressed_bitwidth=config["decompressed_bitwidth"] or 8,
-        analyzer=config["analyzer"],
-        percentile=config["percentile"] if config["percentile"] is not None else 99.99,
-        num_bins=config["num_bins"],
-        compute_dtype="input",
-        nonfinite="keep",
-    )
+    spec = spec_for_case(case)
     x = load_input(case["input"], case["tensor_dtype"])
     return encode_array(x, spec, name=case["id"]), x
 
