@@ -225,8 +225,13 @@ def test_count_is_additive_over_chunks(first, second, pieces, bins, growth, dtyp
             assert H.count(chunk, binning, out=accumulated) is accumulated
         assert np.array_equal(summed, whole) and np.array_equal(accumulated, whole)
         if hist is None and dtype == np.float32:
-            # first batch: every non-NaN value is counted exactly once
-            assert whole.sum() == np.count_nonzero(~np.isnan(x))
+            # first batch: every non-NaN value is counted exactly once, except in cells whose
+            # bin edges collapse to one value (a subnormal range: the step underflows). There
+            # torch.histc counts over [c - 1, c + 1] and AIMET adds the values above the last
+            # edge again, so they count twice, as in AIMET.
+            edges = H.bin_edges(binning.min, binning.max, dtype, bins)
+            regular = edges[:, 0] != edges[:, -1]
+            assert whole[regular].sum() == np.count_nonzero(~np.isnan(x[regular]))
         one, many = H.finish(binning, whole), H.finish(binning, summed)
         assert np.array_equal(one.counts.view(np.uint32), many.counts.view(np.uint32))
         hist = one
@@ -363,3 +368,15 @@ def test_histc_saturates_at_2_24():
     counts[0, 4] = 3  # below: added after the saturation
     hist = H.finish(binning, counts)
     assert hist.counts[0, 0] == F32(2**24) + F32(3)
+
+
+def test_subnormal_range_collapses_and_counts_twice_as_aimet():
+    """[0, 4e-45]: the bin step underflows, so all edges are 0. torch.histc then counts over
+    [-1, 1] (both values land in bin int((x + 1) * 7 / 2) = 3), and AIMET adds
+    #(x > edges[-1] = 0) = 1 to the last bin: 3 counts for 2 values."""
+    x = np.array([[0.0, 4e-45]], dtype=np.float32)
+    mn, mx = H.finite_min_max(x)
+    binning = H.plan_batch(None, mn, mx, 7, np.float32)
+    counts = H.count(x, binning)
+    assert counts[0, :7].tolist() == [0, 0, 0, 2, 0, 0, 0]
+    assert counts[0, 7:].tolist() == [0, 1]  # below, above
