@@ -56,11 +56,15 @@ def test_readme_example_output_is_exact(command, expected, workdir, monkeypatch)
     assert result.stdout == expected
 
 
-def test_readme_python_example_runs(monkeypatch, capsys):
+def test_readme_python_example_runs(workdir, monkeypatch, capsys):
+    """Runs after the console examples, in their directory (it reads files they wrote)."""
     (code,) = re.findall(r"```python\n(.*?)```", README, flags=re.S)
-    monkeypatch.chdir(ROOT)
+    monkeypatch.chdir(workdir)
     exec(compile(code, "README.md", "exec"), {})
-    assert "conv1.weight per-channel" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "conv1.weight per-channel" in out
+    assert out.rstrip().endswith("True")  # equal within rtol 0.01, as the diff example shows
+    assert (workdir / "model-v2.1.encodings").read_text().count('"version": "2.1.0"') == 1
 
 
 def test_readme_error_example_is_what_qcalc_prints(monkeypatch):
