@@ -36,10 +36,10 @@ Examples:
 """
 
 ENCODE_HELP = """\
-Compute min-max encodings for every floating-point tensor in INPUT... .
+Compute encodings (min, max, scale, offset) for every floating-point tensor in INPUT... .
 
 Tensors with the same name in several inputs (or the .npy files of one subdirectory) are \
-calibration batches of one tensor; their ranges merge in command-line order.
+calibration batches of one tensor; their statistics merge in command-line order.
 
 Examples:
 
@@ -47,7 +47,10 @@ Examples:
 
   qcalc encode sample_tensors/model_bf16.safetensors --per-channel -b 4
 
-  qcalc encode sample_tensors/activations --format jsonl | jq .scale
+  qcalc encode sample_tensors/activations --analyzer percentile --format jsonl
+
+  qcalc encode sample_tensors/model_f32.safetensors --symmetric -b 4 --include fc.weight \
+--block-size 64 --lpbq
 """
 
 app = typer.Typer(
