@@ -203,7 +203,15 @@ def _encode_batches(
     extra: dict = {}
     if spec.lpbq and layout.block_axis is not None:
         granularity = "lpbq"
-        scale, offset, extra = _lpbq(rmin, rmax, spec, layout)
+        scale, per_channel, per_block = grid.lpbq_scales(
+            rmin, rmax, qmax - qmin, spec.bitwidth, spec.decompressed_bitwidth, layout.block_axis
+        )
+        offset = np.zeros_like(scale)
+        extra = {
+            "per_channel_scale": per_channel,
+            "per_block_int_scale": per_block,
+            "decompressed_bitwidth": spec.decompressed_bitwidth,
+        }
     else:
         scale, offset = grid.scale_offset(
             rmin, rmax, qmin, qmax, spec.symmetric, spec.symmetric_offset == "zero"
@@ -229,29 +237,6 @@ def _encode_batches(
         block_axis=layout.block_axis,
         **extra,
     )
-
-
-def _lpbq(rmin: np.ndarray, rmax: np.ndarray, spec: Spec, layout):
-    """AIMET's LPBQ (NOTES.md section 10): each block's scale becomes an integer multiple
-    (1 .. 2^(dbw - bw)) of a per-channel float scale (the channel's largest block scale over
-    2^(dbw - bw)); offsets are 0 on the signed grid."""
-    qmin, qmax = spec.int_range
-    num_steps = qmax - qmin
-    levels = np.float32(2 ** (spec.decompressed_bitwidth - spec.bitwidth))
-    with np.errstate(all="ignore"):
-        raw = np.maximum(
-            (rmax - rmin) / np.float32(num_steps), np.float32(grid.minimum_scale(num_steps))
-        )
-        per_channel = np.max(raw, axis=layout.block_axis, keepdims=True) / levels
-        multiplier = np.clip(grid.round_half_even(raw / per_channel), np.float32(1), levels)
-        scale = (multiplier * per_channel).astype(np.float32)
-        per_block = np.clip(grid.round_half_even(scale / per_channel), np.float32(1), levels)
-    extra = {
-        "per_channel_scale": per_channel.astype(np.float32),
-        "per_block_int_scale": per_block.astype(np.float32),
-        "decompressed_bitwidth": spec.decompressed_bitwidth,
-    }
-    return scale, np.zeros_like(scale), extra
 
 
 def _histogram_range(batches, stream, spec: Spec, dtype, num_steps: int):

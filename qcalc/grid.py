@@ -135,6 +135,28 @@ def effective_range(
     return scale * (offset + np.float32(qmin)), scale * (offset + np.float32(qmax))
 
 
+@_quiet
+def lpbq_scales(
+    rmin: np.ndarray,
+    rmax: np.ndarray,
+    num_steps: int,
+    bitwidth: int,
+    decompressed_bitwidth: int,
+    block_axis: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """AIMET's LPBQ (NOTES.md section 10), float32: (block scales, per-channel scale,
+    integer multipliers). Each block's raw scale becomes an integer multiple, 1 to
+    2^(dbw - bw), of its channel's scale: the channel's largest raw block scale / 2^(dbw - bw).
+    """
+    levels = np.float32(2 ** (decompressed_bitwidth - bitwidth))
+    raw = np.maximum((rmax - rmin) / np.float32(num_steps), np.float32(minimum_scale(num_steps)))
+    per_channel = (np.max(raw, axis=block_axis, keepdims=True) / levels).astype(FLOAT32)
+    multiplier = np.clip(round_half_even(raw / per_channel), np.float32(1), levels)
+    scale = (multiplier * per_channel).astype(FLOAT32)
+    per_block = np.clip(round_half_even(scale / per_channel), np.float32(1), levels)
+    return scale, per_channel, per_block.astype(FLOAT32)
+
+
 def _represents(dtype: np.dtype, values: list[int]) -> bool:
     return all(float(np.asarray(v, dtype=FLOAT64).astype(dtype)) == v for v in values)
 
