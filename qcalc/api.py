@@ -42,6 +42,8 @@ class EncodeResult:
     skipped: list[Skipped] = field(default_factory=list)
     activations: list[Encoding] = field(default_factory=list)
     files: list[str] = field(default_factory=list)  # every file read, for overwrite checks
+    recipe_skipped: list[str] = field(default_factory=list)  # names a recipe rule skipped
+    unmatched_rules: list = field(default_factory=list)  # recipe rules that matched no tensor
 
 
 def open_inputs(paths: Sequence[PathLike]) -> tuple[list[TensorRef], list[Skipped]]:
@@ -98,6 +100,33 @@ def group_batches(refs: Iterable[TensorRef]) -> dict[str, list[TensorRef]]:
     return groups
 
 
+@dataclass(frozen=True)
+class Gathered:
+    """The tensors of a run: `groups[kind][name]` lists a tensor's batches in input order
+    (kind "param" for positional inputs, "activation" for --activations)."""
+
+    groups: dict[str, dict[str, list[TensorRef]]]
+    skipped: list[Skipped]
+    files: list[str]  # every file read, for overwrite checks
+
+
+def gather(
+    paths: Sequence[PathLike],
+    activations: Sequence[PathLike] = (),
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+) -> Gathered:
+    """Open every input, apply --include / --exclude and group batches by name."""
+    param_refs, skipped = open_inputs(paths)
+    activation_refs, activation_skipped = open_inputs(activations)
+    skipped += activation_skipped
+    files = list(dict.fromkeys(item.source for item in (*param_refs, *activation_refs, *skipped)))
+    if param_refs or activation_refs or include or exclude:
+        param_refs, activation_refs = select_each([param_refs, activation_refs], include, exclude)
+    groups = {"param": group_batches(param_refs), "activation": group_batches(activation_refs)}
+    return Gathered(groups, skipped, files)
+
+
 def compute_encodings(
     paths: Sequence[PathLike],
     spec: Spec = Spec(),
@@ -105,6 +134,8 @@ def compute_encodings(
     activations: Sequence[PathLike] = (),
     include: Sequence[str] = (),
     exclude: Sequence[str] = (),
+    recipe=None,
+    metrics: bool = False,
     progress: Optional[Progress] = None,
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
 ) -> EncodeResult:
@@ -113,33 +144,68 @@ def compute_encodings(
     that activations are always per tensor (per-channel activation encodings are not used by
     AIMET's QuantSim configs or QNN, and axis 0 of a dump is the batch).
 
+    `recipe` (a qcalc.recipe.Recipe) adjusts `spec` tensor by tensor or skips tensors;
+    `metrics` attaches each tensor's quantization error (qcalc.metrics) to its encoding,
+    at the cost of one more pass over the data.
+
     >>> result = compute_encodings(["sample_tensors/seed.npy"], Spec(bitwidth=8))
     >>> float(result.encodings[0].scale)  # doctest: +SKIP
     0.013148537836968899
     """
-    param_refs, skipped = open_inputs(paths)
-    activation_refs, activation_skipped = open_inputs(activations)
-    skipped += activation_skipped
-    files = list(dict.fromkeys(item.source for item in (*param_refs, *activation_refs, *skipped)))
-    if not (param_refs or activation_refs or include or exclude):
+    found = gather(paths, activations, include, exclude)
+    groups, skipped, files = found.groups, found.skipped, found.files
+    if not any(groups.values()):
         return EncodeResult([], skipped, [], files)  # only integer / empty tensors: no error
-    param_refs, activation_refs = select_each([param_refs, activation_refs], include, exclude)
-    groups = [group_batches(param_refs), group_batches(activation_refs)]
+    specs = {kind: _tensor_specs(group, kind, spec, recipe) for kind, group in groups.items()}
+    unmatched = [] if recipe is None else recipe.unmatched({k: list(g) for k, g in groups.items()})
+    work = [
+        groups[kind][name] for kind in groups for name, s in specs[kind].items() if s is not None
+    ]
     progress = progress or Progress()
-    progress.start(
-        sum(len(g) for g in groups), sum(ref.nbytes for ref in (*param_refs, *activation_refs))
-    )
+    passes = 2 if metrics else 1  # the metrics read every tensor once more
+    progress.start(len(work), passes * sum(ref.nbytes for batches in work for ref in batches))
 
-    def encode_all(group: dict[str, list[TensorRef]], spec: Spec) -> list[Encoding]:
+    def encode_all(kind: str) -> list[Encoding]:
         encodings = []
-        for name, batches in group.items():
-            encodings.append(_encode_batches(name, batches, spec, progress, chunk_bytes))
+        for name, batches in groups[kind].items():
+            tensor_spec = specs[kind][name]
+            if tensor_spec is None:
+                continue
+            encoding = _encode_batches(name, batches, tensor_spec, progress, chunk_bytes)
+            if metrics:
+                from qcalc.metrics import tensor_metrics
+
+                found = tensor_metrics(batches, encoding, chunk_bytes=chunk_bytes)
+                encoding = dataclasses.replace(encoding, metrics=found)
+                progress.advance(sum(ref.nbytes for ref in batches))
+            encodings.append(encoding)
             progress.tensor_done()
         return encodings
 
-    params = encode_all(groups[0], spec)
-    activation_spec = dataclasses.replace(spec, per_channel=False)
-    return EncodeResult(params, skipped, encode_all(groups[1], activation_spec), files)
+    recipe_skipped = [name for kind in specs for name, s in specs[kind].items() if s is None]
+    return EncodeResult(
+        encode_all("param"), skipped, encode_all("activation"), files, recipe_skipped, unmatched
+    )
+
+
+def _tensor_specs(
+    group: dict[str, list[TensorRef]], kind: str, spec: Spec, recipe
+) -> dict[str, Optional[Spec]]:
+    """Each tensor's Spec (None: a recipe skips it). Activations are always per tensor."""
+    specs: dict[str, Optional[Spec]] = {}
+    for name in group:
+        resolved = spec if recipe is None else recipe.spec_for(name, kind, spec)
+        if resolved is not None and kind == "activation":
+            resolved = per_tensor(resolved)
+        specs[name] = resolved
+    return specs
+
+
+def per_tensor(spec: Spec) -> Spec:
+    """`spec` without per-channel or per-block settings (how activations are encoded)."""
+    if not (spec.per_channel or spec.block_size is not None or spec.lpbq):
+        return spec
+    return dataclasses.replace(spec, per_channel=False, block_size=None, lpbq=False)
 
 
 def encode_array(array: np.ndarray, spec: Spec = Spec(), name: str = "tensor") -> Encoding:

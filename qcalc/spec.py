@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Optional
+from typing import Any, Literal, Optional
 
 import numpy as np
 
@@ -130,6 +130,8 @@ class Encoding:
     per_channel_scale: Optional[np.ndarray] = field(default=None, repr=False)
     per_block_int_scale: Optional[np.ndarray] = field(default=None, repr=False)
     decompressed_bitwidth: Optional[int] = None
+    # qcalc.metrics.Metrics of the tensor under this encoding, when they were asked for
+    metrics: Optional[Any] = field(default=None, repr=False, compare=False)
 
     @property
     def encoding_shape(self) -> tuple[int, ...]:

@@ -514,3 +514,17 @@ def test_encode_array_rejects_empty_and_integer_arrays():
         encode_array(np.zeros((2, 0), np.float32), name="e")
     with pytest.raises(SpecError, match="^tensor 'i': dtype int32 is not a floating-point type$"):
         encode_array(np.zeros(3, np.int32), name="i")
+
+
+def test_activations_are_per_tensor_whatever_the_weight_granularity(tmp_path):
+    weights = save(tmp_path, "w.npy", random_tensor((8, 64), np.float32))
+    dump = random_tensor((8, 64), np.float32, seed=3)
+    acts = save(tmp_path, "act.npy", dump)
+    spec = Spec(symmetric=True, block_size=16, lpbq=True)
+    result = compute_encodings([weights], spec, activations=[acts])
+    assert result.encodings[0].granularity == "lpbq"
+    (act,) = result.activations
+    # per tensor: the same as the dump encoded alone with no channel or block settings
+    alone = encode_array(dump, Spec(symmetric=True))
+    assert act.granularity == "per-tensor" and act.encoding_shape == ()
+    assert_same_encoding(act, alone)
