@@ -31,3 +31,7 @@ class FormatError(QcalcError):
 
 class WriteError(QcalcError):
     """An output file cannot be written (missing directory, permissions, disk full)."""
+
+
+class RecipeError(QcalcError):
+    """A --recipe file is unreadable or invalid, or its rules give a tensor invalid settings."""
