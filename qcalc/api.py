@@ -157,7 +157,7 @@ def compute_encodings(
     if not any(groups.values()):
         return EncodeResult([], skipped, [], files)  # only integer / empty tensors: no error
     specs = {kind: _tensor_specs(group, kind, spec, recipe) for kind, group in groups.items()}
-    unmatched = [] if recipe is None else recipe.unmatched({k: list(g) for k, g in groups.items()})
+    unmatched = [] if recipe is None else unmatched_rules(recipe, groups)
     work = [
         groups[kind][name] for kind in groups for name, s in specs[kind].items() if s is not None
     ]
@@ -186,6 +186,12 @@ def compute_encodings(
     return EncodeResult(
         encode_all("param"), skipped, encode_all("activation"), files, recipe_skipped, unmatched
     )
+
+
+def unmatched_rules(recipe, groups: dict[str, dict[str, list[TensorRef]]]) -> list:
+    """The recipe's rules that match no tensor; kinds without inputs are not checked (no
+    --activations: activation rules have nothing to match)."""
+    return recipe.unmatched({kind: list(group) for kind, group in groups.items() if group})
 
 
 def _tensor_specs(

@@ -226,6 +226,22 @@ ReadVersion = Annotated[
         show_default=False,
     ),
 ]
+RecipeOption = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--recipe",
+        help="TOML rules that adjust the flags per tensor or skip tensors (see recipes/).",
+        show_default=False,
+    ),
+]
+MetricsOption = Annotated[
+    bool,
+    typer.Option(
+        "--metrics",
+        help="Add quantization error columns: SQNR (dB), MSE, max abs error, clipped and "
+        "grid-used fractions, worst channel / block. Reads the data once more.",
+    ),
+]
 EncodingsFile = Annotated[
     Path,
     typer.Argument(
@@ -259,6 +275,8 @@ def encode(
     block_axis: BlockAxis = -1,
     lpbq: Lpbq = False,
     decompressed_bitwidth: DecompressedBitwidth = 8,
+    recipe: RecipeOption = None,
+    metrics: MetricsOption = False,
 ) -> None:
     from qcalc.api import compute_encodings
     from qcalc.progress import TerminalProgress
@@ -284,6 +302,7 @@ def encode(
             lpbq=lpbq,
             decompressed_bitwidth=decompressed_bitwidth,
         )
+        rules = _load_recipe(recipe)
         if output is not None:
             _refuse_overwriting_inputs(output, [*inputs, *(activations or [])])
         progress = TerminalProgress()
@@ -294,12 +313,13 @@ def encode(
                 activations=activations or (),
                 include=include or (),
                 exclude=exclude or (),
+                recipe=rules,
+                metrics=metrics,
                 progress=progress,
             )
         finally:
             progress.close()
-        for skipped in result.skipped:
-            _note(f"{skipped.source}: tensor '{skipped.name}': {skipped.reason}")
+        _report_skips(result)
         if output is not None:
             from qcalc import formats
 
@@ -313,6 +333,135 @@ def encode(
         if output_format is not None or output is None:
             render([*result.encodings, *result.activations], output_format or "table", sys.stdout)
         sys.stdout.flush()  # a closed pipe surfaces here, inside user_errors
+
+
+CHECK_HELP = """\
+Check how well every tensor quantizes, for CI: exit 0 when all pass, 1 when any fails, \
+2 on bad input.
+
+Encodings are computed with the quantization flags (and --recipe), or taken from \
+--encodings, matched by tensor name (a tensor in one and not the other fails). A tensor \
+fails a threshold it does not meet, and fails when it holds NaN or inf values (counted; \
+--allow-nonfinite only warns). The table lists the failures (--all: every tensor); \
+json / jsonl give one record per tensor with name, passed, failures and the metrics.
+
+Examples:
+
+  qcalc check sample_tensors/model_bf16.safetensors --per-channel --symmetric --min-sqnr 30
+
+  qcalc check model.safetensors --encodings shipped.encodings --min-sqnr 25 || exit 1
+
+  qcalc check model.safetensors --recipe recipes/w8a8.toml --max-clip 0.001 -f jsonl
+"""
+
+
+@app.command(help=CHECK_HELP, no_args_is_help=True)
+def check(
+    inputs: Inputs,
+    bitwidth: Bitwidth = 8,
+    symmetric: Symmetric = False,
+    signed: Signed = None,
+    strict_symmetric: Strict = False,
+    symmetric_offset: SymOffset = "centered",
+    per_channel: PerChannel = False,
+    axis: Axis = 0,
+    compute_dtype: ComputeDtype = "float32",
+    include: Include = None,
+    exclude: Exclude = None,
+    activations: Activations = None,
+    analyzer: AnalyzerOption = "minmax",
+    percentile: Percentile = 99.99,
+    num_bins: NumBins = None,
+    block_size: BlockSize = None,
+    block_axis: BlockAxis = -1,
+    lpbq: Lpbq = False,
+    decompressed_bitwidth: DecompressedBitwidth = 8,
+    recipe: RecipeOption = None,
+    encodings: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--encodings",
+            help="Check these shipped AIMET encodings instead of computing them.",
+            show_default=False,
+        ),
+    ] = None,
+    min_sqnr: Annotated[
+        Optional[float],
+        typer.Option("--min-sqnr", help="Fail below this SQNR (dB).", show_default=False),
+    ] = None,
+    max_clip: Annotated[
+        Optional[float],
+        typer.Option(
+            "--max-clip",
+            help="Fail above this fraction of elements outside [min, max].",
+            show_default=False,
+        ),
+    ] = None,
+    max_abs_error: Annotated[
+        Optional[float],
+        typer.Option(
+            "--max-abs-error", help="Fail above this absolute error.", show_default=False
+        ),
+    ] = None,
+    allow_nonfinite: Annotated[
+        bool, typer.Option("--allow-nonfinite", help="NaN / inf values warn instead of failing.")
+    ] = False,
+    show_all: Annotated[
+        bool, typer.Option("--all", help="List every tensor in the table, not only failures.")
+    ] = False,
+    output_format: Annotated[
+        Literal["table", "json", "jsonl"],
+        typer.Option("--format", "-f", help="Output format on stdout."),
+    ] = "table",
+) -> None:
+    from qcalc.check import Thresholds
+    from qcalc.check import check as run_check
+    from qcalc.check_report import render_check
+    from qcalc.progress import TerminalProgress
+    from qcalc.spec import Spec
+
+    with user_errors():
+        spec = Spec(
+            bitwidth=bitwidth,
+            symmetric=symmetric,
+            signed=signed,
+            strict_symmetric=strict_symmetric,
+            symmetric_offset=symmetric_offset,
+            per_channel=per_channel,
+            axis=axis,
+            compute_dtype=compute_dtype,
+            analyzer=analyzer,
+            percentile=percentile,
+            num_bins=num_bins,
+            block_size=block_size,
+            block_axis=block_axis,
+            lpbq=lpbq,
+            decompressed_bitwidth=decompressed_bitwidth,
+        )
+        thresholds = Thresholds(min_sqnr, max_clip, max_abs_error, allow_nonfinite)
+        rules = _load_recipe(recipe)
+        progress = TerminalProgress()
+        try:
+            report = run_check(
+                inputs,
+                spec,
+                thresholds,
+                activations=activations or (),
+                include=include or (),
+                exclude=exclude or (),
+                recipe=rules,
+                encodings=encodings,
+                progress=progress,
+            )
+        finally:
+            progress.close()
+        _report_skips(report)
+        for result in report.results:
+            for warning in result.warnings:
+                _warn(f"tensor '{result.name}': {warning}")
+        render_check(report, thresholds, output_format, sys.stdout, show_all)
+        sys.stdout.flush()
+    raise typer.Exit(0 if report.passed else 1)
 
 
 SHOW_HELP = """Print the encodings an AIMET encodings JSON file holds, like `encode` prints its own.
@@ -421,6 +570,29 @@ def diff(
 
 def _note(message: str) -> None:
     typer.echo(f"qcalc: note: {message}", err=True)
+
+
+def _warn(message: str) -> None:
+    typer.echo(f"qcalc: warning: {message}", err=True)
+
+
+def _load_recipe(path: Optional[Path]):
+    if path is None:
+        return None
+    from qcalc.recipe import Recipe
+
+    return Recipe.load(path)
+
+
+def _report_skips(result) -> None:
+    """Notes for tensors not encoded, warnings for recipe rules that matched nothing."""
+    for skipped in result.skipped:
+        _note(f"{skipped.source}: tensor '{skipped.name}': {skipped.reason}")
+    if result.recipe_skipped:
+        count = len(result.recipe_skipped)
+        _note(f"recipe skipped {count} tensor{'s' if count != 1 else ''}")
+    for rule in result.unmatched_rules:
+        _warn(f"recipe {rule.label} matched no tensor")
 
 
 def _refuse_overwriting_inputs(output: Path, inputs: List[Path]) -> None:

@@ -24,6 +24,10 @@ PER_CELL = ("min", "max", "scale", "offset")
 BLOCK_FIELDS = ("block_size", "block_axis")  # appended for per-block and LPBQ encodings
 LPBQ_FIELDS = ("per_channel_scale", "per_block_int_scale", "decompressed_bitwidth")  # and LPBQ
 NONFINITE_NAMES = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
+METRIC_FIELDS = (
+    "sqnr_db", "mse", "max_abs_error", "clipped_fraction", "grid_used_fraction",
+    "worst_sqnr_db", "worst_index",
+)  # fmt: skip  # appended to every record with --metrics
 
 
 def exact_float(value: float) -> Any:
@@ -85,7 +89,17 @@ def encoding_record(enc: Encoding) -> dict[str, Any]:
         record["per_channel_scale"] = _floats(_or_empty(enc.per_channel_scale))
         record["per_block_int_scale"] = _offsets(_or_empty(enc.per_block_int_scale))
         record["decompressed_bitwidth"] = enc.decompressed_bitwidth
+    if enc.metrics is not None:
+        record.update(metrics_record(enc.metrics))
     return record
+
+
+def metrics_record(metrics: Any) -> dict[str, Any]:
+    """A qcalc.metrics.Metrics as JSON-ready METRIC_FIELDS (infinite SQNR as "Infinity")."""
+    return {
+        key: exact_float(value) if isinstance(value, float) else value
+        for key, value in metrics.record().items()
+    }
 
 
 def _or_empty(values: Any) -> np.ndarray:
@@ -104,7 +118,8 @@ def write_jsonl(encodings: Sequence[Encoding], out: TextIO) -> None:
 
 
 def write_csv(encodings: Sequence[Encoding], out: TextIO) -> None:
-    """One row per tensor per channel; `channel` is the cell's index in C order.
+    """One row per tensor per channel; `channel` is the cell's index in C order. With
+    metrics, METRIC_FIELDS (the tensor's) follow the tensor columns.
 
     With per-block or LPBQ encodings the columns go on: block_size, block_axis, and with LPBQ
     ones per_channel_scale (the cell's channel's), per_block_int_scale (the cell's) and
@@ -114,12 +129,13 @@ def write_csv(encodings: Sequence[Encoding], out: TextIO) -> None:
     extra = [*BLOCK_FIELDS] if grans & {"per-block", "lpbq"} else []
     if "lpbq" in grans:
         extra += LPBQ_FIELDS
-    columns = [*FIELDS[:12], "channel", *PER_CELL, *extra]
+    metrics = [*METRIC_FIELDS] if any(enc.metrics is not None for enc in encodings) else []
+    columns = [*FIELDS[:12], *metrics, "channel", *PER_CELL, *extra]
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(columns)
     for enc in encodings:
         record = encoding_record(enc)
-        fixed = [_csv_cell(record[key]) for key in FIELDS[:12]]
+        fixed = [_csv_cell(record.get(key)) for key in (*FIELDS[:12], *metrics)]
         cells = [record[key] for key in PER_CELL] + _csv_block_columns(enc, record, extra)
         for channel, values in enumerate(zip(*cells)):
             writer.writerow([*fixed, channel, *(_csv_cell(v) for v in values)])
@@ -173,6 +189,9 @@ SHORT_DTYPES = {
     "float8_e4m3fn": "f8e4m3", "float8_e5m2": "f8e5m2",
 }  # fmt: skip
 HEADERS = ("tensor", "dtype", "shape", "per", "min", "max", "scale", "offset")
+# with --metrics: SQNR and the worst channel's / block's (dB), max |error|, clipped
+# elements, integer levels used (json / jsonl / csv also carry the MSE)
+METRIC_HEADERS = ["sqnr", "worst", "max err", "clip", "used"]
 
 
 def _num(value: float) -> str:
@@ -226,6 +245,37 @@ def table_row(enc: Encoding) -> list[str]:
     ]  # fmt: skip
 
 
+def grid_label(spec) -> str:
+    """A grid in a few characters, as QNN names its dtype: "int8 sym", "uint16", "int4 strict"."""
+    label = f"{'int' if spec.is_signed else 'uint'}{spec.bitwidth}"
+    if spec.strict_symmetric:
+        return f"{label} strict"
+    return f"{label} sym" if spec.symmetric else label
+
+
+def metric_cells(metrics: Any) -> list[str]:
+    """Table cells for METRIC_HEADERS: SQNR and worst cell in dB, errors, percentages."""
+    if metrics is None:
+        return [""] * len(METRIC_HEADERS)
+
+    def percent(value: float | None) -> str:
+        if value is None:
+            return "?"
+        return "0%" if value == 0 else f"{_num(100 * value)}%"
+
+    def db(value: float | None) -> str:
+        return "" if value is None else (f"{value:.1f}" if math.isfinite(value) else str(value))
+
+    return [
+        db(metrics.sqnr_db), db(metrics.worst_sqnr_db), _num(metrics.max_abs_error),
+        percent(metrics.clipped_fraction), percent(metrics.grid_used_fraction),
+    ]  # fmt: skip
+
+
+def _grid_key(spec) -> tuple:
+    return (spec.bitwidth, spec.is_signed, spec.symmetric, spec.strict_symmetric)
+
+
 def analyzer_label(spec) -> str:
     """How tables name the calibration method, e.g. "min-max" or "percentile 99.9"."""
     if spec.analyzer == "percentile":
@@ -242,9 +292,13 @@ def table_title(encodings: Sequence[Encoding]) -> str:
     )
     sign = "signed" if spec.is_signed else "unsigned"
     qmin, qmax = spec.int_range
-    parts = [f"{spec.bitwidth}-bit {kind} {sign} grid [{qmin}, {qmax}]"]
+    if len({_grid_key(enc.spec) for enc in encodings}) == 1:
+        parts = [f"{spec.bitwidth}-bit {kind} {sign} grid [{qmin}, {qmax}]"]
+    else:
+        parts = ["grids per tensor"]
+    analyzers = {analyzer_label(enc.spec) for enc in encodings}
     if any(enc.dtype is not None for enc in encodings):  # files do not record the analyzer
-        parts.append(analyzer_label(spec))
+        parts.append(analyzers.pop() if len(analyzers) == 1 else "analyzers per tensor")
     dtypes = {enc.dtype for enc in encodings}
     if len(dtypes) == 1 and None not in dtypes:
         parts.insert(0, SHORT_DTYPES.get(enc_dtype := dtypes.pop(), enc_dtype))
@@ -269,28 +323,33 @@ def table_title(encodings: Sequence[Encoding]) -> str:
     return ", ".join(parts)
 
 
-def table_columns(rows: Sequence[Sequence[str]], width: int) -> tuple[list[int], int]:
+def table_columns(
+    rows: Sequence[Sequence[str]],
+    width: int,
+    headers: Sequence[str] = HEADERS,
+    droppable: Sequence[int] = (2, 1),
+) -> tuple[list[int], int]:
     """Indices of the columns to show and the width left for the tensor name.
 
     A column whose value the title already states (one dtype; no per-channel row) is left
-    out; when the name would still get fewer than NAME_MIN characters, shape and then dtype
-    make room.
+    out; when the name would still get fewer than NAME_MIN characters, the `droppable`
+    columns (shape, then dtype) make room in turn.
     """
     dtypes = {row[1] for row in rows}
-    shown = [i for i in range(len(HEADERS)) if not (i == 1 and len(dtypes) <= 1)]
+    shown = [i for i in range(len(headers)) if not (i == 1 and len(dtypes) <= 1)]
     if all(row[3] == "tensor" for row in rows):
         shown.remove(3)
     longest = max((len(row[0]) for row in rows), default=0)
 
     def name_room() -> int:
-        cells = [max([len(HEADERS[i])] + [len(row[i]) for row in rows]) for i in shown[1:]]
+        cells = [max([len(headers[i])] + [len(row[i]) for row in rows]) for i in shown[1:]]
         return width - sum(cells) - 2 * len(cells)
 
-    for droppable in (2, 1):
-        if name_room() >= min(NAME_MIN, longest) or droppable not in shown:
+    for column in droppable:
+        if name_room() >= min(NAME_MIN, longest) or column not in shown:
             continue
-        shown.remove(droppable)
-    return shown, max(len(HEADERS[0]), name_room())
+        shown.remove(column)
+    return shown, max(len(headers[0]), name_room())
 
 
 def write_table(encodings: Sequence[Encoding], out: TextIO, width: int | None = None) -> None:
@@ -301,11 +360,20 @@ def write_table(encodings: Sequence[Encoding], out: TextIO, width: int | None = 
     width = width or _table_width(out)
     console = Console(file=out, width=width, highlight=False, soft_wrap=False)
     rows = [table_row(enc) for enc in encodings]
-    shown, name_width = table_columns(rows, width)
+    headers = list(HEADERS)
+    if any(enc.metrics is not None for enc in encodings):
+        # the quality view: the error columns replace the range and grid columns, which
+        # json / jsonl / csv still carry, so that the table stays readable at 80 columns
+        headers = headers[:4] + METRIC_HEADERS
+        rows = [row[:4] + metric_cells(enc.metrics) for row, enc in zip(rows, encodings)]
+    if len({_grid_key(enc.spec) for enc in encodings}) > 1:  # a recipe: say which grid
+        headers.insert(4, "grid")
+        rows = [row[:4] + [grid_label(enc.spec)] + row[4:] for row, enc in zip(rows, encodings)]
+    shown, name_width = table_columns(rows, width, headers)
     table = Table(box=None, pad_edge=False)
     for i in shown:
-        numeric = HEADERS[i] in PER_CELL
-        table.add_column(HEADERS[i], justify="right" if numeric else "left", no_wrap=True)
+        numeric = headers[i] in PER_CELL or headers[i] in METRIC_HEADERS
+        table.add_column(headers[i], justify="right" if numeric else "left", no_wrap=True)
     for row in rows:
         table.add_row(*(ellipsize_middle(row[i], name_width) if i == 0 else row[i] for i in shown))
     for line in textwrap.wrap(table_title(encodings), width):

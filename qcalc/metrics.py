@@ -1,0 +1,278 @@
+"""Quantization error of a tensor under an encoding: SQNR, MSE, clipping, grid use.
+
+The tensor is streamed in chunks along axis 0 (as the encoding computation streams it), each
+chunk fake-quantized with `grid.quantize_dequantize` (AIMET's QuantizeDequantize) and reduced
+to per-cell float64 sums, so memory stays bounded whatever the tensor's size.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional, Sequence, Union
+
+import numpy as np
+
+from qcalc import grid
+from qcalc.api import ARRAY_SOURCE, compute_dtype
+from qcalc.dtypes import FLOAT64, widen
+from qcalc.errors import SpecError
+from qcalc.granularity import Layout
+from qcalc.readers.base import DEFAULT_CHUNK_BYTES, TensorRef
+from qcalc.spec import Encoding
+
+# grid_used_fraction keeps one boolean per (cell, integer level); beyond this many it is None.
+MAX_GRID_BITMAP = 2**26
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """Quantization error of one tensor (all its batches) under one encoding.
+
+    Sums run over finite elements only (NaN and ±inf are counted, not evaluated) in float64.
+    `sqnr_db` is ``10 log10(sum x^2 / sum (x - xhat)^2)``: +inf when the error is 0 (an
+    all-zero tensor too), -inf when ``sum x^2`` is 0 but the error is not. `mse`,
+    `max_abs_error` and `clipped_fraction` are 0 when no element is finite.
+    `grid_used_fraction` counts the distinct integer levels hit in each cell, summed over
+    cells, over ``cells * levels``; it is None when ``cells * levels > 2**26`` (one boolean
+    per level and cell would no longer be small, e.g. any 32-bit grid). `worst_sqnr_db` /
+    `worst_index` name the cell (flat C-order index in the encoding grid) with the lowest
+    SQNR, the lowest index on ties; None for per-tensor encodings.
+    """
+
+    sqnr_db: float
+    mse: float
+    max_abs_error: float
+    clipped_fraction: float
+    grid_used_fraction: Optional[float]
+    worst_sqnr_db: Optional[float]
+    worst_index: Optional[int]
+    elements: int
+    nan_count: int
+    inf_count: int
+
+    def record(self) -> dict:
+        """The headline values as a plain dict (Python floats / ints / None), in a fixed order."""
+        return {
+            "sqnr_db": float(self.sqnr_db),
+            "mse": float(self.mse),
+            "max_abs_error": float(self.max_abs_error),
+            "clipped_fraction": float(self.clipped_fraction),
+            "grid_used_fraction": _opt(float, self.grid_used_fraction),
+            "worst_sqnr_db": _opt(float, self.worst_sqnr_db),
+            "worst_index": _opt(int, self.worst_index),
+        }
+
+
+def _opt(kind, value):
+    return None if value is None else kind(value)
+
+
+def array_metrics(array: np.ndarray, encoding: Encoding) -> Metrics:
+    """Metrics of an in-memory array under `encoding` (streamed in chunks like a file)."""
+    array = np.asarray(array)
+    ref = TensorRef(encoding.name, ARRAY_SOURCE, array.dtype, array.shape, lambda: array)
+    return tensor_metrics([ref], encoding)
+
+
+def tensor_metrics(
+    batches: Union[TensorRef, Sequence[TensorRef]],
+    encoding: Encoding,
+    *,
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+) -> Metrics:
+    """Metrics of one tensor (a TensorRef, or several calibration batches of it) under
+    `encoding`, read in chunks of at most `chunk_bytes` source bytes."""
+    if isinstance(batches, TensorRef):
+        batches = [batches]
+    acc = _Accumulator(encoding)
+    with np.errstate(all="ignore"):  # NaN / inf levels propagate into the sums on purpose
+        for ref in batches:
+            acc.add_batch(ref, chunk_bytes)
+        return acc.result()
+
+
+class _Accumulator:
+    """Per-cell float64 sums and global counts, fed chunk by chunk."""
+
+    def __init__(self, encoding: Encoding) -> None:
+        self.encoding = encoding
+        self.cells = int(encoding.scale.size)
+        self.levels = encoding.qmax - encoding.qmin + 1
+        self.sum_x2 = np.zeros(self.cells, dtype=FLOAT64)
+        self.sum_e2 = np.zeros(self.cells, dtype=FLOAT64)
+        self.max_error = 0.0
+        self.elements = self.clipped = self.nan = self.inf = 0
+        self.bitmap: Optional[np.ndarray] = None
+        if self.cells * self.levels <= MAX_GRID_BITMAP:
+            self.bitmap = np.zeros(self.cells * self.levels, dtype=bool)
+        scale, offset = encoding.scale, encoding.offset
+        # With a finite positive scale and a finite offset, every finite x has a finite level.
+        self.regular = bool(
+            np.all(np.isfinite(offset)) and np.all((scale > 0) & np.isfinite(scale))
+        )
+
+    def add_batch(self, ref: TensorRef, chunk_bytes: int) -> None:
+        enc = self.encoding
+        layout = _layout(enc, ref)
+        views = _grid_views(enc, layout)
+        qdq_dtype = compute_dtype(ref.dtype, enc.spec)
+        cells_per_row = self.cells // enc.encoding_shape[0] if layout.rows_are_cells else 0
+        row = 0
+        for chunk in ref.chunks(chunk_bytes, layout.row_multiple):
+            chunk = np.asarray(chunk)
+            x = widen(chunk)
+            qin = x if x.dtype == qdq_dtype else chunk.astype(qdq_dtype, copy=False)
+            start, part = 0, views
+            if layout.rows_are_cells:  # this chunk's rows hold a contiguous run of cells
+                first = row // layout.row_multiple
+                rows = slice(first, first + len(chunk) // layout.row_multiple)
+                part = tuple(v[rows] for v in views)
+                start = first * cells_per_row
+                row += len(chunk)
+            self._add_chunk(layout, x, qin, part, start)
+
+    def _add_chunk(self, layout: Layout, x, qin, views, start: int) -> None:
+        enc = self.encoding
+        scale, offset, lo, hi, ids = views
+        xv, axes = layout.cell_view(x)
+        qv, _ = layout.cell_view(qin)
+        if xv.size == 0:
+            return
+        xhat = widen(grid.quantize_dequantize(qv, scale, offset, enc.qmin, enc.qmax))
+        err = np.subtract(xv, xhat, dtype=FLOAT64)
+        x2 = np.square(xv, dtype=FLOAT64)
+        sum_x2 = np.sum(x2, axis=axes, dtype=FLOAT64).ravel()
+        finite = None
+        if not np.isfinite(np.sum(sum_x2)):  # a NaN / inf in the chunk (or float64 overflow)
+            finite = np.isfinite(xv)
+            nan = int(np.count_nonzero(np.isnan(xv)))
+            nonfinite = xv.size - int(np.count_nonzero(finite))
+            self.nan += nan
+            self.inf += nonfinite - nan
+            x2[~finite] = 0.0
+            err[~finite] = 0.0
+            sum_x2 = np.sum(x2, axis=axes, dtype=FLOAT64).ravel()
+            self.elements += xv.size - nonfinite
+            outside = (xv < lo) | (xv > hi)
+            self.clipped += int(np.count_nonzero(outside & finite))
+        else:
+            self.elements += xv.size
+            self.clipped += int(np.count_nonzero(xv < lo)) + int(np.count_nonzero(xv > hi))
+        if err.size:
+            self.max_error = max(self.max_error, float(np.max(err)), -float(np.min(err)))
+        np.square(err, out=err)
+        sum_e2 = np.sum(err, axis=axes, dtype=FLOAT64).ravel()
+        if np.isnan(sum_e2).any():  # NaN levels (a NaN / zero scale): max() above dropped them
+            self.max_error = math.nan
+        cells = slice(start, start + sum_x2.size)
+        self.sum_x2[cells] += sum_x2
+        self.sum_e2[cells] += sum_e2
+        if self.bitmap is not None:
+            self._mark_levels(qv, scale, offset, ids, finite)
+
+    def _mark_levels(self, qv, scale, offset, ids, finite) -> None:
+        """Set the bitmap bit of each (cell, level) the chunk's finite elements hit."""
+        enc = self.encoding
+        # The dtype quantize_dequantize computes in: the same integer levels as above.
+        work = grid.internal_dtype(qv.dtype, enc.qmin, enc.qmax)
+        q = grid.quantize(qv.astype(work, copy=False), scale, offset, enc.qmin, enc.qmax)
+        valid = finite
+        if not self.regular:
+            valid = np.isfinite(q) if valid is None else valid & np.isfinite(q)
+        if valid is not None:
+            q = q[valid]
+            ids = np.broadcast_to(ids, valid.shape)[valid]
+        index = q.astype(np.int64) + (ids.astype(np.int64) * self.levels - self.encoding.qmin)
+        assert self.bitmap is not None
+        self.bitmap[index.ravel()] = True
+
+    def result(self) -> Metrics:
+        total_x2 = float(np.sum(self.sum_x2))
+        total_e2 = float(np.sum(self.sum_e2))
+        n = self.elements
+        used = None
+        if self.bitmap is not None:
+            used = int(np.count_nonzero(self.bitmap)) / (self.cells * self.levels)
+        worst_db = worst = None
+        if self.encoding.granularity != "per-tensor":
+            per_cell = _sqnr_db(self.sum_x2, self.sum_e2)
+            worst = int(np.argmin(per_cell))  # first minimum (or first NaN)
+            worst_db = float(per_cell[worst])
+        return Metrics(
+            sqnr_db=float(_sqnr_db(np.float64(total_x2), np.float64(total_e2))),
+            mse=total_e2 / n if n else 0.0,
+            max_abs_error=self.max_error,
+            clipped_fraction=self.clipped / n if n else 0.0,
+            grid_used_fraction=used,
+            worst_sqnr_db=worst_db,
+            worst_index=worst,
+            elements=n,
+            nan_count=self.nan,
+            inf_count=self.inf,
+        )
+
+
+def _sqnr_db(signal: np.ndarray, noise: np.ndarray) -> np.ndarray:
+    """10 log10(signal / noise); +inf without noise (0 / 0 too), -inf without signal."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        db = 10.0 * np.log10(signal / noise)
+    return np.where(noise == 0, np.inf, db)
+
+
+def _layout(encoding: Encoding, ref: TensorRef) -> Layout:
+    """How `ref`'s elements map onto the encoding's cells; the grid must fit the tensor."""
+    shape = tuple(ref.shape)
+    where = f"tensor '{ref.name}'"
+    where = where if ref.source == ARRAY_SOURCE else f"{ref.source}: {where}"
+    rank = len(shape)
+    if encoding.block_size is not None:
+        channel, block = encoding.axis, encoding.block_axis
+        if channel is None or block is None:
+            raise SpecError(f"{where}: the encoding does not record its channel and block axes")
+        if not (-rank <= channel < rank and -rank <= block < rank):
+            raise SpecError(
+                f"{where}: encoding axes {channel}, {block} are out of range for shape "
+                f"{list(shape)}"
+            )
+        channel, block = channel % rank, block % rank
+        if shape[block] % encoding.block_size:
+            raise SpecError(
+                f"{where}: block size {encoding.block_size} does not divide the length "
+                f"{shape[block]} of block axis {block} (shape {list(shape)})"
+            )
+        layout = Layout(shape, channel, block, encoding.block_size)
+    elif encoding.granularity == "per-tensor" or encoding.scale.ndim == 0:
+        layout = Layout(shape)
+    else:
+        if encoding.axis is None:
+            raise SpecError(f"{where}: the encoding does not record its channel axis")
+        if not -rank <= encoding.axis < rank:
+            raise SpecError(
+                f"{where}: encoding axis {encoding.axis} is out of range for shape {list(shape)}"
+            )
+        layout = Layout(shape, encoding.axis % rank)
+    fits = (
+        encoding.scale.size == 1
+        if layout.channel_axis is None
+        else layout.encoding_shape == encoding.encoding_shape
+    )
+    if not fits:
+        raise SpecError(
+            f"{where}: encoding grid {list(encoding.encoding_shape)} does not fit "
+            f"shape {list(shape)}"
+        )
+    return layout
+
+
+def _grid_views(encoding: Encoding, layout: Layout) -> tuple[np.ndarray, ...]:
+    """scale, offset, min, max and flat cell indices shaped to broadcast against a chunk's
+    `Layout.cell_view` (a size-1 axis after each block axis)."""
+    arrays = [encoding.scale, encoding.offset, encoding.min, encoding.max]
+    if layout.channel_axis is None:
+        return tuple(np.asarray(a).reshape(()) for a in arrays) + (np.zeros((), np.int64),)
+    ids = np.arange(encoding.scale.size, dtype=np.int64).reshape(encoding.encoding_shape)
+    arrays.append(ids)
+    if layout.block_axis is not None:
+        arrays = [np.expand_dims(a, layout.block_axis + 1) for a in arrays]
+    return tuple(arrays)
