@@ -173,7 +173,7 @@ def internal_dtype(dtype: np.dtype, qmin: int, qmax: int) -> np.dtype:
     return FLOAT64
 
 
-def _prepare(x, scale, offset, qmin, qmax):
+def _prepare(x, scale, offset, qmin, qmax, clamp: bool = True):
     x = np.asarray(x)
     work = internal_dtype(x.dtype, qmin, qmax)
     op = opmath_dtype(work)
@@ -185,8 +185,16 @@ def _prepare(x, scale, offset, qmin, qmax):
     s = step(scale)
     o = step(offset)
     q = step(round_half_even(step(xs.astype(op) / s.astype(op))).astype(op) - o.astype(op))
-    q = step(np.clip(q.astype(op), op.type(qmin), op.type(qmax)))
+    if clamp:
+        q = step(np.clip(q.astype(op), op.type(qmin), op.type(qmax)))
     return x.dtype, work, op, step, q, s, o
+
+
+@_quiet
+def unclamped_levels(x: np.ndarray, scale, offset, qmin: int, qmax: int) -> np.ndarray:
+    """``round(x / scale) - offset`` before the clamp to [qmin, qmax], in the (float) dtype
+    `quantize` computes in for this grid: off-grid values are the elements it clips."""
+    return _prepare(x, scale, offset, qmin, qmax, clamp=False)[4]
 
 
 @_quiet
