@@ -475,3 +475,27 @@ def test_matches_aimet_qdq(case, tmp_path):
 def test_golden_cases_cover_every_granularity():
     covered = {p.values[0]["config"]["granularity"] for p in _golden_params()}
     assert covered == {"per-tensor", "per-channel", "per-block", "lpbq"}
+
+
+@pytest.mark.parametrize("granularity", sorted(GRANULARITIES))
+@pytest.mark.parametrize("analyzer", ["minmax", "percentile"])
+@pytest.mark.parametrize("bitwidth", [4, 8, 16])
+def test_fast_path_equals_general_path(granularity, analyzer, bitwidth, monkeypatch):
+    """The in-place float32 path and the general (float64 error) path agree: clipped counts,
+    max abs error and grid use exactly, the sums up to float32 dot-product rounding."""
+    import qcalc.metrics
+
+    rng = np.random.default_rng(11)
+    x = (rng.standard_normal((24, 512)) * rng.uniform(0.1, 4, (1, 512))).astype(np.float32)
+    x[3, 5] = 40.0
+    settings = {**GRANULARITIES[granularity], "bitwidth": bitwidth}
+    if granularity == "lpbq":
+        settings["decompressed_bitwidth"] = bitwidth + 4
+    enc = encode_array(x, Spec(analyzer=analyzer, percentile=95, **settings))
+    fast = array_metrics(x, enc)
+    monkeypatch.setattr(qcalc.metrics._Accumulator, "_add_rows", lambda *args: False)
+    general = array_metrics(x, enc)
+    assert_same_metrics(fast, general)
+    assert fast.clipped_fraction == general.clipped_fraction
+    if analyzer == "percentile":
+        assert fast.clipped_fraction > 0
