@@ -61,18 +61,25 @@ def open_inputs(paths: Sequence[PathLike]) -> tuple[list[TensorRef], list[Skippe
 
 
 def select(
-    refs: list[TensorRef], include: Sequence[str] = (), exclude: Sequence[str] = ()
+    refs: list[TensorRef],
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    purpose: str = "encode",
 ) -> list[TensorRef]:
     """Keep tensors whose name matches an include glob (if any) and no exclude glob.
 
     Every pattern must match at least one tensor name: a typo should fail, not pass silently.
+    `purpose` completes the error for an empty result ("no tensor left to encode").
     """
-    (kept,) = select_each([refs], include, exclude)
+    (kept,) = select_each([refs], include, exclude, purpose)
     return kept
 
 
 def select_each(
-    ref_sets: Sequence[list[TensorRef]], include: Sequence[str] = (), exclude: Sequence[str] = ()
+    ref_sets: Sequence[list[TensorRef]],
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    purpose: str = "encode",
 ) -> list[list[TensorRef]]:
     """`select` applied to several sets of tensors (parameters, activations) at once: each
     pattern must match a tensor in one of them, and something must be left in one of them."""
@@ -88,7 +95,7 @@ def select_each(
 
     kept = [[ref for ref in refs if wanted(ref.name)] for refs in ref_sets]
     if not any(kept):
-        raise FilterError("no tensor left to encode after --include / --exclude")
+        raise FilterError(f"no tensor left to {purpose} after --include / --exclude")
     return kept
 
 

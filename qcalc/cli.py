@@ -464,6 +464,104 @@ def check(
     raise typer.Exit(0 if report.passed else 1)
 
 
+HIST_HELP = """\
+Draw one tensor's value distribution (log-scaled counts) with the encoding's [min, max], \
+its zero point and the clipped tails marked, and its quantization error (SQNR, MSE, max abs \
+error, clipped and grid-used fractions).
+
+The encoding is the one `encode` computes with the same flags (NaN / inf values are counted \
+and left out, as in `check`). With --channel K, the slice K along --axis is drawn with its \
+channel's grid and metrics; without it, per-channel and per-block grids are drawn as the span \
+of all their cells.
+
+Examples:
+
+  qcalc hist sample_tensors/model_bf16.safetensors --tensor fc.weight
+
+  qcalc hist model.safetensors -t fc.weight --per-channel --channel 3
+
+  qcalc hist model.safetensors -t fc.weight --analyzer percentile -b 4
+"""
+
+
+@app.command(help=HIST_HELP, no_args_is_help=True)
+def hist(
+    inputs: Inputs,
+    tensor: Annotated[
+        str,
+        typer.Option("--tensor", "-t", help="The tensor to draw (exact name).", show_default=False),
+    ],
+    channel: Annotated[
+        Optional[int],
+        typer.Option(
+            "--channel",
+            help="Draw only this channel: the slice K along --axis (negative counts from the "
+            "end).",
+            show_default=False,
+            metavar="K",
+        ),
+    ] = None,
+    bitwidth: Bitwidth = 8,
+    symmetric: Symmetric = False,
+    signed: Signed = None,
+    strict_symmetric: Strict = False,
+    symmetric_offset: SymOffset = "centered",
+    per_channel: PerChannel = False,
+    axis: Axis = 0,
+    compute_dtype: ComputeDtype = "float32",
+    activations: Activations = None,
+    analyzer: AnalyzerOption = "minmax",
+    percentile: Percentile = 99.99,
+    num_bins: NumBins = None,
+    block_size: BlockSize = None,
+    block_axis: BlockAxis = -1,
+    lpbq: Lpbq = False,
+    decompressed_bitwidth: DecompressedBitwidth = 8,
+    recipe: RecipeOption = None,
+) -> None:
+    from qcalc.hist_view import hist as build_hist
+    from qcalc.hist_view import print_view
+    from qcalc.progress import TerminalProgress
+    from qcalc.report import _table_width
+    from qcalc.spec import Spec
+
+    with user_errors():
+        spec = Spec(
+            bitwidth=bitwidth,
+            symmetric=symmetric,
+            signed=signed,
+            strict_symmetric=strict_symmetric,
+            symmetric_offset=symmetric_offset,
+            per_channel=per_channel,
+            axis=axis,
+            compute_dtype=compute_dtype,
+            analyzer=analyzer,
+            percentile=percentile,
+            num_bins=num_bins,
+            block_size=block_size,
+            block_axis=block_axis,
+            lpbq=lpbq,
+            decompressed_bitwidth=decompressed_bitwidth,
+        )
+        rules = _load_recipe(recipe)
+        progress = TerminalProgress()
+        try:
+            view = build_hist(
+                inputs,
+                spec,
+                tensor,
+                channel=channel,
+                activations=activations or (),
+                recipe=rules,
+                width=_table_width(sys.stdout),
+                progress=progress,
+            )
+        finally:
+            progress.close()
+        print_view(view, sys.stdout)
+        sys.stdout.flush()  # a closed pipe surfaces here, inside user_errors
+
+
 SHOW_HELP = """Print the encodings an AIMET encodings JSON file holds, like `encode` prints its own.
 
 Examples:
@@ -566,6 +664,48 @@ def diff(
         render_diff(result, str(a), str(b), output_format, sys.stdout)
         sys.stdout.flush()
     raise typer.Exit(0 if result.equal else 1)
+
+
+LS_HELP = """\
+List every tensor with its dtype, shape, size, file and statistics: elements, bytes, the \
+file holding it (the shard, for a sharded checkpoint), min / max / mean / std over the finite \
+values, NaN and inf counts. Integer and bool tensors (which encode skips) are listed too. \
+Reads the data once.
+
+Examples:
+
+  qcalc ls sample_tensors/model_bf16.safetensors
+
+  qcalc ls model.safetensors.index.json --include '*.mlp.*' --format csv
+
+  qcalc ls sample_tensors/activations -f jsonl | jq -c 'select(.nan > 0)'
+"""
+
+
+@app.command(name="ls", help=LS_HELP, no_args_is_help=True)
+def ls(
+    inputs: Inputs,
+    include: Include = None,
+    exclude: Exclude = None,
+    output_format: Annotated[
+        Literal["table", "json", "jsonl", "csv"],
+        typer.Option("--format", "-f", help="Output format on stdout."),
+    ] = "table",
+) -> None:
+    from qcalc.inventory import inventory
+    from qcalc.inventory_report import render_inventory
+    from qcalc.progress import TerminalProgress
+
+    with user_errors():
+        progress = TerminalProgress()
+        try:
+            infos = inventory(
+                inputs, include=include or (), exclude=exclude or (), progress=progress
+            )
+        finally:
+            progress.close()
+        render_inventory(infos, output_format, sys.stdout)
+        sys.stdout.flush()  # a closed pipe surfaces here, inside user_errors
 
 
 def _note(message: str) -> None:

@@ -39,6 +39,7 @@ def workdir(tmp_path_factory) -> Path:
     work = tmp_path_factory.mktemp("readme")
     (work / "tests").mkdir()
     (work / "sample_tensors").symlink_to(ROOT / "sample_tensors")
+    (work / "recipes").symlink_to(ROOT / "recipes")
     (work / "tests" / "golden").symlink_to(ROOT / "tests" / "golden")
     return work
 
@@ -52,7 +53,8 @@ def test_readme_example_output_is_exact(command, expected, workdir, monkeypatch)
     monkeypatch.delenv("COLUMNS", raising=False)
     result = CliRunner().invoke(app, argv[1:])
     differs = argv[1] == "diff" and "differ beyond" in expected
-    assert result.exit_code == (1 if differs else 0), result.output
+    fails = argv[1] == "check" and expected.startswith("FAILED")
+    assert result.exit_code == (1 if differs or fails else 0), result.output
     assert result.stdout == expected
 
 

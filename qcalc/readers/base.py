@@ -49,8 +49,12 @@ class TensorRef:
 
 @dataclass(frozen=True)
 class Skipped:
-    """A tensor a reader found but will not encode (integer or bool data), with the reason."""
+    """A tensor a reader found but will not encode (integer or bool data), with the reason.
+
+    `ref` reads it all the same, for callers that list every tensor (`qcalc ls`).
+    """
 
     name: str
     source: str
     reason: str
+    ref: TensorRef | None = field(default=None, repr=False, compare=False)

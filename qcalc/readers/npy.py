@@ -51,9 +51,8 @@ def make_ref(
             f"{where}: truncated: header declares shape {list(header.shape)} of "
             f"{header.dtype.name} ({header.nbytes} bytes) but only {available} bytes of data follow"
         )
-    if reason is not None:
-        return Skipped(name, source, reason)
-    return TensorRef(name, source, header.dtype, header.shape, load)
+    ref = TensorRef(name, source, header.dtype, header.shape, load)
+    return ref if reason is None else Skipped(name, source, reason, ref)
 
 
 def read_npy(path: str | os.PathLike[str], name: str | None = None) -> TensorRef | Skipped:

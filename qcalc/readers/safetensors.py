@@ -25,10 +25,11 @@ MAX_HEADER_BYTES = 100_000_000
 _NUMPY_DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2"}
 _ML_DTYPES = {"BF16": "bfloat16", "F8_E4M3": "float8_e4m3fn", "F8_E5M2": "float8_e5m2"}
 _SKIPPED_DTYPES = {
-    "BOOL": 1, "U8": 1, "I8": 1, "U16": 2, "I16": 2, "U32": 4, "I32": 4, "U64": 8, "I64": 8
+    "BOOL": "?", "U8": "u1", "I8": "i1", "U16": "<u2", "I16": "<i2", "U32": "<u4", "I32": "<i4",
+    "U64": "<u8", "I64": "<i8",
 }  # fmt: skip
 _ITEMSIZE = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "F8_E4M3": 1, "F8_E5M2": 1}
-_ITEMSIZE.update(_SKIPPED_DTYPES)
+_ITEMSIZE.update({name: np.dtype(code).itemsize for name, code in _SKIPPED_DTYPES.items()})
 
 
 class _Entry(NamedTuple):
@@ -78,13 +79,16 @@ def read_safetensors(path: str | os.PathLike[str]) -> list[TensorRef | Skipped]:
 
     items: list[TensorRef | Skipped] = []
     for entry in entries:
-        if entry.dtype in _SKIPPED_DTYPES:
-            kind = "bool" if entry.dtype == "BOOL" else "integer"
-            items.append(Skipped(entry.name, source, f"{kind} tensor ({entry.dtype}), not encoded"))
-            continue
-        dtype = dtypes[entry.dtype]
+        skipped = entry.dtype in _SKIPPED_DTYPES
+        dtype = np.dtype(_SKIPPED_DTYPES[entry.dtype]) if skipped else dtypes[entry.dtype]
         load = functools.partial(_load, source, dtype, entry.shape, data_start + entry.begin)
-        items.append(TensorRef(entry.name, source, dtype, entry.shape, load))
+        ref = TensorRef(entry.name, source, dtype, entry.shape, load)
+        if skipped:  # still readable through Skipped.ref (qcalc ls)
+            kind = "bool" if entry.dtype == "BOOL" else "integer"
+            reason = f"{kind} tensor ({entry.dtype}), not encoded"
+            items.append(Skipped(entry.name, source, reason, ref))
+        else:
+            items.append(ref)
     return items
 
 
