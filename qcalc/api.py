@@ -421,16 +421,17 @@ class _Stream:
         layout = self.layout
         total = binning.zeros()
         start = 0
+        workspace: dict = {}  # count's work arrays, reused chunk after chunk
         for chunk, values in self._chunks(ref):
             if self.spec.nonfinite == "ignore":
                 values = np.where(np.isfinite(values), values, np.float32(np.nan))
             cells = layout.cells(values)
             if layout.rows_are_cells:  # this chunk's rows hold a contiguous run of cells
                 part = slice(start, start + cells.shape[0])
-                total[part] += histogram.count(cells, _cells_of(binning, part))
+                histogram.count(cells, _cells_of(binning, part), total[part], workspace)
                 start += cells.shape[0]
             else:
-                histogram.count(cells, binning, out=total)
+                histogram.count(cells, binning, total, workspace)
             self.progress.advance(chunk.nbytes)
         return total
 
@@ -438,7 +439,10 @@ class _Stream:
 def _cells_of(binning, part: slice):
     """The binning of a run of cells."""
     per_cell = ("lo", "hi", "below", "above", "carried", "min", "max", "left", "right", "strict")
-    return dataclasses.replace(binning, **{name: getattr(binning, name)[part] for name in per_cell})
+    parts = {name: getattr(binning, name) for name in per_cell}
+    return dataclasses.replace(
+        binning, **{name: None if v is None else v[part] for name, v in parts.items()}
+    )
 
 
 def _where(ref: TensorRef) -> str:

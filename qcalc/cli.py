@@ -32,6 +32,12 @@ Examples:
 
   qcalc encode model.safetensors --activations calib/ -o model.encodings
 
+  qcalc encode model.safetensors --recipe recipes/w8a8.toml --metrics
+
+  qcalc check model.safetensors --encodings model.encodings --min-sqnr 30
+
+  qcalc ls model.safetensors.index.json
+
   qcalc diff shipped.encodings model.encodings
 """
 
@@ -51,6 +57,8 @@ Examples:
 
   qcalc encode sample_tensors/model_f32.safetensors --symmetric -b 4 --include fc.weight \
 --block-size 64 --lpbq
+
+  qcalc encode sample_tensors/model_bf16.safetensors --recipe recipes/w8a8.toml --metrics
 """
 
 app = typer.Typer(
@@ -464,6 +472,48 @@ def check(
     raise typer.Exit(0 if report.passed else 1)
 
 
+LS_HELP = """\
+List every tensor with its dtype, shape, size, file and statistics: elements, bytes, the \
+file holding it (the shard, for a sharded checkpoint), min / max / mean / std over the finite \
+values, NaN and inf counts. Integer and bool tensors (which encode skips) are listed too. \
+Reads the data once.
+
+Examples:
+
+  qcalc ls sample_tensors/model_bf16.safetensors
+
+  qcalc ls model.safetensors.index.json --include '*.mlp.*' --format csv
+
+  qcalc ls sample_tensors/activations -f jsonl | jq -c 'select(.nan > 0)'
+"""
+
+
+@app.command(name="ls", help=LS_HELP, no_args_is_help=True)
+def ls(
+    inputs: Inputs,
+    include: Include = None,
+    exclude: Exclude = None,
+    output_format: Annotated[
+        Literal["table", "json", "jsonl", "csv"],
+        typer.Option("--format", "-f", help="Output format on stdout."),
+    ] = "table",
+) -> None:
+    from qcalc.inventory import inventory
+    from qcalc.inventory_report import render_inventory
+    from qcalc.progress import TerminalProgress
+
+    with user_errors():
+        progress = TerminalProgress()
+        try:
+            infos = inventory(
+                inputs, include=include or (), exclude=exclude or (), progress=progress
+            )
+        finally:
+            progress.close()
+        render_inventory(infos, output_format, sys.stdout)
+        sys.stdout.flush()  # a closed pipe surfaces here, inside user_errors
+
+
 HIST_HELP = """\
 Draw one tensor's value distribution (log-scaled counts) with the encoding's [min, max], \
 its zero point and the clipped tails marked, and its quantization error (SQNR, MSE, max abs \
@@ -664,48 +714,6 @@ def diff(
         render_diff(result, str(a), str(b), output_format, sys.stdout)
         sys.stdout.flush()
     raise typer.Exit(0 if result.equal else 1)
-
-
-LS_HELP = """\
-List every tensor with its dtype, shape, size, file and statistics: elements, bytes, the \
-file holding it (the shard, for a sharded checkpoint), min / max / mean / std over the finite \
-values, NaN and inf counts. Integer and bool tensors (which encode skips) are listed too. \
-Reads the data once.
-
-Examples:
-
-  qcalc ls sample_tensors/model_bf16.safetensors
-
-  qcalc ls model.safetensors.index.json --include '*.mlp.*' --format csv
-
-  qcalc ls sample_tensors/activations -f jsonl | jq -c 'select(.nan > 0)'
-"""
-
-
-@app.command(name="ls", help=LS_HELP, no_args_is_help=True)
-def ls(
-    inputs: Inputs,
-    include: Include = None,
-    exclude: Exclude = None,
-    output_format: Annotated[
-        Literal["table", "json", "jsonl", "csv"],
-        typer.Option("--format", "-f", help="Output format on stdout."),
-    ] = "table",
-) -> None:
-    from qcalc.inventory import inventory
-    from qcalc.inventory_report import render_inventory
-    from qcalc.progress import TerminalProgress
-
-    with user_errors():
-        progress = TerminalProgress()
-        try:
-            infos = inventory(
-                inputs, include=include or (), exclude=exclude or (), progress=progress
-            )
-        finally:
-            progress.close()
-        render_inventory(infos, output_format, sys.stdout)
-        sys.stdout.flush()  # a closed pipe surfaces here, inside user_errors
 
 
 def _note(message: str) -> None:

@@ -51,6 +51,7 @@ from typing import Optional
 
 import numpy as np
 
+from qcalc.analyzers import reduce_minmax
 from qcalc.errors import QcalcError
 from qcalc.grid import minimum_scale
 
@@ -59,6 +60,7 @@ PERCENTILE_BINS = 2048
 SQNR_BINS = 2048
 TF_ENHANCED_BINS = 512
 TF_ENHANCED_GROWTH_LIMIT = 3.0
+MAX_FINITE_PRODUCT = np.float32(1e38)  # (x - lo) * bins below this cannot overflow float32
 HISTC_SATURATION = 2**24  # float32 += 1 stops here: single-threaded torch.histc's bin ceiling
 MAX_PARALLELISM = 64  # AIMET's SQNR analyzer handles histograms 64 at a time
 # float32 lanes of torch's CPU vectors (AVX2: 8; AVX512: 16). It only decides which elements
@@ -193,7 +195,7 @@ class Binning:
     ``lo <= x <= hi``); `below` / `above` are the thresholds of AIMET's out-of-range counts
     (``x < edges[0]`` into the first bin, ``x > edges[-1]`` into the last), rounded to the
     input dtype because torch compares in it. `carried` are the old counts rebinned onto the
-    new range (zeros for a first batch). `strict` marks cells where a NaN or inf value makes
+    new range (None for a first batch). `strict` marks cells where a NaN or inf value makes
     AIMET raise (their range collapsed to one value, so histc derives it from the data).
     """
 
@@ -202,7 +204,7 @@ class Binning:
     below: np.ndarray
     above: np.ndarray
     bins: int
-    carried: np.ndarray
+    carried: Optional[np.ndarray]  # None for a first batch (nothing to carry)
     min: np.ndarray
     max: np.ndarray
     left: np.ndarray
@@ -282,7 +284,7 @@ def plan_batch(
             below=_round_to(first, dtype),
             above=_round_to(last, dtype),
             bins=bins,
-            carried=np.zeros((cells, bins), dtype=F32),
+            carried=None,
             min=batch_min,
             max=batch_max,
             left=left,
@@ -380,7 +382,12 @@ def _index_add(dest, part, other, rest, bins):
     return out
 
 
-def count(values: np.ndarray, binning: Binning, out: Optional[np.ndarray] = None) -> np.ndarray:
+def count(
+    values: np.ndarray,
+    binning: Binning,
+    out: Optional[np.ndarray] = None,
+    workspace: Optional[dict] = None,
+) -> np.ndarray:
     """Counts of one chunk, (cells, bins + 2) int64, additive over chunks.
 
     `values`: (cells, m) array (float32, or the input dtype) holding the chunk's elements of
@@ -391,7 +398,8 @@ def count(values: np.ndarray, binning: Binning, out: Optional[np.ndarray] = None
 
     With `out` (an accumulator from ``binning.zeros()``) the counts are added to it in place
     and it is returned: for small chunks this scatters only the chunk's elements instead of
-    building a whole (cells, bins) array per chunk.
+    building a whole (cells, bins) array per chunk. `workspace` (any dict, kept across the
+    chunks of a batch) holds reused work arrays.
     """
     x = np.asarray(values)
     if x.dtype != F32:
@@ -410,28 +418,44 @@ def count(values: np.ndarray, binning: Binning, out: Optional[np.ndarray] = None
             f"histogram: cell {bad} holds a single finite value and NaN or inf; AIMET's "
             "torch.histc then derives a non-finite range and raises"
         )
+    workspace = {} if workspace is None else workspace
     lo, hi = binning.lo[:, None], binning.hi[:, None]
+    # Each row's min / max (NaN if it holds one) tell which masks can be skipped: usually
+    # every value is inside [lo, hi] and none is beyond the out-of-range thresholds.
+    row = reduce_minmax(x, (1,)) if x.size else None
     with np.errstate(all="ignore"):
-        t = x - lo
+        t = np.subtract(x, lo, out=_work(workspace, "t", x.shape, F32))
         t *= np.float32(nb)
         t /= hi - lo
-        flat = t.astype(np.int64)
-        del t
+        everything_inside = row is not None and bool(
+            np.all(row.min >= lo) and np.all(row.max <= hi)
+        )
+        flat = _work(workspace, "flat", x.shape, np.int64)
         # pos == bins is the top edge (-> last bin); an inf/NaN quotient converts to INT64_MIN
-        # on x86-64, which torch's float pointer arithmetic wraps to bin 0.
-        np.clip(flat, 0, nb - 1, out=flat)
-        inside = x >= lo
-        inside &= x <= hi
-        flat += (np.arange(cells, dtype=np.int64) * width)[:, None]
-        below = np.count_nonzero(x < binning.below[:, None], axis=1)
-        above = np.count_nonzero(x > binning.above[:, None], axis=1)
+        # on x86-64, which torch's float pointer arithmetic wraps to bin 0. With every value
+        # inside and finite products, pos is in [0, bins]: only the top needs folding.
+        if everything_inside and np.all((row.max - lo) * np.float32(nb) < MAX_FINITE_PRODUCT):
+            np.minimum(t, np.float32(nb - 1), out=t)
+            np.copyto(flat, t, casting="unsafe")
+        else:
+            np.copyto(flat, t, casting="unsafe")
+            np.clip(flat, 0, nb - 1, out=flat)
+        inside = None
+        if not everything_inside:
+            inside = x >= lo
+            inside &= x <= hi
+        if cells > 1:
+            flat += (np.arange(cells, dtype=np.int64) * width)[:, None]
+        below = _count_beyond(x, row, binning.below[:, None], np.less)
+        above = _count_beyond(x, row, binning.above[:, None], np.greater)
     size = cells * width
     if out is not None and x.size * 12 < size:  # scatter: cheaper than a full bincount
-        np.add.at(out.reshape(-1), flat[inside], 1)
+        np.add.at(out.reshape(-1), flat if inside is None else flat[inside], 1)
         result = out
     else:
-        np.logical_not(inside, out=inside)
-        flat[inside] = size  # one dump slot past the end
+        if inside is not None:
+            np.logical_not(inside, out=inside)
+            flat[inside] = size  # one dump slot past the end
         hist = np.bincount(flat.reshape(-1), minlength=size + 1)[:size].reshape(cells, width)
         if out is None:
             result = hist
@@ -441,6 +465,27 @@ def count(values: np.ndarray, binning: Binning, out: Optional[np.ndarray] = None
     result[:, nb] += below
     result[:, nb + 1] += above
     return result
+
+
+def _work(workspace: dict, key: str, shape: tuple[int, ...], dtype) -> np.ndarray:
+    """A work array from `workspace`, reused across chunks: fresh multi-MB temporaries per
+    chunk cost page faults that took longer than the arithmetic."""
+    size = int(np.prod(shape, dtype=np.int64))
+    buffer = workspace.get(key)
+    if buffer is None or buffer.size < size or buffer.dtype != dtype:
+        buffer = workspace[key] = np.empty(size, dtype)
+    return buffer[:size].reshape(shape)
+
+
+def _count_beyond(x: np.ndarray, row, threshold: np.ndarray, beyond) -> np.ndarray:
+    """Per row, how many values are beyond (`np.less`: below, `np.greater`: above)
+    `threshold`; skipped when each row's min / max shows there are none."""
+    cells = x.shape[0]
+    if row is not None:
+        extreme = row.min if beyond is np.less else row.max
+        if not np.any(beyond(extreme, threshold)) and not np.isnan(extreme).any():
+            return np.zeros(cells, dtype=np.int64)
+    return np.count_nonzero(beyond(x, threshold), axis=1)
 
 
 def finish(binning: Binning, counts: np.ndarray) -> Histogram:
@@ -454,7 +499,8 @@ def finish(binning: Binning, counts: np.ndarray) -> Histogram:
     if counts.shape != (binning.cells, nb + 2):
         raise ValueError(f"counts must be {(binning.cells, nb + 2)}, got {counts.shape}")
     hist = np.minimum(counts[:, :nb], HISTC_SATURATION).astype(F32)
-    hist += binning.carried
+    if binning.carried is not None:
+        hist += binning.carried
     hist[:, 0] += counts[:, nb].astype(F32)
     hist[:, -1] += counts[:, nb + 1].astype(F32)
     return Histogram(hist, binning.min, binning.max, binning.left, binning.right, binning.dtype)
@@ -517,9 +563,8 @@ def percentile_range(
     if num_steps <= 0:
         raise ValueError("The number of quantization bins cannot be less than or equal to 0.")
     n = num_steps
-    # torch.cumsum on CPU accumulates float32 in double and rounds each output
-    cum = np.cumsum(h.counts, axis=1, dtype=np.float64).astype(F32)
-    total = cum[:, -1]
+    cum = _cumulative_counts(h.counts)
+    total = cum[:, -1].astype(F32)
     with np.errstate(all="ignore"):
         vmax = (total * np.float32(percentile)) / np.float32(100)
         vmin = total * np.float32(1 - percentile / 100)
@@ -534,6 +579,16 @@ def percentile_range(
     cmax = _edge(lo, step, imax.astype(F32))
     cmin, cmax = _adjust_min_max(cmin, cmax, n, symmetric)
     return _round_to(cmin, h.dtype), _round_to(cmax, h.dtype)
+
+
+def _cumulative_counts(counts: np.ndarray) -> np.ndarray:
+    """torch.cumsum of float32 counts on CPU: accumulated in double, each output rounded to
+    float32. Counts are whole numbers, so while a row's total is below 2^24 every partial sum
+    is exact in float32 and an int32 cumsum (one pass, no float64 array) gives the same."""
+    totals = counts.sum(axis=1, dtype=np.float64)
+    if np.all(totals < HISTC_SATURATION):  # False with NaN counts (a degenerate merge)
+        return np.cumsum(counts, axis=1, dtype=np.int32)
+    return np.cumsum(counts, axis=1, dtype=np.float64).astype(F32)
 
 
 def _adjust_min_max(cmin, cmax, n: int, symmetric: bool):

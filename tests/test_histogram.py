@@ -189,9 +189,15 @@ def _dtype_named(name: str) -> np.dtype:
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(batches(), batches(), st.integers(1, 6), st.sampled_from([7, 64, 512]),
-       st.sampled_from([None, 3.0]), st.sampled_from(["float32", "float16", "bfloat16"]),
-       st.integers(0, 2**31))
+@given(
+    batches(),
+    batches(),
+    st.integers(1, 6),
+    st.sampled_from([7, 64, 512]),
+    st.sampled_from([None, 3.0]),
+    st.sampled_from(["float32", "float16", "bfloat16"]),
+    st.integers(0, 2**31),
+)
 def test_count_is_additive_over_chunks(first, second, pieces, bins, growth, dtype, seed):
     """Summing count() over any chunking of a batch (returned arrays, or accumulated with
     out=) gives exactly the counts of one call, batch after batch."""
@@ -212,8 +218,9 @@ def test_count_is_additive_over_chunks(first, second, pieces, bins, growth, dtyp
             # AIMET fails too, only where a range collapses to one value: a constant cell
             # whose +-0.5 widening rounds away (bf16 130 -> [130, 130]) holding NaN / inf,
             # or a later batch after such a cell (its limits are [c, c], or NaN)
-            own = H.bin_edges(np.where(np.isfinite(mn), mn, 0), np.where(np.isfinite(mx), mx, 0),
-                              dtype, bins)
+            own = H.bin_edges(
+                np.where(np.isfinite(mn), mn, 0), np.where(np.isfinite(mx), mx, 0), dtype, bins
+            )
             collapsed = own[:, 0] == own[:, -1]
             if hist is not None:
                 collapsed |= ~(hist.left < hist.right)
@@ -252,8 +259,7 @@ def test_small_chunks_scatter_like_bincount():
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(batches(), st.sampled_from([16, 100, 2048]), st.sampled_from([3, 15, 255]),
-       st.booleans())
+@given(batches(), st.sampled_from([16, 100, 2048]), st.sampled_from([3, 15, 255]), st.booleans())
 def test_percentile_100_brackets_minmax(x, bins, n, symmetric):
     """p = 100 takes the first and last bin edge: the finite data range (with zero), up to the
     float32 rounding of the last edge ``float32(bins) * step + min`` (and the 0.5 widening of
@@ -284,8 +290,12 @@ def test_percentile_100_brackets_minmax(x, bins, n, symmetric):
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(st.integers(-1000, 1000), min_size=2, max_size=30, unique=True),
-       st.floats(0.25, 50), st.sampled_from([1.0, 3.0, 10.0]), st.sampled_from([16, 64, 512]))
+@given(
+    st.lists(st.integers(-1000, 1000), min_size=2, max_size=30, unique=True),
+    st.floats(0.25, 50),
+    st.sampled_from([1.0, 3.0, 10.0]),
+    st.sampled_from([16, 64, 512]),
+)
 def test_growth_limit_clamps(first_values, factor, growth, bins):
     """The first batch fixes [left, right] = edges +- range * limit / 2; later ranges grow
     with the data only up to those limits, and values beyond land in the end bins."""
@@ -380,3 +390,55 @@ def test_subnormal_range_collapses_and_counts_twice_as_aimet():
     counts = H.count(x, binning)
     assert counts[0, :7].tolist() == [0, 0, 0, 2, 0, 0, 0]
     assert counts[0, 7:].tolist() == [0, 1]  # below, above
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
+@pytest.mark.parametrize("nonfinite", [False, True])
+def test_count_shortcuts_equal_the_masked_count(dtype, nonfinite, monkeypatch):
+    """count() skips its range masks and out-of-range counts when each row's min / max shows
+    they are empty; with that evidence withheld (rows' min / max NaN) it takes the masked path,
+    which must count the same, including a merged batch whose range is wider than the data."""
+    import ml_dtypes
+
+    np_dtype = np.dtype(ml_dtypes.bfloat16) if dtype == "bfloat16" else np.dtype(dtype)
+    rng = np.random.default_rng(4)
+    x = (rng.standard_normal((40, 300)) * rng.uniform(0.01, 10, (40, 1))).astype(np_dtype)
+    x = x.astype(F32)
+    if nonfinite:
+        x[3, 4], x[7, 1], x[9, 9] = np.nan, np.inf, -np.inf
+    mn, mx = H.finite_min_max(x)
+    first = H.finish(
+        H.plan_batch(None, mn, mx, 512, np_dtype),
+        H.count(x, H.plan_batch(None, mn, mx, 512, np_dtype)),
+    )
+    second = x[:, ::-1] * np.float32(0.5)  # a later, narrower batch: rebinned onto the range
+    mn2, mx2 = H.finite_min_max(second)
+    for binning, values in (
+        (H.plan_batch(None, mn, mx, 512, np_dtype), x),
+        (H.plan_batch(first, mn2, mx2, 512, np_dtype), second),
+    ):
+        fast = H.count(values, binning)
+        real = H.reduce_minmax
+
+        def withheld(v, axes, finite_only=False):
+            stats = real(v, axes, finite_only)
+            return type(stats)(np.full_like(stats.min, np.nan), np.full_like(stats.max, np.nan))
+
+        monkeypatch.setattr(H, "reduce_minmax", withheld)
+        assert np.array_equal(fast, H.count(values, binning))
+        monkeypatch.setattr(H, "reduce_minmax", real)
+
+
+def test_cumulative_counts_match_torch_cumsum_in_both_paths():
+    """int32 cumsum while totals are below 2^24, torch's double accumulation otherwise; both
+    equal float32(double cumsum) of the counts."""
+    rng = np.random.default_rng(6)
+    small = rng.integers(0, 5000, (7, 2048)).astype(F32)  # totals ~5e6 < 2^24
+    large = small.copy()
+    large[2, 10] = 2.0**24  # this row's total passes 2^24: partial sums round in float32
+    for counts in (small, large):
+        reference = np.cumsum(counts.astype(np.float64), axis=1).astype(F32)
+        got = H._cumulative_counts(counts)
+        assert np.array_equal(got.astype(F32), reference)
+    assert H._cumulative_counts(small).dtype == np.int32
+    assert H._cumulative_counts(large).dtype == F32
