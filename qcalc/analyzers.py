@@ -89,6 +89,44 @@ def _reduce_last_axis(values: np.ndarray) -> MinMax:
     )
 
 
+# bfloat16 bit patterns as int16 keys that sort like the values (see _bf16_keys)
+BF16_POS_INF_KEY = 0x7F80
+BF16_NEG_INF_KEY = -0x7F81
+SHORT_ROWS = 512  # rows up to this long reduce faster as int16 keys than widened to float32
+
+
+def short_rows_minmax(values: np.ndarray, axes: Optional[tuple[int, ...]]) -> Optional[MinMax]:
+    """Min and max over the last axis of a C-contiguous bfloat16 array with short rows
+    (blocks), as float32 (keepdims), without widening the data: the reduction runs on int16
+    keys that order like the values, which halves the bytes and doubles numpy's speed. None
+    when the input does not qualify (the caller reduces the widened values instead).
+
+    Any NaN in a row gives NaN min and max, as np.min / np.max do. A row holding both zeros
+    gives -0.0 as its min and +0.0 as its max.
+    """
+    if values.dtype.name != "bfloat16" or values.shape[-1] > SHORT_ROWS:
+        return None
+    if not _last_axis_only(values, axes):
+        return None
+    keys = _bf16_keys(values.view(np.int16)).reshape(-1)
+    starts = np.arange(0, keys.size, values.shape[-1])
+    low, high = np.minimum.reduceat(keys, starts), np.maximum.reduceat(keys, starts)
+    nan = (high > BF16_POS_INF_KEY) | (low < BF16_NEG_INF_KEY)
+    shape = values.shape[:-1] + (1,)
+    mn = _bf16_keys(low).view(values.dtype).astype(np.float32)
+    mx = _bf16_keys(high).view(values.dtype).astype(np.float32)
+    if nan.any():
+        mn[nan] = mx[nan] = np.nan
+    return MinMax(mn.reshape(shape), mx.reshape(shape))
+
+
+def _bf16_keys(bits: np.ndarray) -> np.ndarray:
+    """bfloat16 bits (int16) <-> keys whose int16 order is the float order: negative values
+    get their magnitude bits flipped. Its own inverse. Order: -NaN < -inf < ... < -0 < +0 <
+    ... < +inf < NaN."""
+    return bits ^ ((bits >> 15) & np.int16(0x7FFF))
+
+
 def is_all_finite(stats: MinMax) -> bool:
     """True when min and max are finite everywhere, so the data held no NaN or inf."""
     return bool(np.isfinite(stats.min).all() and np.isfinite(stats.max).all())

@@ -11,7 +11,13 @@ from typing import Iterable, Optional, Sequence, Union
 import numpy as np
 
 from qcalc import grid
-from qcalc.analyzers import MinMax, NonFiniteCount, is_all_finite, reduce_minmax
+from qcalc.analyzers import (
+    MinMax,
+    NonFiniteCount,
+    is_all_finite,
+    reduce_minmax,
+    short_rows_minmax,
+)
 from qcalc.dtypes import FLOAT32, FLOAT64, widen
 from qcalc.errors import FilterError, NonFiniteError, SpecError
 from qcalc.granularity import layout_for
@@ -387,10 +393,14 @@ class _Stream:
         parts: list[MinMax] = []
         total: Optional[MinMax] = None
         nonfinite = NonFiniteCount()
-        for chunk, values in self._chunks(ref):
-            view, axes = layout.cell_view(values)
-            stats = reduce_minmax(view, axes)
+        for chunk in ref.chunks(self.chunk_bytes, layout.row_multiple):
+            chunk = np.asarray(chunk)
+            stats = short_rows_minmax(*layout.cell_view(chunk))  # bf16 blocks: no widening
+            if stats is None:
+                stats = reduce_minmax(*layout.cell_view(widen(chunk)))
             if not is_all_finite(stats):
+                values = widen(chunk)
+                view, axes = layout.cell_view(values)
                 if self.spec.nonfinite == "error":
                     nonfinite = nonfinite + NonFiniteCount.of(values)
                 elif finite_only or self.spec.nonfinite == "ignore":

@@ -73,30 +73,30 @@ def minmax_range(
     dtype = np.dtype(dtype)
     op = opmath_dtype(dtype)
     n = num_steps
-    mn = np.asarray(mn).astype(dtype)
-    mx = np.asarray(mx).astype(dtype)
-    mn0 = np.minimum(mn.astype(op), op.type(0)).astype(dtype)
-    mx0 = np.maximum(mx.astype(op), op.type(0)).astype(dtype)
-    span = (mx0.astype(op) - mn0.astype(op)).astype(dtype)
-    diff = (span.astype(op) / op.type(n)).astype(dtype)
+    mn = np.asarray(mn).astype(dtype, copy=False)
+    mx = np.asarray(mx).astype(dtype, copy=False)
+    mn0 = np.minimum(mn.astype(op, copy=False), op.type(0)).astype(dtype, copy=False)
+    mx0 = np.maximum(mx.astype(op, copy=False), op.type(0)).astype(dtype, copy=False)
+    span = (mx0.astype(op, copy=False) - mn0.astype(op, copy=False)).astype(dtype, copy=False)
+    diff = (span.astype(op, copy=False) / op.type(n)).astype(dtype, copy=False)
     ms = np.float32(minimum_scale(n))
-    adj = np.where(diff.astype(op) < ms, ms, np.float32(0))
+    adj = np.where(diff.astype(op, copy=False) < ms, ms, np.float32(0))
     # From here on AIMET's tensors are float32 (or float64): `adj` promotes them.
     if symmetric:
         npos, nneg = n // 2, -(-n // 2)
         extra = 1 if n == 3 else 0
-        umax = mx0.astype(op) + op.type(npos) * adj
-        umin = mn0.astype(op) - op.type(nneg) * adj
+        umax = mx0.astype(op, copy=False) + op.type(npos) * adj
+        umin = mn0.astype(op, copy=False) - op.type(nneg) * adj
         delta = np.maximum(umax / op.type(npos + extra), -umin / op.type(nneg))
         rmin = op.type(-nneg) * delta
         rmax = op.type(npos) * delta
     else:
-        rmax = mx0.astype(op) + op.type(n) * adj
-        rmin = mn0.astype(op)
+        rmax = mx0.astype(op, copy=False) + op.type(n) * adj
+        rmin = mn0.astype(op, copy=False)
     info = _finfo(dtype)
-    rmax = np.minimum(rmax, op.type(info.max)).astype(dtype)
-    rmin = np.maximum(rmin, op.type(info.min)).astype(dtype)
-    return rmin.astype(FLOAT32), rmax.astype(FLOAT32)
+    rmax = np.minimum(rmax, op.type(info.max)).astype(dtype, copy=False)
+    rmin = np.maximum(rmin, op.type(info.min)).astype(dtype, copy=False)
+    return rmin.astype(FLOAT32, copy=False), rmax.astype(FLOAT32, copy=False)
 
 
 @_quiet

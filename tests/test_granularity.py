@@ -150,3 +150,29 @@ def test_histograms_of_float64_tensors_are_float32(analyzer):
     x = np.random.default_rng(4).standard_normal((4, 64))
     spec = Spec(analyzer=analyzer, compute_dtype="input", per_channel=True, num_bins=256)
     assert _same(encode_array(x, spec).scale, encode_array(x.astype(np.float32), spec).scale)
+
+
+@pytest.mark.parametrize("block", [1, 2, 16, 128, 512])
+def test_bf16_block_minmax_on_int16_keys_equals_float_minmax(block):
+    """analyzers.short_rows_minmax reduces bf16 blocks as int16 keys: the same min / max as
+    the widened values (NaN anywhere in a row -> NaN), over every bf16 bit pattern."""
+    import ml_dtypes
+
+    from qcalc.analyzers import short_rows_minmax
+
+    every = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(ml_dtypes.bfloat16)
+    rng = np.random.default_rng(block)
+    finite = every[np.isfinite(every.astype(np.float32))]
+    # rows: shuffled bit patterns (NaN / inf in some rows), and finite-only rows
+    mixed = rng.permutation(every)[: (every.size // block) * block].reshape(-1, block)
+    clean = rng.choice(finite, size=(64, block))
+    for values in (mixed, clean):
+        got = short_rows_minmax(values, (1,))
+        wide = values.astype(np.float32)
+        assert np.array_equal(got.min.ravel(), wide.min(axis=1), equal_nan=True)
+        assert np.array_equal(got.max.ravel(), wide.max(axis=1), equal_nan=True)
+        assert got.min.shape == (values.shape[0], 1) and got.min.dtype == np.float32
+    # rows too long, other dtypes, other axes: not handled here
+    assert short_rows_minmax(np.zeros((2, 1024), ml_dtypes.bfloat16), (1,)) is None
+    assert short_rows_minmax(np.zeros((2, 8), np.float32), (1,)) is None
+    assert short_rows_minmax(np.zeros((2, 8), ml_dtypes.bfloat16), (0,)) is None
