@@ -108,7 +108,10 @@ def short_rows_minmax(values: np.ndarray, axes: Optional[tuple[int, ...]]) -> Op
         return None
     if not _last_axis_only(values, axes):
         return None
-    keys = _bf16_keys(values.view(np.int16)).reshape(-1)
+    bits = values.view(np.int16).reshape(-1)
+    keys = np.right_shift(bits, 15)  # -1 for negative values, else 0: one array, in place
+    np.right_shift(keys.view(np.uint16), 1, out=keys.view(np.uint16))  # 0x7FFF or 0
+    np.bitwise_xor(keys, bits, out=keys)  # = _bf16_keys(bits)
     starts = np.arange(0, keys.size, values.shape[-1])
     low, high = np.minimum.reduceat(keys, starts), np.maximum.reduceat(keys, starts)
     nan = (high > BF16_POS_INF_KEY) | (low < BF16_NEG_INF_KEY)
