@@ -6,7 +6,7 @@ import io
 import json
 from typing import Any, Sequence, TextIO
 
-from qcalc.report import _table_width, ellipsize_middle, exact_float, metric_cells
+from qcalc.report import _table_width, exact_float, metric_cells, shorten_name
 
 HEADERS = ("tensor", "sqnr", "worst", "max err", "clip", "failures")
 NAME_MIN = 20
@@ -87,6 +87,6 @@ def _write_table(results: Sequence[Any], out: TextIO) -> None:
     for i, header in enumerate(HEADERS):
         table.add_column(header, justify="right" if 1 <= i <= 4 else "left", no_wrap=True)
     for row in rows:
-        table.add_row(ellipsize_middle(row[0], name_width), *row[1:])
+        table.add_row(shorten_name(row[0], name_width), *row[1:])
     console.print(table, crop=False)
     out.writelines(line.rstrip() + "\n" for line in buffer.getvalue().splitlines())

@@ -16,7 +16,7 @@ from typing import Any, Optional, Sequence, TextIO
 
 from qcalc.inventory import TensorInfo
 from qcalc.report import (
-    NAME_MIN, SHORT_DTYPES, _num, _table_width, ellipsize_middle, exact_float,
+    NAME_MIN, SHORT_DTYPES, _num, _table_width, ellipsize_middle, exact_float, shorten_name,
 )  # fmt: skip
 
 FIELDS = (
@@ -245,7 +245,8 @@ def write_table(infos: Sequence[TensorInfo], out: TextIO, width: Optional[int] =
         table.add_column(HEADERS[i], justify=justify, no_wrap=True)
     fit = {0: name_width, 10: file_width}
     for row in rows:
-        table.add_row(*(ellipsize_middle(row[i], fit[i]) if i in fit else row[i] for i in shown))
+        shorten = {0: shorten_name, 10: ellipsize_middle}  # tensor names, file names
+        table.add_row(*(shorten[i](row[i], fit[i]) if i in fit else row[i] for i in shown))
     with console.capture() as capture:
         console.print(table)
     # A left-aligned last column (file) is padded by rich: no trailing blanks in the output.

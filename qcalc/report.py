@@ -219,6 +219,26 @@ def _spread(values: np.ndarray, integer: bool = False) -> str:
     return show(lo) if lo == hi else f"{show(lo)}…{show(hi)}"
 
 
+def shorten_name(name: str, width: int) -> str:
+    """A tensor name in at most `width` characters that still says which tensor it is.
+
+    Dotted components are abbreviated to their first character from the left, keeping
+    numbers (layer indices) and the last component whole, until the name fits:
+    ``model.layers.0.self_attn.q_proj.weight`` -> ``m.l.0.s.q_proj.weight`` ->
+    ``m.l.0.s.q.weight``. Only if that is still too long is the middle cut out.
+    """
+    if len(name) <= width:
+        return name
+    parts = name.split(".")
+    for i in range(len(parts) - 1):
+        if parts[i] and not parts[i].isdigit():
+            parts[i] = parts[i][0]
+            shorter = ".".join(parts)
+            if len(shorter) <= width:
+                return shorter
+    return ellipsize_middle(".".join(parts), width)
+
+
 def ellipsize_middle(text: str, width: int) -> str:
     """Shorten `text` to `width` characters by replacing its middle with '…'."""
     if len(text) <= width:
@@ -375,7 +395,7 @@ def write_table(encodings: Sequence[Encoding], out: TextIO, width: int | None = 
         numeric = headers[i] in PER_CELL or headers[i] in METRIC_HEADERS
         table.add_column(headers[i], justify="right" if numeric else "left", no_wrap=True)
     for row in rows:
-        table.add_row(*(ellipsize_middle(row[i], name_width) if i == 0 else row[i] for i in shown))
+        table.add_row(*(shorten_name(row[i], name_width) if i == 0 else row[i] for i in shown))
     for line in textwrap.wrap(table_title(encodings), width):
         console.print(line, style="italic")
     console.print(table)

@@ -21,6 +21,7 @@ from qcalc.progress import TerminalProgress
 from qcalc.report import (
     FIELDS,
     ellipsize_middle,
+    shorten_name,
     exact_float,
     exact_offset,
     table_row,
@@ -103,16 +104,15 @@ def test_table_fits_80_columns(spec):
         assert cells[-2] == table_row(enc)[-2]
 
 
-def test_long_name_gets_a_middle_ellipsis():
+def test_long_names_are_abbreviated_then_ellipsised():
     text = table(realistic(Spec()), 80)
-    (row,) = [line for line in text.splitlines() if line.startswith("model.layers") and
-              line.split()[0].endswith("suffix")]  # fmt: skip
-    name = row.split()[0]
-    assert "…" in name and len(name) < len(LONG)
+    names = [line.split()[0] for line in text.splitlines()[2:]]
+    # model.layers.31.self_attn.q_proj.weight: leading components abbreviated, layer kept
+    assert "m.l.31.s.q_proj.weight" in names
+    # LONG does not fit even abbreviated: then its middle goes, start and end stay
+    (name,) = [n for n in names if n.endswith("suffix")]
     head, tail = name.split("…")
-    assert LONG.startswith(head) and LONG.endswith(tail)
-    assert len(head) >= 8 and len(tail) >= 8
-    assert name.startswith("model.la") and name.endswith("suffix")
+    assert head.startswith("m.l.31.") and LONG.endswith(tail) and len(tail) >= 8
 
 
 def test_short_names_are_not_ellipsised():
@@ -264,6 +264,37 @@ def test_ellipsize_middle_keeps_start_and_end(text, width):
     assert short[head] == "…"
     assert short[:head] == text[:head]
     assert short[head + 1 :] == text[len(text) - tail :]
+
+
+# --- shorten_name --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name, width, expected",
+    [
+        ("fc.weight", 20, "fc.weight"),
+        ("model.layers.0.self_attn.q_proj.weight", 38, "model.layers.0.self_attn.q_proj.weight"),
+        ("model.layers.0.self_attn.q_proj.weight", 37, "m.layers.0.self_attn.q_proj.weight"),
+        ("model.layers.0.self_attn.q_proj.weight", 29, "m.l.0.self_attn.q_proj.weight"),
+        ("model.layers.0.self_attn.q_proj.weight", 21, "m.l.0.s.q_proj.weight"),
+        ("model.layers.0.self_attn.q_proj.weight", 16, "m.l.0.s.q.weight"),
+        ("model.layers.0.self_attn.q_proj.weight", 12, "m.l.0.…eight"),  # then the middle
+        ("a_very_long_name_without_dots", 10, "a_ver…dots"),
+        ("layers.12.weight", 10, "l.12.…ight"),  # l.12.weight is 11
+    ],
+)
+def test_shorten_name(name, width, expected):
+    assert shorten_name(name, width) == expected
+
+
+@given(st.lists(st.text("abc_0123", min_size=0, max_size=8), min_size=1, max_size=6),
+       st.integers(min_value=1, max_value=60))
+def test_shorten_name_fits_and_keeps_what_fits(parts, width):
+    name = ".".join(parts)
+    short = shorten_name(name, width)
+    assert len(short) <= width or short == name
+    if len(name) <= width:
+        assert short == name
 
 
 # --- exact numbers -------------------------------------------------------------------------
