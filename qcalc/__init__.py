@@ -19,6 +19,11 @@ __all__ = [
     "Spec",
     "Encoding",
     "QcalcError",
+    "Recipe",
+    "Metrics",
+    "array_metrics",
+    "tensor_metrics",
+    "inventory",
     "__version__",
 ]
 
@@ -29,11 +34,19 @@ _LAZY = {
     "Spec": "qcalc.spec",
     "Encoding": "qcalc.spec",
     "QcalcError": "qcalc.errors",
+    "Recipe": "qcalc.recipe",
+    "Metrics": "qcalc.metrics",
+    "array_metrics": "qcalc.metrics",
+    "tensor_metrics": "qcalc.metrics",
+    "inventory": "qcalc.inventory",
 }
 
 if TYPE_CHECKING:
     from qcalc.api import EncodeResult, compute_encodings, encode_array
     from qcalc.errors import QcalcError
+    from qcalc.inventory import inventory
+    from qcalc.metrics import Metrics, array_metrics, tensor_metrics
+    from qcalc.recipe import Recipe
     from qcalc.spec import Encoding, Spec
 
 
