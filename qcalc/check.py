@@ -11,20 +11,11 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from qcalc.api import PathLike, Progress, compute_encodings, gather, per_tensor, unmatched_rules
-from qcalc.readers.base import DEFAULT_CHUNK_BYTES, Skipped, TensorRef
 from qcalc.errors import SpecError
 from qcalc.granularity import layout_for
+from qcalc.readers.base import DEFAULT_CHUNK_BYTES, Skipped, TensorRef
+from qcalc.report import METRIC_FIELDS
 from qcalc.spec import Encoding, Spec
-
-METRIC_KEYS = (
-    "sqnr_db",
-    "mse",
-    "max_abs_error",
-    "clipped_fraction",
-    "grid_used_fraction",
-    "worst_sqnr_db",
-    "worst_index",
-)
 
 
 @dataclass(frozen=True)
@@ -62,7 +53,7 @@ class TensorCheck:
             "passed": self.passed,
             "failures": list(self.failures),
             "warnings": list(self.warnings),
-            **{key: metrics.get(key) for key in METRIC_KEYS},
+            **{key: metrics.get(key) for key in METRIC_FIELDS},
             "nan": None if self.metrics is None else self.metrics.nan_count,
             "inf": None if self.metrics is None else self.metrics.inf_count,
         }

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import io
-import json
 from typing import Any, Sequence, TextIO
 
-from qcalc.report import _table_width, exact_float, metric_cells, shorten_name
+from qcalc.report import _table_width, exact_float, metric_cells, shorten_name, write_records
 
 HEADERS = ("tensor", "sqnr", "worst", "max err", "clip", "failures")
 NAME_MIN = 20
@@ -46,14 +45,8 @@ def render_check(
 ) -> None:
     """json: one array of records; jsonl: a record per line (every tensor, always);
     table: the failing tensors (every tensor with `show_all`) and a verdict line."""
-    records = [check_record(result) for result in report.results]
-    if fmt == "json":
-        rows = [json.dumps(r, allow_nan=False) for r in records]
-        out.write("[\n" + ",\n".join(rows) + "\n]\n" if rows else "[]\n")
-        return
-    if fmt == "jsonl":
-        for record in records:
-            out.write(json.dumps(record, allow_nan=False) + "\n")
+    if fmt in ("json", "jsonl"):
+        write_records([check_record(result) for result in report.results], fmt, out)
         return
     shown = report.results if show_all else report.failed
     out.write(f"{summary(report)} ({thresholds_label(thresholds)})\n")

@@ -289,27 +289,9 @@ def encode(
     from qcalc.api import compute_encodings
     from qcalc.progress import TerminalProgress
     from qcalc.report import render
-    from qcalc.spec import Spec
 
     with user_errors():
-        spec = Spec(
-            bitwidth=bitwidth,
-            symmetric=symmetric,
-            signed=signed,
-            strict_symmetric=strict_symmetric,
-            symmetric_offset=symmetric_offset,
-            per_channel=per_channel,
-            axis=axis,
-            compute_dtype=compute_dtype,
-            nonfinite=nonfinite,
-            analyzer=analyzer,
-            percentile=percentile,
-            num_bins=num_bins,
-            block_size=block_size,
-            block_axis=block_axis,
-            lpbq=lpbq,
-            decompressed_bitwidth=decompressed_bitwidth,
-        )
+        spec = _spec(locals())
         rules = _load_recipe(recipe)
         if output is not None:
             _refuse_overwriting_inputs(output, [*inputs, *(activations or [])])
@@ -426,26 +408,9 @@ def check(
     from qcalc.check import check as run_check
     from qcalc.check_report import render_check
     from qcalc.progress import TerminalProgress
-    from qcalc.spec import Spec
 
     with user_errors():
-        spec = Spec(
-            bitwidth=bitwidth,
-            symmetric=symmetric,
-            signed=signed,
-            strict_symmetric=strict_symmetric,
-            symmetric_offset=symmetric_offset,
-            per_channel=per_channel,
-            axis=axis,
-            compute_dtype=compute_dtype,
-            analyzer=analyzer,
-            percentile=percentile,
-            num_bins=num_bins,
-            block_size=block_size,
-            block_axis=block_axis,
-            lpbq=lpbq,
-            decompressed_bitwidth=decompressed_bitwidth,
-        )
+        spec = _spec(locals())
         thresholds = Thresholds(min_sqnr, max_clip, max_abs_error, allow_nonfinite)
         rules = _load_recipe(recipe)
         progress = TerminalProgress()
@@ -573,26 +538,9 @@ def hist(
     from qcalc.hist_view import print_view
     from qcalc.progress import TerminalProgress
     from qcalc.report import _table_width
-    from qcalc.spec import Spec
 
     with user_errors():
-        spec = Spec(
-            bitwidth=bitwidth,
-            symmetric=symmetric,
-            signed=signed,
-            strict_symmetric=strict_symmetric,
-            symmetric_offset=symmetric_offset,
-            per_channel=per_channel,
-            axis=axis,
-            compute_dtype=compute_dtype,
-            analyzer=analyzer,
-            percentile=percentile,
-            num_bins=num_bins,
-            block_size=block_size,
-            block_axis=block_axis,
-            lpbq=lpbq,
-            decompressed_bitwidth=decompressed_bitwidth,
-        )
+        spec = _spec(locals())
         rules = _load_recipe(recipe)
         progress = TerminalProgress()
         try:
@@ -722,6 +670,17 @@ def _note(message: str) -> None:
 
 def _warn(message: str) -> None:
     typer.echo(f"qcalc: warning: {message}", err=True)
+
+
+def _spec(flags: dict):
+    """The Spec of a command's quantization flags, which are named as Spec's fields (pass the
+    command's `locals()`; other arguments are ignored)."""
+    import dataclasses
+
+    from qcalc.spec import Spec
+
+    names = {field.name for field in dataclasses.fields(Spec)}
+    return Spec(**{name: value for name, value in flags.items() if name in names})
 
 
 def _load_recipe(path: Optional[Path]):

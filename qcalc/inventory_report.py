@@ -16,7 +16,14 @@ from typing import Any, Optional, Sequence, TextIO
 
 from qcalc.inventory import TensorInfo
 from qcalc.report import (
-    NAME_MIN, SHORT_DTYPES, _num, _table_width, ellipsize_middle, exact_float, shorten_name,
+    NAME_MIN,
+    SHORT_DTYPES,
+    _num,
+    _table_width,
+    ellipsize_middle,
+    exact_float,
+    shorten_name,
+    write_records,
 )  # fmt: skip
 
 FIELDS = (
@@ -42,17 +49,6 @@ def inventory_record(info: TensorInfo) -> dict[str, Any]:
     return record
 
 
-def write_json(infos: Sequence[TensorInfo], out: TextIO) -> None:
-    """One JSON array, one tensor per line (as encode's json)."""
-    rows = [json.dumps(inventory_record(info), allow_nan=False) for info in infos]
-    out.write("[\n" + ",\n".join(rows) + "\n]\n" if rows else "[]\n")
-
-
-def write_jsonl(infos: Sequence[TensorInfo], out: TextIO) -> None:
-    for info in infos:
-        out.write(json.dumps(inventory_record(info), allow_nan=False) + "\n")
-
-
 def write_csv(infos: Sequence[TensorInfo], out: TextIO) -> None:
     """One row per tensor, columns FIELDS; floats in repr form (exact), None as ''."""
     writer = csv.writer(out, lineterminator="\n")
@@ -76,8 +72,10 @@ def render_inventory(
     """Write `infos` to `out` as table, json, jsonl or csv."""
     if fmt == "table":
         write_table(infos, out, width)
+    elif fmt == "csv":
+        write_csv(infos, out)
     else:
-        {"json": write_json, "jsonl": write_jsonl, "csv": write_csv}[fmt](infos, out)
+        write_records([inventory_record(info) for info in infos], fmt, out)
 
 
 # --- table -------------------------------------------------------------------------------

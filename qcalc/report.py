@@ -106,15 +106,22 @@ def _or_empty(values: Any) -> np.ndarray:
     return np.zeros(0, dtype=np.float32) if values is None else np.asarray(values)
 
 
+def write_records(records: Sequence[dict[str, Any]], fmt: str, out: TextIO) -> None:
+    """Strict JSON records: `json` writes one array with a record per line (jq pretty-prints
+    it when asked), `jsonl` a record per line. Every command's machine output goes here."""
+    rows = [json.dumps(record, allow_nan=False) for record in records]
+    if fmt == "jsonl":
+        out.writelines(row + "\n" for row in rows)
+    else:
+        out.write("[\n" + ",\n".join(rows) + "\n]\n" if rows else "[]\n")
+
+
 def write_json(encodings: Sequence[Encoding], out: TextIO) -> None:
-    """One JSON array, one encoding per line (jq pretty-prints it when asked)."""
-    rows = [json.dumps(encoding_record(e), allow_nan=False) for e in encodings]
-    out.write("[\n" + ",\n".join(rows) + "\n]\n" if rows else "[]\n")
+    write_records([encoding_record(e) for e in encodings], "json", out)
 
 
 def write_jsonl(encodings: Sequence[Encoding], out: TextIO) -> None:
-    for enc in encodings:
-        out.write(json.dumps(encoding_record(enc), allow_nan=False) + "\n")
+    write_records([encoding_record(e) for e in encodings], "jsonl", out)
 
 
 def write_csv(encodings: Sequence[Encoding], out: TextIO) -> None:
