@@ -1,7 +1,7 @@
 """Cost of the histogram analyzers and of per-block encodings, relative to min-max.
 
     python bench/bench_analyzers.py [--path bench/out/ckpt.safetensors] [--repeat 2]
-        [--only minmax,per-block,percentile,sqnr,tf-enhanced] [--block-size 128]
+        [--only minmax,per-block,percentile,sqnr,tf-enhanced] [--block-size 128] [--per-tensor]
 
 Runs `qcalc.api.compute_encodings` in this one process on the same checkpoint (the synthetic
 bf16 LLM checkpoint of make_checkpoint.py; written by bench_encode.py --keep), per channel
@@ -43,6 +43,11 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--block-size", type=int, default=128)
     parser.add_argument("--only", default="minmax,per-block,percentile,sqnr,tf-enhanced")
+    parser.add_argument(
+        "--per-tensor",
+        action="store_true",
+        help="min-max and the analyzers per tensor (how activations are calibrated)",
+    )
     args = parser.parse_args()
     if not args.path.exists():
         sys.exit(f"{args.path}: missing; create it with `python bench/bench_encode.py --keep`")
@@ -50,13 +55,14 @@ def main() -> None:
         while f.read(64 << 20):
             pass
     size_gb = args.path.stat().st_size / 1e9
-    base = Spec(symmetric=True, per_channel=True)
+    per_channel = not args.per_tensor
+    base = Spec(symmetric=True, per_channel=per_channel)
     runs = {
         "minmax": base,
         "per-block": Spec(symmetric=True, block_size=args.block_size, block_axis=-1),
-        "percentile": Spec(symmetric=True, per_channel=True, analyzer="percentile"),
-        "sqnr": Spec(symmetric=True, per_channel=True, analyzer="sqnr"),
-        "tf-enhanced": Spec(symmetric=True, per_channel=True, analyzer="tf-enhanced"),
+        "percentile": Spec(symmetric=True, per_channel=per_channel, analyzer="percentile"),
+        "sqnr": Spec(symmetric=True, per_channel=per_channel, analyzer="sqnr"),
+        "tf-enhanced": Spec(symmetric=True, per_channel=per_channel, analyzer="tf-enhanced"),
     }
     wanted = ["minmax"] + [n for n in args.only.split(",") if n != "minmax"]
     print(f"{args.path} ({size_gb:.3f} GB), best of {args.repeat}:")
