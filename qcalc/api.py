@@ -95,14 +95,16 @@ def select_each(
             if not any(fnmatch.fnmatchcase(name, pattern) for name in names):
                 raise FilterError(f"{flag} '{pattern}' matches no tensor name")
 
-    def wanted(name: str) -> bool:
-        matches = lambda patterns: any(fnmatch.fnmatchcase(name, p) for p in patterns)  # noqa: E731
-        return (not include or matches(include)) and not matches(exclude)
-
-    kept = [[ref for ref in refs if wanted(ref.name)] for refs in ref_sets]
+    kept = [[ref for ref in refs if name_selected(ref.name, include, exclude)] for refs in ref_sets]
     if not any(kept):
         raise FilterError(f"no tensor left to {purpose} after --include / --exclude")
     return kept
+
+
+def name_selected(name: str, include: Sequence[str] = (), exclude: Sequence[str] = ()) -> bool:
+    """Whether --include / --exclude globs keep tensor `name`."""
+    matches = lambda patterns: any(fnmatch.fnmatchcase(name, p) for p in patterns)  # noqa: E731
+    return (not include or matches(include)) and not matches(exclude)
 
 
 def group_batches(refs: Iterable[TensorRef]) -> dict[str, list[TensorRef]]:

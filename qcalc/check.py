@@ -10,8 +10,16 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from qcalc.api import PathLike, Progress, compute_encodings, gather, per_tensor, unmatched_rules
-from qcalc.errors import SpecError
+from qcalc.api import (
+    PathLike,
+    Progress,
+    compute_encodings,
+    gather,
+    name_selected,
+    per_tensor,
+    unmatched_rules,
+)
+from qcalc.errors import FilterError, QcalcError, SpecError
 from qcalc.granularity import layout_for
 from qcalc.readers.base import DEFAULT_CHUNK_BYTES, Skipped, TensorRef
 from qcalc.report import METRIC_FIELDS
@@ -27,6 +35,14 @@ class Thresholds:
     max_clip: Optional[float] = None
     max_abs_error: Optional[float] = None
     allow_nonfinite: bool = False
+
+    def __post_init__(self) -> None:
+        if self.min_sqnr is not None and math.isnan(self.min_sqnr):
+            raise SpecError("--min-sqnr must be a number of dB, not NaN")
+        if self.max_clip is not None and not 0 <= self.max_clip <= 1:
+            raise SpecError(f"--max-clip {self.max_clip:g} is not a fraction (0..1)")
+        if self.max_abs_error is not None and not self.max_abs_error >= 0:
+            raise SpecError(f"--max-abs-error {self.max_abs_error:g} must be 0 or more")
 
 
 @dataclass(frozen=True)
@@ -119,6 +135,21 @@ def check(
     that NaN / inf values are counted and reported instead of stopping the check."""
     if spec.nonfinite == "error":
         spec = dataclasses.replace(spec, nonfinite="ignore")
+    report = _check(
+        paths, spec, thresholds, activations, include, exclude, recipe, encodings, chunk_bytes,
+        progress,
+    )  # fmt: skip
+    if not report.results:
+        raise FilterError(
+            "nothing to check: the inputs hold no floating-point tensor"
+            + (" that a recipe does not skip" if report.recipe_skipped else "")
+        )
+    return report
+
+
+def _check(
+    paths, spec, thresholds, activations, include, exclude, recipe, encodings, chunk_bytes, progress
+) -> CheckReport:
     if encodings is None:
         result = compute_encodings(
             paths,
@@ -154,7 +185,6 @@ def _check_shipped(
     paths, spec, thresholds, activations, include, exclude, recipe, encodings, chunk_bytes, progress
 ) -> CheckReport:
     from qcalc import formats
-    from qcalc.metrics import tensor_metrics
 
     shipped = formats.read(encodings)
     found = gather(paths, activations, include, exclude)
@@ -180,27 +210,56 @@ def _check_shipped(
             if kind == "activation":
                 tensor_spec = per_tensor(tensor_spec)
             entry = entries[kind].pop(name, None) or entries[other].pop(name, None)
-            if entry is None:
-                results.append(TensorCheck(name, kind, (f"no encoding in {encodings}",)))
-                continue
-            try:
-                bound = bind(entry, batches[0], tensor_spec)
-            except ValueError as error:
-                results.append(TensorCheck(name, kind, (str(error),), encoding=entry))
-                continue
-            metrics = tensor_metrics(batches, bound, chunk_bytes=chunk_bytes)
+            results.append(
+                _check_entry(
+                    name, kind, batches, entry, tensor_spec, thresholds, encodings, chunk_bytes
+                )
+            )
             progress.advance(sum(ref.nbytes for ref in batches))
             progress.tensor_done()
-            results.append(_verdict(dataclasses.replace(bound, metrics=metrics), kind, thresholds))
-    # entries without a tensor: parameters always; activations only when dumps were given
-    leftover = [*entries["param"].values()]
+    # Entries without a tensor: parameters always, activations only when dumps were given;
+    # not those that --include / --exclude or a recipe leave out of the check.
+    leftover = [("param", entry) for entry in entries["param"].values()]
     if activations:
-        leftover += entries["activation"].values()
-    for entry in leftover:
-        kind = "param" if entry in shipped.params else "activation"
-        results.append(TensorCheck(entry.name, kind, ("not in the inputs",), encoding=entry))
+        leftover += [("activation", entry) for entry in entries["activation"].values()]
+    for kind, entry in leftover:
+        if name_selected(entry.name, include, exclude) and not _skipped(recipe, entry.name, kind):
+            results.append(TensorCheck(entry.name, kind, ("not in the inputs",), encoding=entry))
     unmatched = [] if recipe is None else unmatched_rules(recipe, found.groups)
     return CheckReport(results, found.skipped, recipe_skipped, unmatched)
+
+
+def _check_entry(name, kind, batches, entry, spec, thresholds, encodings, chunk_bytes):
+    """One tensor against its shipped entry (None: the file has none)."""
+    from qcalc.metrics import tensor_metrics
+
+    if entry is None:
+        return TensorCheck(name, kind, (f"no encoding in {encodings}",))
+    try:
+        bound = bind(entry, batches[0], spec)
+    except ValueError as error:
+        return TensorCheck(name, kind, (str(error),), encoding=entry)
+    metrics = tensor_metrics(batches, bound, chunk_bytes=chunk_bytes)
+    return _verdict(dataclasses.replace(bound, metrics=metrics), kind, thresholds)
+
+
+def _skipped(recipe, name: str, kind: str) -> bool:
+    """Whether a recipe rule skips tensor `name` (settings it cannot combine count as not)."""
+    if recipe is None:
+        return False
+    try:
+        return recipe.spec_for(name, kind, Spec()) is None
+    except QcalcError:
+        return False
+
+
+def _tensor_axis(grid_axis: int, grid_rank: int, rank: int) -> int:
+    """The tensor axis of a 2.x per-channel grid's channel axis: grids of the tensor's rank
+    say it directly; `(1,)*a + (C,)` is the positive axis a (parameters, as QuantSim writes
+    them); `(C,) + (1,)*k` is axis -(k + 1), counted from the end (activations)."""
+    if grid_rank == rank or grid_axis == grid_rank - 1:
+        return grid_axis
+    return rank - grid_rank + grid_axis
 
 
 def bind(encoding: Encoding, ref: TensorRef, spec: Spec) -> Encoding:
@@ -216,8 +275,9 @@ def bind(encoding: Encoding, ref: TensorRef, spec: Spec) -> Encoding:
     per_tensor_grid = cells == 1 and encoding.block_size is None
     if per_tensor_grid:
         axis, block_axis = 0, -1
-    elif encoding.axis is not None and len(grid_shape) == len(shape):
-        axis, block_axis = encoding.axis, encoding.block_axis
+    elif encoding.axis is not None:  # 2.x files record it, in the grid's own coordinates
+        axis = _tensor_axis(encoding.axis, len(grid_shape), len(shape))
+        block_axis = spec.block_axis if encoding.block_axis is None else encoding.block_axis
     else:
         axis, block_axis = spec.axis, spec.block_axis
     try:

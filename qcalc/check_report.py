@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import io
+import textwrap
 from typing import Any, Sequence, TextIO
 
-from qcalc.report import _table_width, exact_float, metric_cells, shorten_name, write_records
+from qcalc.report import _table_width, exact_float, metric_cells, shorten_names, write_records
 
 HEADERS = ("tensor", "sqnr", "worst", "max err", "clip", "failures")
 NAME_MIN = 20
@@ -49,7 +50,8 @@ def render_check(
         write_records([check_record(result) for result in report.results], fmt, out)
         return
     shown = report.results if show_all else report.failed
-    out.write(f"{summary(report)} ({thresholds_label(thresholds)})\n")
+    verdict = f"{summary(report)} ({thresholds_label(thresholds)})"
+    out.writelines(line + "\n" for line in textwrap.wrap(verdict, _table_width(out)))
     if shown:
         _write_table(shown, out)
 
@@ -70,16 +72,17 @@ def _write_table(results: Sequence[Any], out: TextIO) -> None:
     width = _table_width(out)
     numbers = sum(max(len(HEADERS[i]), *(len(r[i]) for r in rows)) + 2 for i in range(1, 5))
     failures = max(len(HEADERS[5]), *(len(r[5]) for r in rows))
-    # the failure text is what CI needs: the name gives way first, down to NAME_MIN
+    # the failure text is what CI needs: the name gives way first, down to NAME_MIN; then
+    # the failure text wraps within the width
     name_width = max(NAME_MIN, width - numbers - failures - 2)
     longest = max(len(r[0]) for r in rows)
     name_width = min(name_width, max(longest, len(HEADERS[0])))
     buffer = io.StringIO()
-    console = Console(file=buffer, width=10_000, highlight=False, soft_wrap=True)
+    console = Console(file=buffer, width=width, highlight=False)
     table = Table(box=None, pad_edge=False)
     for i, header in enumerate(HEADERS):
-        table.add_column(header, justify="right" if 1 <= i <= 4 else "left", no_wrap=True)
-    for row in rows:
-        table.add_row(shorten_name(row[0], name_width), *row[1:])
-    console.print(table, crop=False)
+        table.add_column(header, justify="right" if 1 <= i <= 4 else "left", no_wrap=i < 5)
+    for name, row in zip(shorten_names([row[0] for row in rows], name_width), rows):
+        table.add_row(name, *row[1:])
+    console.print(table)
     out.writelines(line.rstrip() + "\n" for line in buffer.getvalue().splitlines())

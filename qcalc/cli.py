@@ -383,7 +383,7 @@ def check(
         Optional[float],
         typer.Option(
             "--max-clip",
-            help="Fail above this fraction of elements outside [min, max].",
+            help="Fail above this fraction of clipped elements (the clamp moved them).",
             show_default=False,
         ),
     ] = None,

@@ -427,8 +427,10 @@ def count(
         t = np.subtract(x, lo, out=_work(workspace, "t", x.shape, F32))
         t *= np.float32(nb)
         t /= hi - lo
+        # (hi > lo: a range collapsed by float32 rounding makes every quotient NaN, which
+        # only the clipping path maps to bin 0 as torch does)
         everything_inside = row is not None and bool(
-            np.all(row.min >= lo) and np.all(row.max <= hi)
+            np.all(row.min >= lo) and np.all(row.max <= hi) and np.all(hi > lo)
         )
         flat = _work(workspace, "flat", x.shape, np.int64)
         # pos == bins is the top edge (-> last bin); an inf/NaN quotient converts to INT64_MIN

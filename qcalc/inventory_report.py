@@ -22,7 +22,7 @@ from qcalc.report import (
     _table_width,
     ellipsize_middle,
     exact_float,
-    shorten_name,
+    shorten_names,
     write_records,
 )  # fmt: skip
 
@@ -241,10 +241,10 @@ def write_table(infos: Sequence[TensorInfo], out: TextIO, width: Optional[int] =
     for i in shown:
         justify = "right" if HEADERS[i] in NUMERIC else "left"
         table.add_column(HEADERS[i], justify=justify, no_wrap=True)
-    fit = {0: name_width, 10: file_width}
-    for row in rows:
-        shorten = {0: shorten_name, 10: ellipsize_middle}  # tensor names, file names
-        table.add_row(*(shorten[i](row[i], fit[i]) if i in fit else row[i] for i in shown))
+    names = shorten_names([row[0] for row in rows], name_width)
+    for name, row in zip(names, rows):
+        cells = {0: name, 10: ellipsize_middle(row[10], file_width)}  # tensor and file names
+        table.add_row(*(cells[i] if i in cells else row[i] for i in shown))
     with console.capture() as capture:
         console.print(table)
     # A left-aligned last column (file) is padded by rich: no trailing blanks in the output.

@@ -181,8 +181,9 @@ class _Accumulator:
         sum_x2, sum_e2 = _row_dots(rows), _row_dots(err)
         if not (np.isfinite(sum_x2).all() and np.isfinite(sum_e2).all()):
             return False  # float32 squares overflowed (|x| > 1e19): float64 on the general path
-        self.level_lo[cells] = np.minimum(self.level_lo[cells], np.maximum(lo, qmin))
-        self.level_hi[cells] = np.maximum(self.level_hi[cells], np.minimum(hi, qmax))
+        # a cell can lie wholly beyond one end of the grid: clamp both bounds both ways
+        self.level_lo[cells] = np.minimum(self.level_lo[cells], np.clip(lo, qmin, qmax))
+        self.level_hi[cells] = np.maximum(self.level_hi[cells], np.clip(hi, qmin, qmax))
         self.sum_x2[cells] += sum_x2
         self.sum_e2[cells] += sum_e2
         self.max_error = max(self.max_error, float(np.max(err)), -float(np.min(err)))

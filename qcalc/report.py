@@ -246,6 +246,36 @@ def shorten_name(name: str, width: int) -> str:
     return ellipsize_middle(".".join(parts), width)
 
 
+def shorten_names(names: Sequence[str], width: int) -> list[str]:
+    """`shorten_name` for a table column, without making two names print alike where it
+    can help it: names that abbreviation makes equal keep their last two components whole
+    and lose their middle instead, then (still equal) just lose their middle."""
+    fallbacks = (
+        lambda name: shorten_name(name, width),
+        lambda name: ellipsize_middle(_abbreviate_all_but(name, 2), width),
+        lambda name: ellipsize_middle(name, width),
+    )
+    shown = {name: fallbacks[0](name) for name in names}
+    for fallback in fallbacks[1:]:
+        printed: dict[str, set[str]] = {}
+        for name, short in shown.items():
+            printed.setdefault(short, set()).add(name)
+        alike = [name for group in printed.values() if len(group) > 1 for name in group]
+        if not alike:
+            break
+        for name in alike:
+            shown[name] = fallback(name)
+    return [shown[name] for name in names]
+
+
+def _abbreviate_all_but(name: str, keep: int) -> str:
+    parts = name.split(".")
+    return ".".join(
+        part[0] if i < len(parts) - keep and part and not part.isdigit() else part
+        for i, part in enumerate(parts)
+    )
+
+
 def ellipsize_middle(text: str, width: int) -> str:
     """Shorten `text` to `width` characters by replacing its middle with '…'."""
     if len(text) <= width:
@@ -401,8 +431,9 @@ def write_table(encodings: Sequence[Encoding], out: TextIO, width: int | None = 
     for i in shown:
         numeric = headers[i] in PER_CELL or headers[i] in METRIC_HEADERS
         table.add_column(headers[i], justify="right" if numeric else "left", no_wrap=True)
-    for row in rows:
-        table.add_row(*(shorten_name(row[i], name_width) if i == 0 else row[i] for i in shown))
+    names = shorten_names([row[0] for row in rows], name_width)
+    for name, row in zip(names, rows):
+        table.add_row(*(name if i == 0 else row[i] for i in shown))
     for line in textwrap.wrap(table_title(encodings), width):
         console.print(line, style="italic")
     console.print(table)

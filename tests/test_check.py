@@ -139,10 +139,19 @@ def test_nonfinite_values_fail_with_counts_or_warn(tmp_path):
         ([SAMPLE, "--encodings", "missing.encodings"], "missing.encodings"),
         ([SAMPLE, "--include", "nothing*"], "nothing*"),
         ([SAMPLE, "-b", "1"], "bitwidth 1"),
+        ([SAMPLE, "--max-clip", "2"], "--max-clip 2 is not a fraction"),
+        ([SAMPLE, "--min-sqnr", "nan"], "--min-sqnr must be a number"),
+        ([SAMPLE, "--max-abs-error", "-1"], "--max-abs-error -1 must be 0 or more"),
     ],
 )
 def test_bad_input_exits_2(args, phrase):
     assert_one_error_line(invoke("check", *args), None, phrase)
+
+
+def test_nothing_to_check_is_an_error(tmp_path):
+    ints = save(tmp_path, {"ids": np.arange(6, dtype=np.int32)})
+    result = invoke("check", ints)
+    assert_one_error_line(result, None, "nothing to check")
 
 
 def test_every_tensor_is_checked_per_channel():
@@ -183,18 +192,55 @@ def test_shipped_encodings_are_evaluated_like_computed_ones(tmp_path, version, l
 
 
 def test_shipped_encodings_missing_and_extra_tensors(tmp_path):
+    # the shipped file: every sample tensor but conv1.bias, plus extra.weight
+    extra = save(tmp_path, {"extra.weight": np.ones((2, 3), np.float32)}, "extra.safetensors")
     shipped = tmp_path / "shipped.encodings"
-    assert invoke("encode", SAMPLE, "--include", "fc.*", "-o", shipped).exit_code == 0
-    result = invoke(
-        "check", SAMPLE, "--include", "fc.weight", "--include", "conv1.bias",
-        "--encodings", shipped, "-f", "json",
-    )  # fmt: skip
+    made = invoke("encode", SAMPLE, extra, "--exclude", "conv1.bias", "-o", shipped)
+    assert made.exit_code == 0, made.output
+    result = invoke("check", SAMPLE, "--encodings", shipped, "-f", "json")
     assert result.exit_code == 1
     records = {r["name"]: r for r in json.loads(result.stdout)}
     assert records["fc.weight"]["passed"]
     assert records["conv1.bias"]["failures"] == [f"no encoding in {shipped}"]
-    assert records["fc.bias"]["failures"] == ["not in the inputs"]
+    assert records["extra.weight"]["failures"] == ["not in the inputs"]
     assert records["conv1.bias"]["sqnr_db"] is None
+    assert [name for name, r in records.items() if not r["passed"]] == [
+        "conv1.bias", "extra.weight",
+    ]  # fmt: skip
+
+
+def test_entries_left_out_by_filters_or_recipes_are_not_missing_tensors(tmp_path):
+    shipped = tmp_path / "all.encodings"
+    assert invoke("encode", SAMPLE, "--per-channel", "--symmetric", "-o", shipped).exit_code == 0
+    flags = ["--per-channel", "--symmetric", "--encodings", shipped, "-f", "json"]
+    only_fc = json.loads(invoke("check", SAMPLE, "--include", "fc.*", *flags).stdout)
+    assert sorted(r["name"] for r in only_fc) == ["fc.bias", "fc.weight"]
+    assert all(r["passed"] for r in only_fc)
+    recipe = tmp_path / "r.toml"
+    recipe.write_text('[[rule]]\nmatch = "*.bias"\nskip = true\n')
+    result = invoke("check", SAMPLE, "--recipe", recipe, *flags)
+    assert result.exit_code == 0, result.stdout
+    assert not any(r["name"].endswith(".bias") for r in json.loads(result.stdout))
+
+
+@pytest.mark.parametrize("version", ["1.0.0", "2.0.0", "2.1.0"])
+@pytest.mark.parametrize("shape, axis", [((16, 16, 3, 3), 1), ((8, 16, 3, 3), 1), ((4, 6, 5), 2)])
+def test_shipped_per_channel_axes_are_the_files(tmp_path, version, shape, axis):
+    """2.x files record the channel axis: check uses it (1.0.0 files do not: --axis says)."""
+    weight = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
+    weight *= np.arange(1, shape[axis] + 1, dtype=np.float32).reshape(
+        [-1 if i == axis else 1 for i in range(len(shape))]
+    )  # channels of different ranges: the wrong axis shows
+    path = save(tmp_path, {"w": weight})
+    flags = ["--per-channel", "--axis", str(axis), "--symmetric"]
+    shipped = tmp_path / "w.encodings"
+    made = invoke("encode", path, *flags, "-o", shipped, "--encoding-version", version)
+    assert made.exit_code == 0, made.output
+    (computed,) = check_json(path, *flags, expect=0)
+    axis_flag = ["--axis", str(axis)] if version == "1.0.0" else []
+    (shipped_record,) = check_json(path, *axis_flag, "--encodings", shipped, expect=0)
+    for key in ("sqnr_db", "mse", "max_abs_error", "clipped_fraction", "worst_index"):
+        assert shipped_record[key] == computed[key], key
 
 
 def test_shipped_encoding_that_does_not_fit_fails_that_tensor(tmp_path):
@@ -236,3 +282,17 @@ def test_encode_metrics_in_every_format(hand):
     # without --metrics none of the keys appear
     plain = json.loads(invoke("encode", hand, "-b", "2", "-f", "jsonl").stdout.splitlines()[0])
     assert not set(METRIC_KEYS) & set(plain)
+
+
+def test_table_fits_80_columns(tmp_path, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    long = "model.layers.10.post_attention_layernorm_with_an_unusually_long_name.weight"
+    path = save(tmp_path, {long: np.linspace(-1, 1, 64, dtype=np.float32), "x": ROUGH})
+    result = invoke(
+        "check", path, "-b", "2", "--min-sqnr", "90", "--max-clip", "0", "--max-abs-error",
+        "1e-9", "--all",
+    )  # fmt: skip
+    assert result.exit_code == 1
+    lines = result.stdout.splitlines()
+    assert all(len(line) <= 80 for line in lines), result.stdout
+    assert "max abs error" in result.stdout and "x " in result.stdout

@@ -442,3 +442,24 @@ def test_cumulative_counts_match_torch_cumsum_in_both_paths():
         assert np.array_equal(got.astype(F32), reference)
     assert H._cumulative_counts(small).dtype == np.int32
     assert H._cumulative_counts(large).dtype == F32
+
+
+@pytest.mark.parametrize("value", [1e8, -1e9, 3.0e38])
+def test_count_of_a_range_collapsed_by_rounding(value, monkeypatch):
+    """A constant cell beyond 2^25: its +-0.5 and +-1 widenings round away, so lo == hi and
+    every quotient is NaN, which torch's pointer arithmetic sends to bin 0. The shortcut path
+    must not take such a cell (it used to crash on the INT64_MIN index)."""
+    x = np.random.default_rng(2).standard_normal((3, 8)).astype(F32)
+    x[1] = np.float32(value)
+    mn, mx = H.finite_min_max(x)
+    binning = H.plan_batch(None, mn, mx, 64, np.float32)
+    counts = H.count(x, binning)
+    assert counts[1, 0] == 8 and counts[1].sum() == 8  # all in bin 0, as AIMET counts them
+    real = H.reduce_minmax
+    monkeypatch.setattr(
+        H, "reduce_minmax",
+        lambda v, axes, finite_only=False: type(real(v, axes))(
+            np.full((v.shape[0], 1), np.nan, F32), np.full((v.shape[0], 1), np.nan, F32)
+        ),
+    )  # fmt: skip
+    assert np.array_equal(counts, H.count(x, binning))

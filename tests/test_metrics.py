@@ -499,3 +499,15 @@ def test_fast_path_equals_general_path(granularity, analyzer, bitwidth, monkeypa
     assert fast.clipped_fraction == general.clipped_fraction
     if analyzer == "percentile":
         assert fast.clipped_fraction > 0
+
+
+def test_a_cell_wholly_beyond_the_grid_uses_one_level():
+    # 4-bit symmetric grid from [-1, 1]: scale 1/7, levels -8..7. Channel 1 holds [5, 6]:
+    # 5 * 7 = 35 and 42 are both above 7, so every element is clipped onto level 7:
+    # one level of 16 used in that cell; channel 0 ([-1, 1]) spans levels -7..7 (15 levels).
+    grid_source = np.array([[-1.0, 1.0], [-1.0, 1.0]], np.float32)
+    enc = encode_array(grid_source, Spec(bitwidth=4, symmetric=True, per_channel=True))
+    x = np.array([[-1.0, 1.0], [5.0, 6.0]], np.float32)
+    m = array_metrics(x, enc)
+    assert m.clipped_fraction == 2 / 4
+    assert m.grid_used_fraction == (15 + 1) / (2 * 16)

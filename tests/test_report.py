@@ -22,6 +22,7 @@ from qcalc.report import (
     FIELDS,
     ellipsize_middle,
     shorten_name,
+    shorten_names,
     exact_float,
     exact_offset,
     table_row,
@@ -438,3 +439,19 @@ def test_progress_close_without_start_is_harmless():
     stream = FakeTty()
     TerminalProgress(stream, show_after=0).close()
     assert stream.getvalue() == ""
+
+
+def test_shorten_names_keeps_distinct_names_distinct():
+    gemma = [
+        f"model.layers.10.{norm}.weight"
+        for norm in (
+            "input_layernorm", "post_attention_layernorm", "pre_feedforward_layernorm",
+            "post_feedforward_layernorm",
+        )
+    ]  # fmt: skip
+    shown = shorten_names(gemma, 30)
+    assert len(set(shown)) == len(gemma) and all(len(s) <= 30 for s in shown)
+    # where abbreviation alone keeps them apart, it is used
+    assert shorten_names(["model.layers.0.self_attn.q_proj.weight", "lm_head.weight"], 22) == [
+        "m.l.0.s.q_proj.weight", "lm_head.weight",
+    ]  # fmt: skip
