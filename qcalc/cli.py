@@ -295,8 +295,7 @@ def encode(
         rules = _load_recipe(recipe)
         if output is not None:
             _refuse_overwriting_inputs(output, [*inputs, *(activations or [])])
-        progress = TerminalProgress()
-        try:
+        with TerminalProgress() as progress:
             result = compute_encodings(
                 inputs,
                 spec,
@@ -307,8 +306,6 @@ def encode(
                 metrics=metrics,
                 progress=progress,
             )
-        finally:
-            progress.close()
         _report_skips(result)
         if output is not None:
             from qcalc import formats
@@ -413,8 +410,7 @@ def check(
         spec = _spec(locals())
         thresholds = Thresholds(min_sqnr, max_clip, max_abs_error, allow_nonfinite)
         rules = _load_recipe(recipe)
-        progress = TerminalProgress()
-        try:
+        with TerminalProgress() as progress:
             report = run_check(
                 inputs,
                 spec,
@@ -426,8 +422,6 @@ def check(
                 encodings=encodings,
                 progress=progress,
             )
-        finally:
-            progress.close()
         _report_skips(report)
         for result in report.results:
             for warning in result.warnings:
@@ -468,13 +462,10 @@ def ls(
     from qcalc.progress import TerminalProgress
 
     with user_errors():
-        progress = TerminalProgress()
-        try:
+        with TerminalProgress() as progress:
             infos = inventory(
                 inputs, include=include or (), exclude=exclude or (), progress=progress
             )
-        finally:
-            progress.close()
         render_inventory(infos, output_format, sys.stdout)
         sys.stdout.flush()  # a closed pipe surfaces here, inside user_errors
 
@@ -542,8 +533,7 @@ def hist(
     with user_errors():
         spec = _spec(locals())
         rules = _load_recipe(recipe)
-        progress = TerminalProgress()
-        try:
+        with TerminalProgress() as progress:
             view = build_hist(
                 inputs,
                 spec,
@@ -554,8 +544,6 @@ def hist(
                 width=_table_width(sys.stdout),
                 progress=progress,
             )
-        finally:
-            progress.close()
         print_view(view, sys.stdout)
         sys.stdout.flush()  # a closed pipe surfaces here, inside user_errors
 

@@ -63,6 +63,12 @@ class TerminalProgress(Progress):
         self._task = self._bar.add_task("", total=self.total_bytes)
         self._bar.start()
 
+    def __enter__(self) -> "TerminalProgress":
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()  # the bar goes away however the run ends
+
     def close(self) -> None:
         if self._bar is not None:
             self._bar.stop()
