@@ -54,6 +54,7 @@ import numpy as np
 from qcalc.analyzers import reduce_minmax
 from qcalc.errors import QcalcError
 from qcalc.grid import minimum_scale
+from qcalc.workspace import work_array
 
 F32 = np.dtype(np.float32)
 PERCENTILE_BINS = 2048
@@ -424,7 +425,7 @@ def count(
     # every value is inside [lo, hi] and none is beyond the out-of-range thresholds.
     row = reduce_minmax(x, (1,)) if x.size else None
     with np.errstate(all="ignore"):
-        t = np.subtract(x, lo, out=_work(workspace, "t", x.shape, F32))
+        t = np.subtract(x, lo, out=work_array(workspace, "t", x.shape, F32))
         t *= np.float32(nb)
         t /= hi - lo
         # (hi > lo: a range collapsed by float32 rounding makes every quotient NaN, which
@@ -432,7 +433,7 @@ def count(
         everything_inside = row is not None and bool(
             np.all(row.min >= lo) and np.all(row.max <= hi) and np.all(hi > lo)
         )
-        flat = _work(workspace, "flat", x.shape, np.int64)
+        flat = work_array(workspace, "flat", x.shape, np.int64)
         # pos == bins is the top edge (-> last bin); an inf/NaN quotient converts to INT64_MIN
         # on x86-64, which torch's float pointer arithmetic wraps to bin 0. With every value
         # inside and finite products, pos is in [0, bins]: only the top needs folding.
@@ -467,16 +468,6 @@ def count(
     result[:, nb] += below
     result[:, nb + 1] += above
     return result
-
-
-def _work(workspace: dict, key: str, shape: tuple[int, ...], dtype) -> np.ndarray:
-    """A work array from `workspace`, reused across chunks: fresh multi-MB temporaries per
-    chunk cost page faults that took longer than the arithmetic."""
-    size = int(np.prod(shape, dtype=np.int64))
-    buffer = workspace.get(key)
-    if buffer is None or buffer.size < size or buffer.dtype != dtype:
-        buffer = workspace[key] = np.empty(size, dtype)
-    return buffer[:size].reshape(shape)
 
 
 def _count_beyond(x: np.ndarray, row, threshold: np.ndarray, beyond) -> np.ndarray:

@@ -27,6 +27,7 @@ from qcalc.errors import SpecError
 from qcalc.granularity import Layout
 from qcalc.readers.base import DEFAULT_CHUNK_BYTES, TensorRef
 from qcalc.spec import Encoding
+from qcalc.workspace import work_array
 
 FLOAT32 = np.dtype(np.float32)
 
@@ -119,7 +120,7 @@ class _Accumulator:
         self.flat_scale = np.asarray(scale, dtype=FLOAT32).reshape(-1, 1)
         offsets = np.asarray(offset, dtype=FLOAT32).reshape(-1, 1)
         self.flat_offset = offsets if np.any(offsets) else None
-        self._buffers: dict = {}
+        self._workspace: dict = {}  # work arrays reused chunk after chunk
 
     def add_batch(self, ref: TensorRef, chunk_bytes: int) -> None:
         enc = self.encoding
@@ -158,7 +159,7 @@ class _Accumulator:
         cells = slice(start, start + rows.shape[0]) if layout.rows_are_cells else slice(None)
         scale = self.flat_scale[cells]
         offset = None if self.flat_offset is None else self.flat_offset[cells]
-        t = np.divide(rows, scale, out=self._scratch(0, rows.shape))
+        t = np.divide(rows, scale, out=work_array(self._workspace, "t", rows.shape, FLOAT32))
         np.rint(t, out=t)
         if offset is not None:
             np.subtract(t, offset, out=t)
@@ -190,15 +191,6 @@ class _Accumulator:
         self.elements += rows.size
         self.clipped += clipped
         return True
-
-    def _scratch(self, slot: int, shape: tuple[int, ...], dtype=FLOAT32) -> np.ndarray:
-        """A reused work array: fresh multi-MB temporaries per chunk cost page faults that
-        took longer than the arithmetic (see readers.base.DEFAULT_CHUNK_BYTES)."""
-        size = int(np.prod(shape, dtype=np.int64))
-        buffer = self._buffers.get((slot, np.dtype(dtype)))
-        if buffer is None or buffer.size < size:
-            buffer = self._buffers[(slot, np.dtype(dtype))] = np.empty(size, dtype)
-        return buffer[:size].reshape(shape)
 
     def _add_chunk(self, layout: Layout, x, qin, views, start: int) -> None:
         enc = self.encoding
