@@ -213,13 +213,16 @@ def _tensor_specs(
     group: dict[str, list[TensorRef]], kind: str, spec: Spec, recipe
 ) -> dict[str, Optional[Spec]]:
     """Each tensor's Spec (None: a recipe skips it). Activations are always per tensor."""
-    specs: dict[str, Optional[Spec]] = {}
-    for name in group:
-        resolved = spec if recipe is None else recipe.spec_for(name, kind, spec)
-        if resolved is not None and kind == "activation":
-            resolved = per_tensor(resolved)
-        specs[name] = resolved
-    return specs
+    return {name: tensor_spec(name, kind, spec, recipe) for name in group}
+
+
+def tensor_spec(name: str, kind: str, spec: Spec, recipe=None) -> Optional[Spec]:
+    """Tensor `name`'s Spec: `spec` (the flags) adjusted by the recipe's matching rules; None
+    when a rule skips it. Activations (`kind` "activation") are always per tensor."""
+    resolved = spec if recipe is None else recipe.spec_for(name, kind, spec)
+    if resolved is not None and kind == "activation":
+        resolved = per_tensor(resolved)
+    return resolved
 
 
 def per_tensor(spec: Spec) -> Spec:

@@ -16,7 +16,7 @@ from qcalc.api import (
     compute_encodings,
     gather,
     name_selected,
-    per_tensor,
+    tensor_spec,
     unmatched_rules,
 )
 from qcalc.errors import FilterError, QcalcError, SpecError
@@ -203,16 +203,14 @@ def _check_shipped(
     for kind, group in found.groups.items():
         other = "activation" if kind == "param" else "param"
         for name, batches in group.items():
-            tensor_spec = spec if recipe is None else recipe.spec_for(name, kind, spec)
-            if tensor_spec is None:
+            resolved = tensor_spec(name, kind, spec, recipe)
+            if resolved is None:
                 recipe_skipped.append(name)
                 continue
-            if kind == "activation":
-                tensor_spec = per_tensor(tensor_spec)
             entry = entries[kind].pop(name, None) or entries[other].pop(name, None)
             results.append(
                 _check_entry(
-                    name, kind, batches, entry, tensor_spec, thresholds, encodings, chunk_bytes
+                    name, kind, batches, entry, resolved, thresholds, encodings, chunk_bytes
                 )
             )
             progress.advance(sum(ref.nbytes for ref in batches))

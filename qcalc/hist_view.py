@@ -73,7 +73,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from qcalc.api import PathLike, compute_encodings, gather, per_tensor
+from qcalc.api import PathLike, compute_encodings, gather, tensor_spec
 from qcalc.dtypes import FLOAT64
 from qcalc.errors import FilterError, NonFiniteError, SpecError
 from qcalc.readers.base import DEFAULT_CHUNK_BYTES, TensorRef
@@ -222,11 +222,9 @@ def hist(
     if spec.nonfinite == "error":  # count NaN / inf and draw the rest, as `check` does
         spec = dataclasses.replace(spec, nonfinite="ignore")
     kind, batches = _find(gather(paths, activations), tensor)
-    resolved = spec if recipe is None else recipe.spec_for(tensor, kind, spec)
+    resolved = tensor_spec(tensor, kind, spec, recipe)
     if resolved is None:
         raise FilterError(f"tensor '{tensor}': skipped by a --recipe rule; nothing to draw")
-    if kind == "activation":
-        resolved = per_tensor(resolved)
     picked = None
     if channel is not None:
         picked = _channel(batches, resolved.axis, channel, tensor)
