@@ -3,7 +3,7 @@
     python bench/bench_analyzers.py [--path bench/out/ckpt.safetensors] [--repeat 2]
         [--only minmax,per-block,percentile,sqnr,tf-enhanced] [--block-size 128] [--per-tensor]
 
-Runs `qcalc.api.compute_encodings` in this one process on the same checkpoint (the synthetic
+Runs `qcalc.ops.encode.compute_encodings` in this one process on the same checkpoint (the synthetic
 bf16 LLM checkpoint of make_checkpoint.py; written by bench_encode.py --keep), per channel
 along axis 0, symmetric 8-bit, with each analyzer, plus per-block min-max (blocks of
 --block-size along the last axis), and prints each run's best time and its ratio to the
@@ -22,8 +22,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from qcalc.api import compute_encodings  # noqa: E402
-from qcalc.spec import Spec  # noqa: E402
+from qcalc.ops.encode import compute_encodings  # noqa: E402
+from qcalc.core.spec import Spec  # noqa: E402
 
 TARGETS = {"per-block": 1.5, "percentile": 3.0, "sqnr": 6.0}
 

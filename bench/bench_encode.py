@@ -11,7 +11,7 @@ drift hits all alike, each round times:
 - qcalc: the CLI in-process, `qcalc encode PATH --per-channel --symmetric --format json`,
   through typer's CliRunner (JSON rendering included; parsing and checking the JSON, which
   follows, is not timed); the exit code must be 0 and the JSON must list every tensor.
-- qcalc library: `qcalc.api.compute_encodings([PATH], Spec(symmetric=True, per_channel=True))`,
+- qcalc library: `qcalc.ops.encode.compute_encodings([PATH], Spec(symmetric=True, per_channel=True))`,
   the same computation without the CLI and JSON rendering (shows where the CLI's time goes).
 - numpy (chunked): the header parsed with struct + json, each tensor np.memmap'ed as
   ml_dtypes.bfloat16, and for each 2-D weight `chunk.astype(np.float32)` then `.min(axis=1)`
@@ -188,8 +188,8 @@ def bench(path: Path, repeat: int) -> None:
     whole = available_bytes() > 4 * largest_f32
     n_tensors = len(read_header(path)[1])
 
-    from qcalc.api import compute_encodings
-    from qcalc.spec import Spec
+    from qcalc.ops.encode import compute_encodings
+    from qcalc.core.spec import Spec
 
     spec = Spec(symmetric=True, per_channel=True)
     times: dict[str, list[float]] = {

@@ -28,26 +28,27 @@ __all__ = [
 ]
 
 _LAZY = {
-    "compute_encodings": "qcalc.api",
-    "encode_array": "qcalc.api",
-    "EncodeResult": "qcalc.api",
-    "Spec": "qcalc.spec",
-    "Encoding": "qcalc.spec",
+    "compute_encodings": "qcalc.ops.encode",
+    "encode_array": "qcalc.ops.encode",
+    "EncodeResult": "qcalc.ops.encode",
+    "Spec": "qcalc.core.spec",
+    "Encoding": "qcalc.core.encoding",
     "QcalcError": "qcalc.errors",
-    "Recipe": "qcalc.recipe",
-    "Metrics": "qcalc.metrics",
-    "array_metrics": "qcalc.metrics",
-    "tensor_metrics": "qcalc.metrics",
-    "inventory": "qcalc.inventory",
+    "Recipe": "qcalc.io.recipe",
+    "Metrics": "qcalc.core.encoding",
+    "array_metrics": "qcalc.core.metrics",
+    "tensor_metrics": "qcalc.core.metrics",
+    "inventory": "qcalc.ops.inventory",
 }
 
 if TYPE_CHECKING:
-    from qcalc.api import EncodeResult, compute_encodings, encode_array
+    from qcalc.ops.encode import EncodeResult, compute_encodings, encode_array
     from qcalc.errors import QcalcError
-    from qcalc.inventory import inventory
-    from qcalc.metrics import Metrics, array_metrics, tensor_metrics
-    from qcalc.recipe import Recipe
-    from qcalc.spec import Encoding, Spec
+    from qcalc.ops.inventory import inventory
+    from qcalc.core.metrics import array_metrics, tensor_metrics
+    from qcalc.io.recipe import Recipe
+    from qcalc.core.encoding import Encoding, Metrics
+from qcalc.core.spec import Spec
 
 
 def __getattr__(name: str) -> Any:

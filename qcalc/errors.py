@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+from typing import Iterator
+
 
 class QcalcError(Exception):
     """Base class: a user-facing problem with a one-line message."""
@@ -35,3 +39,31 @@ class WriteError(QcalcError):
 
 class RecipeError(QcalcError):
     """A --recipe file is unreadable or invalid, or its rules give a tensor invalid settings."""
+
+
+class HistogramError(QcalcError):
+    """AIMET cannot build the histogram (torch.histc raises): a cell without any finite value,
+    a range whose bin edges overflow float32, or NaN / inf in a cell whose range collapsed to
+    one value."""
+
+
+def one_line(text: object) -> str:
+    """Collapse any whitespace run (newlines included) so a message stays on one line."""
+    return " ".join(str(text).split())
+
+
+@contextlib.contextmanager
+def os_errors(
+    path: "str | os.PathLike[str]", error: type[QcalcError] = ReadError, doing: str = ""
+) -> Iterator[None]:
+    """The one way an OSError becomes a qcalc error: `error` with the message
+    "PATH: [DOING: ]REASON" (REASON "no such file or directory" for a missing file)."""
+    try:
+        yield
+    except OSError as exc:
+        if isinstance(exc, FileNotFoundError):
+            reason = "no such file or directory"
+        else:
+            reason = one_line(exc.strerror or exc)
+        prefix = f"{os.fspath(path)}: " + (f"{doing}: " if doing else "")
+        raise error(prefix + reason) from None

@@ -24,10 +24,10 @@ from golden_cases import (
     spec_for_case,
 )
 from qcalc import Spec, compute_encodings, encode_array
-from qcalc.api import select
-from qcalc.dtypes import widen
+from qcalc.ops.encode import select
+from qcalc.core.dtypes import widen
 from qcalc.errors import FilterError, NonFiniteError, SpecError
-from qcalc.readers import Skipped, TensorRef, open_input
+from qcalc.io.readers import Skipped, TensorRef, open_input
 
 FIELDS = ("scale", "offset", "min", "max", "raw_min", "raw_max")
 HUGE_CHUNK = 1 << 30

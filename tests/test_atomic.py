@@ -9,9 +9,10 @@ import stat
 import numpy as np
 import pytest
 
-from qcalc import Spec, atomic, encode_array
-from qcalc.atomic import atomic_open, same_file, write_atomic
-from qcalc.formats import EncodingFile, FormatError, dumps, write
+from qcalc import Spec, encode_array
+from qcalc.io import atomic
+from qcalc.io.atomic import atomic_open, same_file, write_atomic
+from qcalc.io.formats import EncodingFile, FormatError, dumps, write
 
 OLD = b'{"old": true}\n'
 

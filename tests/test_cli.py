@@ -19,7 +19,8 @@ from typer.testing import CliRunner
 import qcalc
 from golden_cases import CASES, GOLDEN, as_float32, bits_equal
 from qcalc import Spec, encode_array
-from qcalc.cli import ENCODE_HELP, app
+from qcalc.cli import app
+from qcalc.commands.encode import HELP as ENCODE_HELP
 
 REPO = Path(__file__).resolve().parent.parent
 KEYS = [

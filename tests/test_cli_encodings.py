@@ -1094,7 +1094,7 @@ def _half_then(error):
 
 @pytest.mark.parametrize("command", ["encode", "convert"])
 def test_failure_mid_write_keeps_the_old_file(x_npy, tmp_path, monkeypatch, command):
-    from qcalc import atomic
+    from qcalc.io import atomic
 
     source = tmp_path / "source.json"
     ok("encode", x_npy, "-o", source)
@@ -1110,7 +1110,7 @@ def test_failure_mid_write_keeps_the_old_file(x_npy, tmp_path, monkeypatch, comm
 
 
 def test_interrupted_write_keeps_the_old_file(x_npy, tmp_path, monkeypatch):
-    from qcalc import atomic
+    from qcalc.io import atomic
 
     out = tmp_path / "e.json"
     out.write_text("old\n")
@@ -1215,7 +1215,7 @@ def test_show_malformed_json(tmp_path, content, phrase):
 def test_show_missing_file(tmp_path):
     path = tmp_path / "missing.json"
     assert_one_error_line(invoke("show", path), f"qcalc: error: {path}: cannot read: "
-                                                "No such file or directory")  # fmt: skip
+                                                "no such file or directory")  # fmt: skip
 
 
 def test_show_encoding_version_forces_the_reader(files, tmp_path):

@@ -9,7 +9,7 @@ import pytest
 
 from qcalc import Spec, encode_array
 from golden_cases import CASES
-from qcalc.formats import VERSIONS, EncodingFile, FormatError, convert, diff, from_dict
+from qcalc.io.formats import VERSIONS, EncodingFile, FormatError, convert, diff, from_dict
 from test_formats import BLOCK_CASES, FINITE_CASES, golden_encoding, golden_file, sample_file
 
 

@@ -16,9 +16,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from golden_cases import CASES, as_float32, bits_equal
-from qcalc import Spec, encode_array, grid
+from qcalc import Spec, encode_array
+from qcalc.core import grid
+from qcalc.core.spec import integer_range
 from qcalc.errors import ReadError
-from qcalc.formats import (
+from qcalc.io.formats import (
     VERSIONS,
     EncodingFile,
     FormatError,
@@ -33,7 +35,7 @@ from qcalc.formats import (
     read,
     write,
 )
-from qcalc.spec import Encoding
+from qcalc.core.encoding import Encoding
 
 LEGACY = ("0.6.1", "1.0.0")
 MODERN = ("2.0.0", "2.1.0")
@@ -411,7 +413,7 @@ def encodings(draw):
     signed = draw(st.booleans())
     symmetric = draw(st.booleans())
     channels = draw(st.integers(1, 5))
-    qmin, qmax = grid.integer_range(bitwidth, signed)
+    qmin, qmax = integer_range(bitwidth, signed)
     positive = st.floats(2.0**-20, 2.0**20, width=32)
     scale = np.array(draw(st.lists(positive, min_size=channels, max_size=channels)), np.float32)
     if symmetric:
@@ -790,7 +792,7 @@ def block_encodings(draw):
     if lpbq:
         signed = symmetric = True
         decompressed = draw(st.integers(bitwidth, 12))
-        qmin, qmax = grid.integer_range(bitwidth, True)
+        qmin, qmax = integer_range(bitwidth, True)
         pcs = np.array(draw(st.lists(positive, min_size=channels, max_size=channels)), np.float32)
         pcs = pcs.reshape(channel_shape)
         ints = st.integers(1, 2 ** (decompressed - bitwidth))
@@ -802,7 +804,7 @@ def block_encodings(draw):
                      decompressed_bitwidth=decompressed)  # fmt: skip
     else:
         signed, symmetric = draw(st.booleans()), draw(st.booleans())
-        qmin, qmax = grid.integer_range(bitwidth, signed)
+        qmin, qmax = integer_range(bitwidth, signed)
         scale = np.array(draw(st.lists(positive, min_size=size, max_size=size)), np.float32)
         scale = scale.reshape(shape)
         if symmetric:
@@ -860,7 +862,8 @@ def test_lpbq_multipliers_must_be_whole():
 
 
 def test_block_records_carry_every_cell():
-    from qcalc.report import FIELDS, encoding_record, to_text
+    from qcalc.commands.render.encodings import FIELDS, encoding_record
+    from helpers import rendered
 
     block, lpbq = golden_encoding(BLOCK_CASES[0]), golden_encoding(LPBQ_CASES[0])
     record = encoding_record(block)
@@ -877,7 +880,7 @@ def test_block_records_carry_every_cell():
     assert record["per_channel_scale"] == lpbq.per_channel_scale.ravel().tolist()
     assert record["per_block_int_scale"] == LPBQ_CASES[0]["expected"]["per_block_int_scale"]
     assert record["decompressed_bitwidth"] == 8
-    rows = list(csv.DictReader(io.StringIO(to_text([block, lpbq], "csv"))))
+    rows = list(csv.DictReader(io.StringIO(rendered([block, lpbq], "csv"))))
     assert len(rows) == block.scale.size + lpbq.scale.size
     assert rows[0]["block_size"] == "16" and rows[0]["per_block_int_scale"] == ""
     cell = rows[64 + 9]  # channel 1, block 1 of the 8 x 8 grid
@@ -887,7 +890,7 @@ def test_block_records_carry_every_cell():
 
 
 def test_block_table_rows():
-    from qcalc.report import table_row, table_title
+    from qcalc.commands.render.encodings import table_row, table_title
 
     block, lpbq = golden_encoding(BLOCK_CASES[0]), golden_encoding(LPBQ_CASES[1])
     assert table_row(block)[3] == "8×8 blk" and table_row(lpbq)[3] == "8×4 lpbq"
@@ -1253,7 +1256,7 @@ def test_missing_file_is_a_read_error(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ReadError) as error:
         read("absent.json")
-    assert str(error.value) == "absent.json: cannot read: No such file or directory"
+    assert str(error.value) == "absent.json: cannot read: no such file or directory"
 
 
 def test_binary_file(tmp_path, monkeypatch):

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from qcalc import Spec, encode_array
-from qcalc.api import compute_encodings
+from qcalc.ops.encode import compute_encodings
 from qcalc.errors import SpecError
-from qcalc.granularity import Layout, layout_for
+from qcalc.core.layout import Layout, layout_for
 
 ANALYZERS = ["minmax", "percentile", "sqnr", "tf-enhanced"]
 
@@ -158,7 +158,7 @@ def test_bf16_block_minmax_on_int16_keys_equals_float_minmax(block):
     the widened values (NaN anywhere in a row -> NaN), over every bf16 bit pattern."""
     import ml_dtypes
 
-    from qcalc.analyzers import short_rows_minmax
+    from qcalc.core.stats import short_rows_minmax
 
     every = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(ml_dtypes.bfloat16)
     rng = np.random.default_rng(block)

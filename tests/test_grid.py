@@ -18,7 +18,8 @@ from hypothesis.extra import numpy as hnp
 from golden_cases import CASES, as_float32, bits_equal, load_input
 from qcalc import Spec, encode_array
 from qcalc.errors import SpecError
-from qcalc.grid import integer_range, minimum_scale, round_half_even
+from qcalc.core.grid import minimum_scale, round_half_even
+from qcalc.core.spec import integer_range
 
 F32_EPS = 2.0**-23
 F32_MAX = float(np.finfo(np.float32).max)

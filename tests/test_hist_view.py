@@ -12,23 +12,13 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from qcalc.api import encode_array
+from qcalc.ops.encode import encode_array
 from qcalc.cli import app
-from qcalc.hist_view import (
-    BLOCKS,
-    GUTTER,
-    ROWS,
-    channel_ref,
-    finite_range,
-    hist,
-    lines,
-    plot_columns,
-    to_text,
-    value_histogram,
-)
-from qcalc.metrics import Metrics
-from qcalc.readers.base import TensorRef
-from qcalc.spec import Spec
+from qcalc.commands.render.hist import BLOCKS, ROWS, lines, to_text
+from qcalc.ops.hist import GUTTER, channel_ref, finite_range, hist, plot_columns, value_histogram
+from qcalc.core.encoding import Metrics
+from qcalc.core.tensor import TensorRef
+from qcalc.core.spec import Spec
 
 SAMPLE = "sample_tensors/model_bf16.safetensors"
 runner = CliRunner()
@@ -102,7 +92,7 @@ def test_channel_ref_is_the_slice_along_the_axis():
 SNAP = np.concatenate([np.linspace(-1, 1, 58), [-3, -2.5, 4, 5, 6, 6]]).astype(np.float32)
 SNAP = SNAP.reshape(8, 8)
 SNAP_SPEC = Spec(analyzer="percentile", percentile=90)
-# fixed metrics: the snapshot tests the drawing, not qcalc.metrics
+# fixed metrics: the snapshot tests the drawing, not qcalc.core.metrics
 SNAP_METRICS = Metrics(
     sqnr_db=2.4245847308651, mse=1.3255329830225833, max_abs_error=5.074149787425995,
     clipped_fraction=0.203125, grid_used_fraction=0.25, worst_sqnr_db=None, worst_index=None,
@@ -244,9 +234,9 @@ def test_colour_terminals_draw_the_clipped_tails_red(snap_file):
 
 def slice_metrics(x: np.ndarray, enc, axis: int, k: int) -> dict:
     """SQNR and MSE of channel k, straight from quantize-dequantize of the whole tensor under
-    its per-channel grid, and the rest from qcalc.metrics on the slice under cell k's grid
+    its per-channel grid, and the rest from qcalc.core.metrics on the slice under cell k's grid
     as a per-tensor encoding (built here)."""
-    from qcalc.metrics import array_metrics
+    from qcalc.core.metrics import array_metrics
 
     xhat = enc.quantize_dequantize(x)
     xs = np.take(x, k, axis=axis).astype(np.float64)
@@ -286,6 +276,7 @@ def test_channel_draws_its_slice_with_its_grid(tmp_path, axis):
         expected = np.histogram(part, bins=71, range=(view.lo, view.hi))[0]
         np.testing.assert_array_equal(view.counts, expected)
         assert view.data.finite == part.size
+        assert view.channel == (axis % 3, kk, count)
         assert f"channel {kk} of {count} along axis {axis % 3}" in view.title
         want = slice_metrics(x, enc, axis % 3, kk)
         assert view.metrics.sqnr_db == pytest.approx(want["sqnr_db"], rel=1e-7)

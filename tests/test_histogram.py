@@ -1,4 +1,4 @@
-"""The histogram observer and the percentile / SQNR / tf-enhanced analyzers (qcalc.histogram)
+"""The histogram observer and the percentile / SQNR / tf-enhanced analyzers (qcalc.core.histogram)
 against every AIMET 2.42 golden case that uses them, plus properties of the streaming API."""
 
 from __future__ import annotations
@@ -9,12 +9,20 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from golden_cases import CASES, as_float32, bits_equal, inputs_of, load_input
-from qcalc import grid
-from qcalc import histogram as H
+from qcalc.core import grid
+from qcalc.core import histogram as H
 
 F32 = np.float32
 HIST_ANALYZERS = ("percentile", "sqnr", "tf-enhanced")
 GRANULARITIES = ("per-tensor", "per-channel", "per-block")
+from helpers import observe
+from qcalc.core.stats import finite_minmax
+
+
+def _finite_min_max(cells):
+    """Each row's finite min / max as float32 (+inf / -inf for a row without one)."""
+    stats, _ = finite_minmax(np.asarray(cells), (1,))
+    return stats.min.ravel().astype(np.float32), stats.max.ravel().astype(np.float32)
 
 
 def _is_hist_case(case: dict) -> bool:
@@ -80,7 +88,7 @@ def calibrate(
     for path in inputs_of(case):
         x = load_input(path, case["tensor_dtype"])
         cells = cells_of(x, config)
-        mn, mx = H.finite_min_max(cells)
+        mn, mx = _finite_min_max(cells)
         binning = H.plan_batch(hist, mn, mx, bins, dtype, growth)
         counted = cells
         if memory_order and hist is not None:
@@ -210,7 +218,7 @@ def test_count_is_additive_over_chunks(first, second, pieces, bins, growth, dtyp
     for x in (first, second[: first.shape[0]]):
         if x.shape[0] != first.shape[0] or not _has_finite_rows(x):
             break
-        mn, mx = H.finite_min_max(x)
+        mn, mx = _finite_min_max(x)
         try:
             binning = H.plan_batch(hist, mn, mx, bins, dtype, growth)
             whole = H.count(x, binning)
@@ -249,7 +257,7 @@ def test_small_chunks_scatter_like_bincount():
     rng = np.random.default_rng(1)
     x = rng.standard_normal((300, 50)).astype(F32)
     x[3, 4], x[7, 1], x[9, 9] = np.nan, np.inf, -np.inf
-    mn, mx = H.finite_min_max(x)
+    mn, mx = _finite_min_max(x)
     binning = H.plan_batch(None, mn, mx, 2048, np.float32)
     acc = binning.zeros()
     for j in range(50):
@@ -266,10 +274,10 @@ def test_percentile_100_brackets_minmax(x, bins, n, symmetric):
     a constant cell), then AIMET's min-scale and symmetric adjustments."""
     if not _has_finite_rows(x):
         return
-    hist = H.observe(None, x, bins, np.float32)
+    hist = observe(None, x, bins, np.float32)
     rmin, rmax = H.percentile_range(hist, 100.0, n, symmetric)
-    mn, mx = H.finite_min_max(x)
-    e = hist.edges()
+    mn, mx = _finite_min_max(x)
+    e = H.bin_edges(hist.min, hist.max, hist.dtype, hist.bins)
     assert np.all(e[:, 0] == np.where(mn == mx, mn - F32(0.5), mn))
     tol = 4 * np.finfo(F32).eps * np.maximum(np.abs(mn), np.abs(mx)) + 2 * n * 2.0**-23
     assert np.all(np.abs(e[:, -1] - np.where(mn == mx, mx + F32(0.5), mx)) <= tol)
@@ -300,14 +308,14 @@ def test_growth_limit_clamps(first_values, factor, growth, bins):
     """The first batch fixes [left, right] = edges +- range * limit / 2; later ranges grow
     with the data only up to those limits, and values beyond land in the end bins."""
     x = (np.array(first_values, dtype=F32) / F32(8))[None, :]
-    hist = H.observe(None, x, bins, np.float32, growth)
-    e = hist.edges()[0]
+    hist = observe(None, x, bins, np.float32, growth)
+    e = H.bin_edges(hist.min, hist.max, hist.dtype, hist.bins)[0]
     r = e[-1] - e[0]
     assert hist.left[0] == e[0] - r * F32(growth) / F32(2)
     assert hist.right[0] == e[-1] + r * F32(growth) / F32(2)
     centre = (e[0] + e[-1]) / F32(2)
     wide = np.array([[centre - F32(factor) * r, centre + F32(factor) * r, np.inf, np.nan]], F32)
-    mn, mx = H.finite_min_max(wide)
+    mn, mx = _finite_min_max(wide)
     binning = H.plan_batch(hist, mn, mx, bins, np.float32, None)
     assert binning.min[0] == min(max(mn[0], hist.left[0]), e[0])
     assert binning.max[0] == max(min(mx[0], hist.right[0]), e[-1])
@@ -317,7 +325,7 @@ def test_growth_limit_clamps(first_values, factor, growth, bins):
     assert merged.counts.sum() == hist.counts.sum() + 3
     assert np.all(merged.left == hist.left) and np.all(merged.right == hist.right)
     # without a limit the range follows the data
-    free = H.observe(None, x, bins, np.float32, None)
+    free = observe(None, x, bins, np.float32, None)
     assert free.left[0] == -np.inf and free.right[0] == np.inf
     unlimited = H.plan_batch(free, mn, mx, bins, np.float32, None)
     assert unlimited.min[0] == min(mn[0], e[0]) and unlimited.max[0] == max(mx[0], e[-1])
@@ -326,7 +334,7 @@ def test_growth_limit_clamps(first_values, factor, growth, bins):
 def test_rebin_splits_counts_like_aimet():
     """Doubling the range folds pairs of old bins into one new bin; old counts are kept."""
     x = np.arange(16, dtype=F32)[None, :]
-    hist = H.observe(None, x, 8, np.float32)
+    hist = observe(None, x, 8, np.float32)
     assert hist.counts.tolist() == [[2] * 8]
     binning = H.plan_batch(hist, np.array([0.0], F32), np.array([30.0], F32), 8, np.float32)
     assert binning.carried.sum() == 16
@@ -337,7 +345,7 @@ def test_rebin_splits_counts_like_aimet():
 
 def test_no_finite_value_raises():
     x = np.array([[1.0, 2.0], [np.nan, np.inf]], F32)
-    mn, mx = H.finite_min_max(x)
+    mn, mx = _finite_min_max(x)
     with pytest.raises(H.HistogramError):
         H.plan_batch(None, mn, mx, 16, np.float32)
 
@@ -350,7 +358,7 @@ def test_collapsed_range_follows_torch_histc():
 
     x = np.full((1, 6), 300.0, F32)
     bf16 = np.dtype(ml_dtypes.bfloat16)
-    mn, mx = H.finite_min_max(x)
+    mn, mx = _finite_min_max(x)
     binning = H.plan_batch(None, mn, mx, 8, bf16)
     assert binning.lo[0] == 299 and binning.hi[0] == 301 and binning.strict[0]
     hist = H.finish(binning, H.count(x, binning))
@@ -385,7 +393,7 @@ def test_subnormal_range_collapses_and_counts_twice_as_aimet():
     [-1, 1] (both values land in bin int((x + 1) * 7 / 2) = 3), and AIMET adds
     #(x > edges[-1] = 0) = 1 to the last bin: 3 counts for 2 values."""
     x = np.array([[0.0, 4e-45]], dtype=np.float32)
-    mn, mx = H.finite_min_max(x)
+    mn, mx = _finite_min_max(x)
     binning = H.plan_batch(None, mn, mx, 7, np.float32)
     counts = H.count(x, binning)
     assert counts[0, :7].tolist() == [0, 0, 0, 2, 0, 0, 0]
@@ -406,13 +414,13 @@ def test_count_shortcuts_equal_the_masked_count(dtype, nonfinite, monkeypatch):
     x = x.astype(F32)
     if nonfinite:
         x[3, 4], x[7, 1], x[9, 9] = np.nan, np.inf, -np.inf
-    mn, mx = H.finite_min_max(x)
+    mn, mx = _finite_min_max(x)
     first = H.finish(
         H.plan_batch(None, mn, mx, 512, np_dtype),
         H.count(x, H.plan_batch(None, mn, mx, 512, np_dtype)),
     )
     second = x[:, ::-1] * np.float32(0.5)  # a later, narrower batch: rebinned onto the range
-    mn2, mx2 = H.finite_min_max(second)
+    mn2, mx2 = _finite_min_max(second)
     for binning, values in (
         (H.plan_batch(None, mn, mx, 512, np_dtype), x),
         (H.plan_batch(first, mn2, mx2, 512, np_dtype), second),
@@ -420,8 +428,8 @@ def test_count_shortcuts_equal_the_masked_count(dtype, nonfinite, monkeypatch):
         fast = H.count(values, binning)
         real = H.reduce_minmax
 
-        def withheld(v, axes, finite_only=False):
-            stats = real(v, axes, finite_only)
+        def withheld(v, axes):
+            stats = real(v, axes)
             return type(stats)(np.full_like(stats.min, np.nan), np.full_like(stats.max, np.nan))
 
         monkeypatch.setattr(H, "reduce_minmax", withheld)
@@ -451,14 +459,14 @@ def test_count_of_a_range_collapsed_by_rounding(value, monkeypatch):
     must not take such a cell (it used to crash on the INT64_MIN index)."""
     x = np.random.default_rng(2).standard_normal((3, 8)).astype(F32)
     x[1] = np.float32(value)
-    mn, mx = H.finite_min_max(x)
+    mn, mx = _finite_min_max(x)
     binning = H.plan_batch(None, mn, mx, 64, np.float32)
     counts = H.count(x, binning)
     assert counts[1, 0] == 8 and counts[1].sum() == 8  # all in bin 0, as AIMET counts them
     real = H.reduce_minmax
     monkeypatch.setattr(
         H, "reduce_minmax",
-        lambda v, axes, finite_only=False: type(real(v, axes))(
+        lambda v, axes: type(real(v, axes))(
             np.full((v.shape[0], 1), np.nan, F32), np.full((v.shape[0], 1), np.nan, F32)
         ),
     )  # fmt: skip

@@ -17,11 +17,13 @@ import pytest
 from safetensors.numpy import save_file
 from typer.testing import CliRunner
 
-from qcalc.cli import LS_HELP, app
+from qcalc.cli import app
+from qcalc.commands.ls import HELP as LS_HELP
 from qcalc.errors import FilterError, ReadError
-from qcalc.inventory import TensorInfo, exact_sums, inventory, tensor_info
-from qcalc.inventory_report import file_labels, render_inventory, size_text, wrap_parts
-from qcalc.readers import Skipped, TensorRef, open_input
+from qcalc.ops.inventory import TensorInfo, exact_sums, inventory, tensor_info
+from qcalc.commands.render.inventory import file_labels, render_inventory, size_text
+from qcalc.commands.render.text import pack
+from qcalc.io.readers import Skipped, TensorRef, open_input
 
 REPO = Path(__file__).resolve().parents[1]
 KEYS = ["name", "dtype", "shape", "elements", "bytes", "file", "min", "max", "mean", "std",
@@ -425,12 +427,12 @@ def test_file_labels_for_shards_and_batches():
     assert file_labels(["only.npy"]) == ({"only.npy": "only.npy"}, "")
 
 
-def test_wrap_parts_breaks_between_parts():
+def test_title_parts_break_between_parts():
     parts = ["f32", "6 tensors", "24.8 kB", "no NaN or inf"]
-    assert wrap_parts(parts, 24) == ["f32, 6 tensors, 24.8 kB,", "no NaN or inf"]
-    assert wrap_parts(parts, 23) == ["f32, 6 tensors,", "24.8 kB, no NaN or inf"]
+    assert pack(parts, 24) == ["f32, 6 tensors, 24.8 kB,", "no NaN or inf"]
+    assert pack(parts, 23) == ["f32, 6 tensors,", "24.8 kB, no NaN or inf"]
     for width in range(8, 40):
-        assert all(len(line) <= width for line in wrap_parts(parts, width))
+        assert all(len(line) <= width for line in pack(parts, width))
 
 
 def test_table_sample_checkpoint():

@@ -1,4 +1,4 @@
-"""qcalc.metrics: quantization error of a tensor under an encoding.
+"""qcalc.core.metrics: quantization error of a tensor under an encoding.
 
 Expected values are computed by hand (arithmetic in the comments), with plain float64 numpy
 from AIMET's golden quantize-dequantize outputs (tests/golden), or from invariants (streamed
@@ -18,10 +18,11 @@ from safetensors.numpy import save_file
 from golden_cases import CASES, GOLDEN, inputs_of, load_input, spec_for_case
 from qcalc import Spec, compute_encodings, encode_array
 from qcalc.errors import SpecError
-from qcalc.grid import effective_range
-from qcalc.metrics import Metrics, array_metrics, tensor_metrics
-from qcalc.readers import open_input
-from qcalc.spec import Encoding
+from qcalc.core.grid import effective_range
+from qcalc.core.encoding import Metrics
+from qcalc.core.metrics import array_metrics, tensor_metrics
+from qcalc.io.readers import open_input
+from qcalc.core.encoding import Encoding
 
 BF16 = np.dtype(ml_dtypes.bfloat16)
 SUMS = ("sqnr_db", "mse", "worst_sqnr_db")  # float64 sums: equal up to summation order
@@ -483,7 +484,7 @@ def test_golden_cases_cover_every_granularity():
 def test_fast_path_equals_general_path(granularity, analyzer, bitwidth, monkeypatch):
     """The in-place float32 path and the general (float64 error) path agree: clipped counts,
     max abs error and grid use exactly, the sums up to float32 dot-product rounding."""
-    import qcalc.metrics
+    import qcalc.core.metrics
 
     rng = np.random.default_rng(11)
     x = (rng.standard_normal((24, 512)) * rng.uniform(0.1, 4, (1, 512))).astype(np.float32)
@@ -493,7 +494,7 @@ def test_fast_path_equals_general_path(granularity, analyzer, bitwidth, monkeypa
         settings["decompressed_bitwidth"] = bitwidth + 4
     enc = encode_array(x, Spec(analyzer=analyzer, percentile=95, **settings))
     fast = array_metrics(x, enc)
-    monkeypatch.setattr(qcalc.metrics._Accumulator, "_add_rows", lambda *args: False)
+    monkeypatch.setattr(qcalc.core.metrics._Accumulator, "_add_rows", lambda *args: False)
     general = array_metrics(x, enc)
     assert_same_metrics(fast, general)
     assert fast.clipped_fraction == general.clipped_fraction

@@ -16,7 +16,7 @@ import pytest
 from safetensors.numpy import save_file
 
 from qcalc.errors import ReadError
-from qcalc.readers import Skipped, TensorRef, open_input
+from qcalc.io.readers import Skipped, TensorRef, open_input
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -757,7 +757,7 @@ def test_permission_error_is_one_line(tmp_path, monkeypatch, module):
     if module == "npz":
         monkeypatch.setattr("zipfile.ZipFile", denied)
     else:
-        monkeypatch.setattr(f"qcalc.readers.{module}.open", denied, raising=False)
+        monkeypatch.setattr(f"qcalc.io.readers.{module}.open", denied, raising=False)
     assert read_error(path) == f"{path}: Permission denied"
 
 
@@ -771,7 +771,7 @@ def test_import_and_npy_open_do_not_import_heavy_modules(tmp_path):
     path = tmp_path / "t.npy"
     np.save(path, np.ones(3, np.float32))
     code = (
-        "import sys, qcalc.readers as r; "
+        "import sys, qcalc.io.readers as r; "
         f"[ref] = r.open_input({str(path)!r}); ref.load(); "
         "print(sorted(m for m in ('ml_dtypes', 'safetensors') if m in sys.modules))"
     )
@@ -785,7 +785,7 @@ def test_float_safetensors_does_not_import_ml_dtypes(tmp_path):
     path = tmp_path / "m.safetensors"
     save_file({"w": np.ones(2, np.float32)}, str(path))
     code = (
-        "import sys, qcalc.readers as r; "
+        "import sys, qcalc.io.readers as r; "
         f"r.open_input({str(path)!r})[0].load(); "
         "print(sorted(m for m in ('ml_dtypes', 'safetensors') if m in sys.modules))"
     )

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from qcalc.errors import QcalcError, RecipeError
-from qcalc.recipe import Recipe, Rule
-from qcalc.spec import Spec
+from qcalc.io.recipe import Recipe, Rule
+from qcalc.core.spec import Spec
 
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 BASE = Spec()
@@ -539,7 +539,7 @@ def test_missing_file(tmp_path):
     path = tmp_path / "missing.toml"
     with pytest.raises(RecipeError) as info:
         Recipe.load(path)
-    assert str(info.value) == f"{path}: cannot read recipe: No such file or directory"
+    assert str(info.value) == f"{path}: cannot read recipe: no such file or directory"
 
 
 def test_directory_instead_of_file(tmp_path):

@@ -17,18 +17,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from qcalc import Spec, encode_array
-from qcalc.progress import TerminalProgress
-from qcalc.report import (
-    FIELDS,
-    ellipsize_middle,
-    shorten_name,
-    shorten_names,
-    exact_float,
-    exact_offset,
-    table_row,
-    to_text,
-    write_table,
-)
+from qcalc.commands.progress import TerminalProgress
+from qcalc.commands.render.encodings import FIELDS, exact_offset, table_row, write_table
+from qcalc.commands.render.text import ellipsize_middle, exact_float, shorten_name, shorten_names
+from helpers import rendered
 
 LONG = "model.layers.31.self_attn.q_proj.weight_with_a_very_long_suffix"
 
@@ -227,9 +219,9 @@ def test_encodings_without_dtype_or_shape_render():
     lines = table([enc], 80).splitlines()
     assert lines[0].startswith("8-bit asymmetric")  # an unknown dtype: no column, no title
     assert lines[1].split()[:2] == ["tensor", "shape"] and lines[2].split()[:2] == ["w", "?"]
-    (rec,) = json.loads(to_text([enc], "json"))
+    (rec,) = json.loads(rendered([enc], "json"))
     assert (rec["dtype"], rec["shape"]) == (None, None)
-    (row,) = csv.DictReader(io.StringIO(to_text([enc], "csv")))
+    (row,) = csv.DictReader(io.StringIO(rendered([enc], "csv")))
     assert (row["dtype"], row["shape"]) == ("", "")
 
 
@@ -356,30 +348,30 @@ def with_nan():
 
 
 def test_json_output_is_strict_json(with_nan):
-    data = json.loads(to_text(with_nan, "json"), parse_constant=_reject_constant)
+    data = json.loads(rendered(with_nan, "json"), parse_constant=_reject_constant)
     assert [list(r) for r in data] == [list(FIELDS)] * 2
     assert data[0]["scale"] == data[0]["offset"] == ["NaN"]
     assert all(isinstance(v, float) and math.isfinite(v) for v in data[1]["min"])
 
 
 def test_jsonl_lines_each_parse(with_nan):
-    lines = to_text(with_nan, "jsonl").splitlines()
+    lines = rendered(with_nan, "jsonl").splitlines()
     assert len(lines) == 2
     parsed = [json.loads(line, parse_constant=_reject_constant) for line in lines]
     assert [r["name"] for r in parsed] == ["nan_act", "inf_w"]
-    assert json.loads(to_text(with_nan, "json")) == parsed
+    assert json.loads(rendered(with_nan, "json")) == parsed
 
 
 def test_json_of_nothing_is_an_empty_array():
-    assert json.loads(to_text([], "json")) == []
-    assert to_text([], "jsonl") == ""
+    assert json.loads(rendered([], "json")) == []
+    assert rendered([], "jsonl") == ""
 
 
 def test_csv_has_one_row_per_channel_with_its_index():
     array = np.random.default_rng(3).standard_normal((5, 4)).astype(np.float32)
     per_channel = encode_array(array, Spec(per_channel=True, symmetric=True), "w")
     per_tensor = encode_array(array[0], Spec(symmetric=True), "b")
-    rows = list(csv.DictReader(io.StringIO(to_text([per_channel, per_tensor], "csv"))))
+    rows = list(csv.DictReader(io.StringIO(rendered([per_channel, per_tensor], "csv"))))
     assert [(r["name"], r["channel"]) for r in rows] == [("w", str(c)) for c in range(5)] + [
         ("b", "0")
     ]
@@ -389,12 +381,12 @@ def test_csv_has_one_row_per_channel_with_its_index():
         assert int(row["offset"]) == 0
         assert row["axis"] == "0" and row["encoding_shape"] == "[5, 1]"
     assert rows[5]["axis"] == "" and rows[5]["encoding_shape"] == "[]"
-    header = to_text([per_tensor], "csv").splitlines()[0].split(",")
+    header = rendered([per_tensor], "csv").splitlines()[0].split(",")
     assert header == [*FIELDS[:12], "channel", "min", "max", "scale", "offset"]
 
 
 def test_csv_spells_nan_like_json(with_nan):
-    rows = list(csv.DictReader(io.StringIO(to_text(with_nan, "csv"))))
+    rows = list(csv.DictReader(io.StringIO(rendered(with_nan, "csv"))))
     assert rows[0]["scale"] == "NaN" and rows[0]["offset"] == "NaN"
     assert len(rows) == 1 + 2
 

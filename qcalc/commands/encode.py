@@ -1,0 +1,110 @@
+"""`qcalc encode`: compute encodings and print them or write an AIMET encodings file."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from qcalc.commands.options import (
+    Activations, Exclude, Format, Include, Inputs, RecipeOption, load_recipe, note,
+    refuse_overwriting_inputs, report_skips, user_errors, with_spec,
+)  # fmt: skip
+from qcalc.core.choices import Version
+from qcalc.core.spec import Spec
+
+
+HELP = """\
+Compute encodings (min, max, scale, offset) for every floating-point tensor in INPUT... .
+
+Tensors with the same name in several inputs (or the .npy files of one subdirectory) are \
+calibration batches of one tensor; their statistics merge in command-line order.
+
+Examples:
+
+  qcalc encode sample_tensors/seed.npy
+
+  qcalc encode sample_tensors/model_bf16.safetensors --per-channel -b 4
+
+  qcalc encode sample_tensors/activations --analyzer percentile --format jsonl
+
+  qcalc encode sample_tensors/model_f32.safetensors --symmetric -b 4 --include fc.weight \
+--block-size 64 --lpbq
+
+  qcalc encode sample_tensors/model_bf16.safetensors --recipe recipes/w8a8.toml --metrics
+"""
+
+
+@with_spec()
+def encode(
+    inputs: Inputs,
+    spec: Spec,
+    include: Include = None,
+    exclude: Exclude = None,
+    output_format: Annotated[
+        Optional[Format],
+        typer.Option(
+            "--format",
+            "-f",
+            help="Output format on stdout. Default: table, or nothing when -o writes a file.",
+            show_default=False,
+        ),
+    ] = None,
+    activations: Activations = None,
+    output: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--output", "-o", help="Write an AIMET encodings JSON file here.", show_default=False
+        ),
+    ] = None,
+    encoding_version: Annotated[
+        Version,
+        typer.Option("--encoding-version", help="Version of the encodings file written by -o."),
+    ] = "1.0.0",
+    recipe: RecipeOption = None,
+    metrics: Annotated[
+        bool,
+        typer.Option(
+            "--metrics",
+            help="Add quantization error columns: SQNR (dB), MSE, max abs error, clipped and "
+            "grid-used fractions, worst channel / block. Reads the data once more.",
+        ),
+    ] = False,
+) -> None:
+    from qcalc.commands.progress import TerminalProgress
+    from qcalc.commands.render.encodings import render_encodings
+    from qcalc.ops.encode import compute_encodings
+
+    with user_errors():
+        rules = load_recipe(recipe)
+        if output is not None:
+            refuse_overwriting_inputs(output, [*inputs, *(activations or [])])
+        with TerminalProgress() as progress:
+            result = compute_encodings(
+                inputs,
+                spec,
+                activations=activations or (),
+                include=include or (),
+                exclude=exclude or (),
+                recipe=rules,
+                metrics=metrics,
+                progress=progress,
+            )
+        report_skips(result)
+        if output is not None:
+            from qcalc.io import formats
+
+            refuse_overwriting_inputs(output, [Path(f) for f in result.files])
+            data = formats.EncodingFile(params=result.encodings, activations=result.activations)
+            formats.write(output, data, encoding_version)
+            note(
+                f"wrote {len(result.encodings)} parameter and {len(result.activations)} "
+                f"activation encodings to {output} (version {encoding_version})"
+            )
+        if output_format is not None or output is None:
+            render_encodings(
+                [*result.encodings, *result.activations], output_format or "table", sys.stdout
+            )
+        sys.stdout.flush()  # a closed pipe surfaces here, inside user_errors

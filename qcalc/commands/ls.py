@@ -1,0 +1,48 @@
+"""`qcalc ls`: every tensor in the inputs with its dtype, shape, size, file and statistics."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Literal
+
+import typer
+
+from qcalc.commands.options import Exclude, Include, Inputs, user_errors
+
+HELP = """\
+List every tensor with its dtype, shape, size, file and statistics: elements, bytes, the \
+file holding it (the shard, for a sharded checkpoint), min / max / mean / std over the finite \
+values, NaN and inf counts. Integer and bool tensors (which encode skips) are listed too. \
+Reads the data once.
+
+Examples:
+
+  qcalc ls sample_tensors/model_bf16.safetensors
+
+  qcalc ls model.safetensors.index.json --include '*.mlp.*' --format csv
+
+  qcalc ls sample_tensors/activations -f jsonl | jq -c 'select(.nan > 0)'
+"""
+
+
+
+def ls(
+    inputs: Inputs,
+    include: Include = None,
+    exclude: Exclude = None,
+    output_format: Annotated[
+        Literal["table", "json", "jsonl", "csv"],
+        typer.Option("--format", "-f", help="Output format on stdout."),
+    ] = "table",
+) -> None:
+    from qcalc.commands.progress import TerminalProgress
+    from qcalc.commands.render.inventory import render_inventory
+    from qcalc.ops.inventory import inventory
+
+    with user_errors():
+        with TerminalProgress() as progress:
+            infos = inventory(
+                inputs, include=include or (), exclude=exclude or (), progress=progress
+            )
+        render_inventory(infos, output_format, sys.stdout)
+        sys.stdout.flush()  # a closed pipe surfaces here, inside user_errors

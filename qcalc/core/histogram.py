@@ -1,0 +1,794 @@
+"""AIMET 2.42's histogram observer and its percentile / SQNR (tf-enhanced) analyzers, numpy only.
+
+Everything is vectorised over encoding cells (a cell = the elements sharing one encoding) and
+follows tests/golden/NOTES.md sections 7-9 operation by operation, in the dtypes AIMET's tensors
+have, so the ranges are bit-identical to AIMET's.
+
+A batch is observed in three steps, so that it can be streamed in chunks with bounded memory:
+
+1. ``plan_batch(previous, batch_min, batch_max, ...)`` - from the batch's per-cell *finite*
+   min/max (a first pass over the batch) and the histogram so far, decide the counting range
+   of every cell and rebin the old counts (AIMET's merge);
+2. ``count(values, binning)`` for each chunk of the batch - exact integer counts, additive:
+   the sum over any chunking of the batch equals one call on the whole batch;
+3. ``finish(binning, total_counts)`` - AIMET's float32 histogram for the batch merged in.
+
+``percentile_range`` and ``sqnr_range`` then turn the histogram into the raw float32
+``(rmin, rmax)`` that AIMET's quantizer stores; scale and offset follow from
+``qcalc.core.grid.scale_offset`` as for min-max.
+
+Counts are int64 until ``finish``: AIMET's ``torch.histc`` accumulates in float32 (one
+thread: a bin stops growing at 2^24), which a float32 sum of per-chunk counts would not
+reproduce once a bin passes 2^24 (float32 sums of integer counts are exact only below 2^24).
+``finish`` applies the 2^24 saturation of a single-threaded histc to the exact total.
+
+Machine-level behaviour reproduced (the golden corpus was made with torch on x86-64 CPU,
+one thread):
+
+* histc's bin index ``int64(float32(float32(x - lo) * bins) / float32(hi - lo))``; an
+  inf/NaN quotient becomes INT64_MIN, which torch's pointer arithmetic wraps to bin 0;
+* comparisons of the input with float32 edges run in the input dtype (edges rounded to
+  float16 / bfloat16), so a float16 value can be counted twice or dropped, as in AIMET;
+* torch.cumsum accumulates float32 in double; the SQNR offset grid comes from torch.arange,
+  whose double ``start + i * step`` is one fused multiply-add (this gives the -0.0 offset
+  AIMET reports for 8-bit relu data);
+* element-wise max / min return the second operand on +-0 ties in torch's vector path and
+  the first in its scalar tail (TORCH_VECTOR_FLOATS = 8, AVX2); only zero signs depend on it;
+* the SQNR noise sums 2048 (or 512) float32 terms with numpy's pairwise sum. torch's
+  cascade sum rounds differently in about half the noises (last bits), which changed no
+  chosen candidate in the corpus; only a near-tie between candidates could.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Optional
+
+import numpy as np
+
+from qcalc.core.dtypes import FLOAT32 as F32
+from qcalc.core.stats import reduce_minmax
+from qcalc.errors import HistogramError
+from qcalc.core.grid import minimum_scale
+from qcalc.core.workspace import work_array
+
+MAX_FINITE_PRODUCT = np.float32(1e38)  # (x - lo) * bins below this cannot overflow float32
+HISTC_SATURATION = 2**24  # float32 += 1 stops here: single-threaded torch.histc's bin ceiling
+MAX_PARALLELISM = 64  # AIMET's SQNR analyzer handles histograms 64 at a time
+# float32 lanes of torch's CPU vectors (AVX2: 8; AVX512: 16). It only decides which elements
+# of an element-wise max / min take the scalar tail, i.e. the sign of a zero that ties with a
+# zero of the other sign (SQNR offsets).
+TORCH_VECTOR_FLOATS = 8
+_WORK_ELEMENTS = 1 << 18  # float32 elements per SQNR noise block and thread (1 MB)
+
+
+def _f32(x) -> np.ndarray:
+    return np.asarray(x, dtype=F32)
+
+
+def _check_dtype(dtype) -> np.dtype:
+    dtype = np.dtype(dtype)
+    if dtype == F32 or dtype.name in ("float16", "bfloat16"):
+        return dtype
+    raise ValueError(f"histogram analyzers compute in float32, float16 or bfloat16, not {dtype}")
+
+
+def _round_to(x: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """float32 values rounded (to nearest even, overflow to inf) to `dtype`, held as float32."""
+    x = _f32(x)
+    if dtype == F32:
+        return x
+    with np.errstate(over="ignore"):
+        return x.astype(dtype).astype(F32)
+
+
+def _vector_part(inner: int) -> int:
+    """How many leading elements of an inner loop of `inner` floats torch's CPU kernels take
+    through the vector path (pairs of vectors); the rest goes through the scalar tail."""
+    return inner - inner % (2 * TORCH_VECTOR_FLOATS)
+
+
+def _torch_max(a, b, tail):
+    """torch.maximum on CPU: NaN propagates; on equal values (only +-0 can differ) the vector
+    path returns `b` (_mm*_max_ps), the scalar tail (`tail` true) returns `a` (std::max)."""
+    a, b = np.broadcast_arrays(_f32(a), _f32(b))
+    out = np.where(a > b, a, b)
+    out = np.where(tail & (a == b), a, out)
+    return np.where(np.isnan(a) | np.isnan(b), np.float32(np.nan), out)
+
+
+def _torch_min(a, b, tail):
+    """torch.minimum on CPU, as `_torch_max`."""
+    a, b = np.broadcast_arrays(_f32(a), _f32(b))
+    out = np.where(a < b, a, b)
+    out = np.where(tail & (a == b), a, out)
+    return np.where(np.isnan(a) | np.isnan(b), np.float32(np.nan), out)
+
+
+def _cell_tail(cells: int) -> np.ndarray:
+    """Cells in the scalar tail of (cells,) element-wise ops: AIMET runs them on chunks of
+    `max_parallelism` = 64 histograms."""
+    index = np.arange(cells)
+    start = index - index % MAX_PARALLELISM
+    size = np.minimum(MAX_PARALLELISM, cells - start)
+    return index - start >= size - size % (2 * TORCH_VECTOR_FLOATS)
+
+
+def _bin_start_step(mn: np.ndarray, mx: np.ndarray, dtype: np.dtype, bins: int):
+    """AIMET's ``_create_bin_edges``: (lo, step), float32, with ``edges[i] = _edge(lo, step, i)``.
+
+    A cell with ``min == max`` is widened by 0.5 each way first, in the stats dtype
+    (float16 rounding for float16 stats).
+    """
+    mn, mx = _f32(mn), _f32(mx)
+    same = mn == mx
+    lo = np.where(same, _round_to(mn - np.float32(0.5), dtype), mn)
+    hi = np.where(same, _round_to(mx + np.float32(0.5), dtype), mx)
+    with np.errstate(all="ignore"):
+        step = (hi - lo) / np.float32(bins)
+    return lo, step
+
+
+def _edge(lo: np.ndarray, step: np.ndarray, index) -> np.ndarray:
+    """Bin edge `index`: ``float32(index) * step + lo``, two float32 roundings (so edge 0 of a
+    -0.0 minimum is +0.0, as in torch)."""
+    with np.errstate(all="ignore"):
+        return _f32(index).astype(F32) * step + lo
+
+
+def bin_edges(mn: np.ndarray, mx: np.ndarray, dtype, bins: int) -> np.ndarray:
+    """(cells, bins + 1) float32 edges, as AIMET's ``_create_bin_edges(min, max)``."""
+    lo, step = _bin_start_step(mn, mx, _check_dtype(dtype), bins)
+    return _edge(lo[:, None], step[:, None], np.arange(bins + 1, dtype=F32)[None, :])
+
+
+@dataclass(frozen=True)
+class Histogram:
+    """AIMET's per-cell histogram statistics after one or more batches.
+
+    `min` / `max` are the stats min/max AIMET keeps (the first batch's finite min/max, then
+    the merged range), `left` / `right` the growth limits fixed by the first batch (±inf when
+    unlimited). `dtype` is the dtype AIMET's min/max tensors have: the input dtype after the
+    first batch, float32 after any merge (``torch.clamp`` promotes them). It decides where
+    the analyzers round, so the range functions take it from here.
+    """
+
+    counts: np.ndarray  # (cells, bins) float32
+    min: np.ndarray  # (cells,) float32
+    max: np.ndarray
+    left: np.ndarray
+    right: np.ndarray
+    dtype: np.dtype
+
+    @property
+    def bins(self) -> int:
+        return self.counts.shape[1]
+
+    @property
+    def cells(self) -> int:
+        return self.counts.shape[0]
+
+
+@dataclass(frozen=True)
+class Binning:
+    """How one batch is counted, and what the resulting Histogram will hold.
+
+    `lo` / `hi` are the range torch.histc counts over (an element counts iff
+    ``lo <= x <= hi``); `below` / `above` are the thresholds of AIMET's out-of-range counts
+    (``x < edges[0]`` into the first bin, ``x > edges[-1]`` into the last), rounded to the
+    input dtype because torch compares in it. `carried` are the old counts rebinned onto the
+    new range (None for a first batch). `strict` marks cells where a NaN or inf value makes
+    AIMET raise (their range collapsed to one value, so histc derives it from the data).
+    """
+
+    lo: np.ndarray
+    hi: np.ndarray
+    below: np.ndarray
+    above: np.ndarray
+    bins: int
+    carried: Optional[np.ndarray]  # None for a first batch (nothing to carry)
+    min: np.ndarray
+    max: np.ndarray
+    left: np.ndarray
+    right: np.ndarray
+    dtype: np.dtype
+    strict: np.ndarray
+
+    @property
+    def cells(self) -> int:
+        return self.lo.shape[0]
+
+    def rows(self, part: slice) -> "Binning":
+        """The binning of a run of cells (a chunk whose rows are those cells)."""
+        per_cell = {
+            name: value[part]
+            for name, value in vars(self).items()
+            if isinstance(value, np.ndarray) and value.ndim >= 1 and value.shape[0] == self.cells
+        }
+        return dataclasses.replace(self, **per_cell)
+
+    def zeros(self) -> np.ndarray:
+        """An empty count accumulator, (cells, bins + 2) int64 (see `count`)."""
+        return np.zeros((self.cells, self.bins + 2), dtype=np.int64)
+
+
+def _batch_edges(batch_min, batch_max, dtype: np.dtype, bins: int, what: str):
+    """The batch's own histogram range (AIMET's collect_stats runs histc on it for every batch,
+    first or not): raises where torch.histc would, returns (first edge, last edge, degenerate)."""
+    if not (np.isfinite(batch_min).all() and np.isfinite(batch_max).all()):
+        bad = int(np.flatnonzero(~(np.isfinite(batch_min) & np.isfinite(batch_max)))[0])
+        raise HistogramError(
+            f"{what}: cell {bad} has no finite value; AIMET's histogram observer cannot "
+            "bin it (torch.histc: range of [nan, nan] is not finite)"
+        )
+    lo, step = _bin_start_step(batch_min, batch_max, dtype, bins)
+    first, last = _edge(lo, step, 0), _edge(lo, step, bins)
+    ok = np.isfinite(first) & np.isfinite(last)
+    if not ok.all():
+        bad = int(np.flatnonzero(~ok)[0])
+        raise HistogramError(
+            f"{what}: cell {bad} spans [{batch_min[bad]!r}, {batch_max[bad]!r}], whose "
+            "histogram bin edges overflow float32 (torch.histc: range is not finite)"
+        )
+    return first, last, first == last
+
+
+def _histc_range(lo: np.ndarray, hi: np.ndarray):
+    """torch.histc's own range for requested (lo, hi): equal bounds become (lo - 1, hi + 1)
+    in doubles, then float32 (its linspace edges). That only happens when the data is one
+    value (else AIMET raises first), so aminmax of the data gives the same bounds back."""
+    same = lo == hi
+    lo2 = np.where(same, (lo.astype(np.float64) - 1).astype(F32), lo)
+    hi2 = np.where(same, (hi.astype(np.float64) + 1).astype(F32), hi)
+    return lo2, hi2, same
+
+
+def plan_batch(
+    previous: Optional[Histogram],
+    batch_min: np.ndarray,
+    batch_max: np.ndarray,
+    bins: int,
+    dtype,
+    growth_limit: Optional[float] = None,
+) -> Binning:
+    """Plan the counting of one batch (NOTES.md section 7).
+
+    `batch_min` / `batch_max`: (cells,) float32 holding the batch's finite min / max per cell
+    (input-dtype values); a cell with no finite value (+inf / -inf here) raises
+    HistogramError, as AIMET does (torch.histc is handed a NaN range). `dtype` is the input
+    dtype AIMET sees (float32, float16 or bfloat16). `growth_limit` (tf-enhanced: 3.0) only
+    matters for the first batch, which fixes the limits; None is unlimited.
+    """
+    dtype = _check_dtype(dtype)
+    batch_min, batch_max = _f32(batch_min).ravel(), _f32(batch_max).ravel()
+    first, last, degenerate = _batch_edges(batch_min, batch_max, dtype, bins, "histogram")
+    cells = batch_min.shape[0]
+    if previous is None:
+        g = np.float32(np.inf if growth_limit is None else growth_limit)
+        with np.errstate(all="ignore"):
+            spread = (last - first) * g / np.float32(2)
+            left, right = first - spread, last + spread
+        lo, hi, _ = _histc_range(first, last)
+        return Binning(
+            lo=lo,
+            hi=hi,
+            below=_round_to(first, dtype),
+            above=_round_to(last, dtype),
+            bins=bins,
+            carried=None,
+            min=batch_min,
+            max=batch_max,
+            left=left,
+            right=right,
+            dtype=dtype,
+            strict=degenerate,
+        )
+    if previous.bins != bins or previous.cells != cells:
+        raise ValueError(
+            f"batch has {cells} cells x {bins} bins, the histogram {previous.cells} x "
+            f"{previous.bins}"
+        )
+    p_lo, p_step = _bin_start_step(previous.min, previous.max, previous.dtype, bins)
+    p_first, p_last = _edge(p_lo, p_step, 0), _edge(p_lo, p_step, bins)
+    # new_min.clamp(left, edges[0]) and new_max.clamp(edges[-1], right): 0-d float32 tensors,
+    # torch's scalar path (NaN bounds give NaN, ties keep the clamped value's zero sign)
+    umin = _torch_min(_torch_max(batch_min, previous.left, True), p_first, True)
+    umax = _torch_min(_torch_max(batch_max, p_last, True), previous.right, True)
+    if not (np.isfinite(umin).all() and np.isfinite(umax).all()):
+        raise HistogramError("histogram merge: the merged range is not finite (torch.histc)")
+    reuse = (umin == previous.min) & (umax == previous.max)
+    carried = previous.counts.copy()
+    if not reuse.all():
+        rows = np.flatnonzero(~reuse)
+        carried[rows] = _rebin(
+            previous.counts[rows], p_lo[rows], p_step[rows], umin[rows], umax[rows], bins
+        )
+    lo, hi, same = _histc_range(umin, umax)
+    return Binning(
+        lo=lo,
+        hi=hi,
+        below=_round_to(umin, dtype),
+        above=_round_to(umax, dtype),
+        bins=bins,
+        carried=carried,
+        min=umin,
+        max=umax,
+        left=previous.left,
+        right=previous.right,
+        dtype=F32,
+        strict=degenerate | same,
+    )
+
+
+def _trunc_index(x: np.ndarray, bins: int) -> np.ndarray:
+    """``torch.minimum(x.to(int32), bins - 1)``: truncation toward zero."""
+    with np.errstate(invalid="ignore"):
+        return np.minimum(x.astype(np.int32).astype(np.int64), bins - 1)
+
+
+def _rebin(counts, lo, step, umin, umax, bins):
+    """AIMET's merge: old counts (on edges i*step + lo) split onto `bins` bins over
+    [umin, umax], float32 throughout, accumulated in index_add_'s order."""
+    nb = np.float32(bins)
+    with np.errstate(all="ignore"):
+        dw = ((umax - umin) / nb)[:, None]
+        sw = (_edge(lo, step, 1) - _edge(lo, step, 0))[:, None]
+        start = _edge(lo[:, None], step[:, None], np.arange(bins, dtype=F32)[None, :])
+        umin = umin[:, None]
+        dest = _trunc_index((start - umin) / dw, bins)
+        dest_end = umin + dw * (dest + 1).astype(F32)
+        split = np.rint(((dest_end - start) / sw) * counts)
+        part = np.minimum(split, counts)
+        other = _trunc_index(((start + dw) - umin) / dw, bins)
+        rest = np.where(part < counts, counts - part, np.float32(0))
+    return _index_add(dest, part, other, rest, bins)
+
+
+def _index_add(dest, part, other, rest, bins):
+    """Two sequential float32 ``index_add_`` passes (part at dest, then rest at other).
+
+    Where every partial sum is an integer below 2^24 the order cannot matter and one exact
+    bincount does it; cells with larger totals are accumulated bin by bin in AIMET's order
+    (a loop over bins, vectorised over those cells)."""
+    cells = part.shape[0]
+    magnitude = np.abs(part).sum(axis=1, dtype=np.float64)
+    magnitude += np.abs(rest).sum(axis=1, dtype=np.float64)
+    small = magnitude <= HISTC_SATURATION  # False for NaN: those take the exact path
+    out = np.zeros((cells, bins), dtype=F32)
+    rows = np.flatnonzero(small)
+    if rows.size:
+        base = (np.arange(rows.size, dtype=np.int64) * bins)[:, None]
+        flat = np.concatenate([(dest[rows] + base).ravel(), (other[rows] + base).ravel()])
+        weights = np.concatenate([part[rows].ravel(), rest[rows].ravel()]).astype(np.float64)
+        sums = np.bincount(flat, weights=weights, minlength=rows.size * bins)
+        out[rows] = sums.reshape(rows.size, bins).astype(F32)
+    rows = np.flatnonzero(~small)
+    if rows.size:
+        acc = np.zeros((rows.size, bins), dtype=F32)
+        r = np.arange(rows.size)
+        for index, value in ((dest[rows], part[rows]), (other[rows], rest[rows])):
+            for j in range(bins):
+                acc[r, index[:, j]] += value[:, j]
+        out[rows] = acc
+    return out
+
+
+def count(
+    values: np.ndarray,
+    binning: Binning,
+    out: Optional[np.ndarray] = None,
+    workspace: Optional[dict] = None,
+) -> np.ndarray:
+    """Counts of one chunk, (cells, bins + 2) int64, additive over chunks.
+
+    `values`: (cells, m) array (float32, or the input dtype) holding the chunk's elements of
+    every cell. Columns ``[:bins]`` are torch.histc's counts over [lo, hi] (bin
+    ``int64(float32(float32(x - lo) * bins) / float32(hi - lo))``, the top edge folded into the
+    last bin; NaN and out-of-range values skipped); column ``bins`` counts ``x < below`` and
+    ``bins + 1`` counts ``x > above`` (-inf and +inf included, NaN in neither).
+
+    With `out` (an accumulator from ``binning.zeros()``) the counts are added to it in place
+    and it is returned: for small chunks this scatters only the chunk's elements instead of
+    building a whole (cells, bins) array per chunk. `workspace` (any dict, kept across the
+    chunks of a batch) holds reused work arrays.
+    """
+    x = np.asarray(values)
+    if x.dtype != F32:
+        x = x.astype(F32)
+    if x.ndim != 2 or x.shape[0] != binning.cells:
+        raise ValueError(f"values must be (cells={binning.cells}, m), got {x.shape}")
+    cells, nb = x.shape[0], binning.bins
+    width = nb + 2
+    if out is not None and (
+        out.shape != (cells, width) or out.dtype != np.int64 or not out.flags.c_contiguous
+    ):
+        raise ValueError(f"out must be a C-contiguous int64 array of shape {(cells, width)}")
+    if binning.strict.any() and not np.isfinite(x[binning.strict]).all():
+        bad = int(np.flatnonzero(binning.strict & ~np.isfinite(x).all(axis=1))[0])
+        raise HistogramError(
+            f"histogram: cell {bad} holds a single finite value and NaN or inf; AIMET's "
+            "torch.histc then derives a non-finite range and raises"
+        )
+    workspace = {} if workspace is None else workspace
+    lo, hi = binning.lo[:, None], binning.hi[:, None]
+    # Each row's min / max (NaN if it holds one) tell which masks can be skipped: usually
+    # every value is inside [lo, hi] and none is beyond the out-of-range thresholds.
+    row = reduce_minmax(x, (1,)) if x.size else None
+    with np.errstate(all="ignore"):
+        t = np.subtract(x, lo, out=work_array(workspace, "t", x.shape, F32))
+        t *= np.float32(nb)
+        t /= hi - lo
+        # (hi > lo: a range collapsed by float32 rounding makes every quotient NaN, which
+        # only the clipping path maps to bin 0 as torch does)
+        everything_inside = row is not None and bool(
+            np.all(row.min >= lo) and np.all(row.max <= hi) and np.all(hi > lo)
+        )
+        flat = work_array(workspace, "flat", x.shape, np.int64)
+        # pos == bins is the top edge (-> last bin); an inf/NaN quotient converts to INT64_MIN
+        # on x86-64, which torch's float pointer arithmetic wraps to bin 0. With every value
+        # inside and finite products, pos is in [0, bins]: only the top needs folding.
+        if everything_inside and np.all((row.max - lo) * np.float32(nb) < MAX_FINITE_PRODUCT):
+            np.minimum(t, np.float32(nb - 1), out=t)
+            np.copyto(flat, t, casting="unsafe")
+        else:
+            np.copyto(flat, t, casting="unsafe")
+            np.clip(flat, 0, nb - 1, out=flat)
+        inside = None
+        if not everything_inside:
+            inside = x >= lo
+            inside &= x <= hi
+        if cells > 1:
+            flat += (np.arange(cells, dtype=np.int64) * width)[:, None]
+        below = _count_beyond(x, row, binning.below[:, None], np.less)
+        above = _count_beyond(x, row, binning.above[:, None], np.greater)
+    size = cells * width
+    if out is not None and x.size * 12 < size:  # scatter: cheaper than a full bincount
+        np.add.at(out.reshape(-1), flat if inside is None else flat[inside], 1)
+        result = out
+    else:
+        if inside is not None:
+            np.logical_not(inside, out=inside)
+            flat[inside] = size  # one dump slot past the end
+        hist = np.bincount(flat.reshape(-1), minlength=size + 1)[:size].reshape(cells, width)
+        if out is None:
+            result = hist
+        else:
+            out += hist
+            result = out
+    result[:, nb] += below
+    result[:, nb + 1] += above
+    return result
+
+
+def _count_beyond(x: np.ndarray, row, threshold: np.ndarray, beyond) -> np.ndarray:
+    """Per row, how many values are beyond (`np.less`: below, `np.greater`: above)
+    `threshold`; skipped when each row's min / max shows there are none."""
+    cells = x.shape[0]
+    if row is not None:
+        extreme = row.min if beyond is np.less else row.max
+        if not np.any(beyond(extreme, threshold)) and not np.isnan(extreme).any():
+            return np.zeros(cells, dtype=np.int64)
+    return np.count_nonzero(beyond(x, threshold), axis=1)
+
+
+def finish(binning: Binning, counts: np.ndarray) -> Histogram:
+    """The batch's Histogram from the summed `count` results (int64, (cells, bins + 2)).
+
+    ``histc`` (single-threaded: a bin saturates at 2^24) + carried counts, then the
+    out-of-range counts added to the end bins, in float32 and in AIMET's order.
+    """
+    nb = binning.bins
+    counts = np.asarray(counts)
+    if counts.shape != (binning.cells, nb + 2):
+        raise ValueError(f"counts must be {(binning.cells, nb + 2)}, got {counts.shape}")
+    hist = np.minimum(counts[:, :nb], HISTC_SATURATION).astype(F32)
+    if binning.carried is not None:
+        hist += binning.carried
+    hist[:, 0] += counts[:, nb].astype(F32)
+    hist[:, -1] += counts[:, nb + 1].astype(F32)
+    return Histogram(hist, binning.min, binning.max, binning.left, binning.right, binning.dtype)
+
+
+# ----------------------------------------------------------------------------- percentile
+
+
+def _searchsorted_left(cum: np.ndarray, value: np.ndarray) -> np.ndarray:
+    """torch.searchsorted(cum[i], value[i]) per row: torch's binary search, which moves right
+    while ``not (cum[mid] >= value)``. On sorted rows that is the count of entries below the
+    value; it also reproduces torch when NaN counts (a degenerate merge) break the order."""
+    rows, n = cum.shape
+    start = np.zeros(rows, dtype=np.int64)
+    end = np.full(rows, n, dtype=np.int64)
+    index = np.arange(rows)
+    active = start < end
+    while active.any():
+        mid = start + ((end - start) >> 1)
+        right = ~(cum[index, np.minimum(mid, n - 1)] >= value)
+        start = np.where(active & right, mid + 1, start)
+        end = np.where(active & ~right, mid, end)
+        active = start < end
+    return start
+
+
+def percentile_range(
+    h: Histogram, percentile: float, num_steps: int, symmetric: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """AIMET's PercentileEncodingAnalyzer (NOTES.md section 8): raw float32 (rmin, rmax).
+
+    The result is rounded to ``h.dtype`` (the input dtype after one batch; float32 after a
+    merge, as AIMET's merged stats are float32).
+    """
+    if not 50 <= percentile <= 100:
+        raise ValueError("Percentile value must be within 50-100 range")
+    if num_steps <= 0:
+        raise ValueError("The number of quantization bins cannot be less than or equal to 0.")
+    n = num_steps
+    cum = _cumulative_counts(h.counts)
+    total = cum[:, -1].astype(F32)
+    with np.errstate(all="ignore"):
+        vmax = (total * np.float32(percentile)) / np.float32(100)
+        vmin = total * np.float32(1 - percentile / 100)
+    if percentile == 100:
+        imin = np.zeros(h.cells, dtype=np.int64)
+        imax = np.full(h.cells, h.bins, dtype=np.int64)
+    else:
+        imin = _searchsorted_left(cum, vmin)
+        imax = _searchsorted_left(cum, vmax)
+    lo, step = _bin_start_step(h.min, h.max, h.dtype, h.bins)
+    cmin = _edge(lo, step, imin.astype(F32))
+    cmax = _edge(lo, step, imax.astype(F32))
+    cmin, cmax = _adjust_min_max(cmin, cmax, n, symmetric)
+    return _round_to(cmin, h.dtype), _round_to(cmax, h.dtype)
+
+
+def _cumulative_counts(counts: np.ndarray) -> np.ndarray:
+    """torch.cumsum of float32 counts on CPU: accumulated in double, each output rounded to
+    float32. Counts are whole numbers, so while a row's total is below 2^24 every partial sum
+    is exact in float32 and an int32 cumsum (one pass, no float64 array) gives the same."""
+    totals = counts.sum(axis=1, dtype=np.float64)
+    if np.all(totals < HISTC_SATURATION):  # False with NaN counts (a degenerate merge)
+        return np.cumsum(counts, axis=1, dtype=np.int32)
+    return np.cumsum(counts, axis=1, dtype=np.float64).astype(F32)
+
+
+def _adjust_min_max(cmin, cmax, n: int, symmetric: bool):
+    ms = minimum_scale(n)
+    big = np.finfo(F32).max
+    with np.errstate(all="ignore"):
+        # 0-d tensors: torch's scalar path, which keeps the first operand on ties (+-0)
+        cmin = _torch_min(_torch_max(_torch_min(cmin, 0, True), -big, True), 0, True)
+        cmax = _torch_min(_torch_max(_torch_max(cmax, 0, True), 0, True), big, True)
+        close = (cmax - cmin) / np.float32(n) < np.float32(ms)
+        npos, nneg = n // 2, -(-n // 2)
+        if symmetric:
+            cmin = np.where(close, cmin - np.float32(ms * nneg), cmin)
+            cmax = np.where(close, cmax + np.float32(ms * npos), cmax)
+            a = cmax / np.float32(npos)
+            b = -cmin / np.float32(nneg)
+            delta = np.where(b > a, b, a)  # Python max(a, b)
+            cmin = np.float32(-nneg) * delta
+            cmax = np.float32(npos) * delta
+        else:
+            cmax = np.where(close, cmax + np.float32(ms * n), cmax)
+    return _f32(cmin), _f32(cmax)
+
+
+# ----------------------------------------------------------------------------- SQNR
+
+
+def _offset_grid(n: int, offset_candidates: int) -> np.ndarray:
+    """``round(torch.arange(-n, step, step, dtype=float32))``, `step` = n / (count - 2).
+
+    torch's CPU arange computes ``start + step * i`` in doubles, contracted to one fused
+    multiply-add (one rounding of the exact value), then rounds to float32. The FMA decides
+    the sign of the last, zero offset: -0.0 for 8 bits (AIMET's relu case shows it)."""
+    count_ = min(n + 2, offset_candidates)
+    step = n / (count_ - 2)
+    size = math.ceil((step - (-n)) / step)
+    exact = Fraction(step)
+    values = np.array([float(exact * i - n) for i in range(size)], dtype=np.float64)
+    return np.rint(values.astype(F32))
+
+
+def sqnr_candidates(
+    h: Histogram,
+    num_steps: int,
+    symmetric: bool,
+    *,
+    asymmetric_delta_candidates: int = 17,
+    symmetric_delta_candidates: int = 101,
+    offset_candidates: int = 21,
+) -> tuple[np.ndarray, np.ndarray]:
+    """AIMET's ``_pick_test_candidates``: (deltas, offsets), each (cells, candidates) float32,
+    candidates in row-major (delta, offset) order."""
+    n = num_steps
+    ms = minimum_scale(n)
+    dtype = h.dtype
+    tail = _cell_tail(h.cells)
+    with np.errstate(all="ignore"):
+        mn = _torch_min(h.min, np.float32(0), tail)
+        mx = _torch_max(h.max, np.float32(0), tail)
+        mx = np.maximum(mx, _round_to(mn + np.float32(ms * n), dtype))
+        nf = np.float32(n)
+        if symmetric:
+            md = (np.float32(2) * np.maximum(mx, -mn)) / nf
+            k = np.arange(1, symmetric_delta_candidates + 1, dtype=F32)
+            deltas = (md[:, None] * k[None, :]) / np.float32(symmetric_delta_candidates - 1)
+            deltas = np.maximum(deltas, np.float32(ms))
+            offsets = np.full_like(deltas, np.float32((-n) // 2))
+            return deltas, offsets
+        md = _round_to(mx - mn, dtype) / nf
+        observed = np.rint(mn / md)
+        omin = md * observed
+        omax = omin + md * nf
+        k = np.arange(1, asymmetric_delta_candidates + 1, dtype=F32)
+        deltas = (md[:, None] * k[None, :]) / np.float32(asymmetric_delta_candidates - 1)
+        grid = _offset_grid(n, offset_candidates)
+        offsets = np.concatenate(
+            [np.broadcast_to(grid, (h.cells, grid.size)), observed[:, None]], axis=1
+        )
+        tmin = deltas[:, :, None] * offsets[:, None, :]
+        tmax = tmin + deltas[:, :, None] * nf
+        # (cells, deltas, offsets): each cell's deltas x offsets is one inner loop
+        inner = tmin.shape[1] * tmin.shape[2]
+        tail = (np.arange(inner) >= _vector_part(inner)).reshape(tmin.shape[1:])
+        tmin = _torch_max(omin[:, None, None], tmin, tail)
+        tmax = _torch_min(omax[:, None, None], tmax, tail)
+        d = np.maximum((tmax - tmin) / nf, np.float32(ms))
+        o = np.rint(tmin / d)
+    return d.reshape(h.cells, -1), o.reshape(h.cells, -1)
+
+
+def _noise_blocks(
+    block_starts, *, mid, counts, deltas, offsets, noise, cell_block, cand_block, num_steps,
+    gamma, p
+):
+    """Noise of the cells in the given blocks (see `sqnr_noise`), every step in float32 in
+    AIMET's order: q = round(m / d - o); clipped = q < 0 or q > n; q = (clamp(q, 0, n) + o) * d;
+    err = |q - m|^p * count, times gamma where clipped; noise = sum over bins."""
+    cells, ncand = deltas.shape
+    nb = mid.shape[1]
+    nf = np.float32(num_steps)
+    g = np.float32(gamma)
+    size = cell_block * cand_block * nb
+    buf, clipped, above = np.empty(size, F32), np.empty(size, bool), np.empty(size, bool)
+    with np.errstate(all="ignore"):
+        for c0 in block_starts:
+            c1 = min(cells, c0 + cell_block)
+            m = mid[c0:c1, None, :]
+            w = counts[c0:c1, None, :]
+            for k0 in range(0, ncand, cand_block):
+                k1 = min(ncand, k0 + cand_block)
+                d = deltas[c0:c1, k0:k1, None]
+                o = offsets[c0:c1, k0:k1, None]
+                shape = (c1 - c0, k1 - k0, nb)
+                used = shape[0] * shape[1] * nb
+                t = buf[:used].reshape(shape)
+                np.divide(m, d, out=t)
+                t -= o
+                np.rint(t, out=t)
+                if gamma != 1.0:
+                    clip = clipped[:used].reshape(shape)
+                    np.less(t, 0, out=clip)
+                    np.greater(t, nf, out=above[:used].reshape(shape))
+                    clip |= above[:used].reshape(shape)
+                np.clip(t, np.float32(0), nf, out=t)
+                t += o
+                t *= d
+                t -= m
+                if p == 2.0:
+                    np.square(t, out=t)  # |e|^2 == e*e exactly
+                else:
+                    np.abs(t, out=t)
+                    if p != 1.0:
+                        np.power(t, np.float32(p), out=t)
+                t *= w
+                if gamma != 1.0:
+                    np.multiply(t, g, out=t, where=clip)
+                np.sum(t, axis=-1, out=noise[c0:c1, k0:k1])
+
+
+def sqnr_noise(
+    h: Histogram,
+    deltas: np.ndarray,
+    offsets: np.ndarray,
+    num_steps: int,
+    *,
+    gamma: float = 3.0,
+    p: float = 2.0,
+    work_elements: int = _WORK_ELEMENTS,
+    workers: Optional[int] = None,
+) -> np.ndarray:
+    """AIMET's ``_estimate_clip_and_quant_noise`` for every (cell, candidate): float32
+    (cells, candidates). Blocks of cells x candidates bound memory to about
+    `work_elements` float32 values per temporary and per worker thread (default: up to 4,
+    at most the CPU count)."""
+    if workers is None:
+        workers = min(4, os.cpu_count() or 1)
+    cells, ncand = deltas.shape
+    nb = h.bins
+    lo, step = _bin_start_step(h.min, h.max, h.dtype, nb)
+    with np.errstate(all="ignore"):
+        first = _edge(lo, step, 0)
+        width = _edge(lo, step, 1) - first
+        mid = (first + width / np.float32(2))[:, None] + width[:, None] * np.arange(
+            nb, dtype=F32
+        )[None, :]
+    noise = np.empty((cells, ncand), dtype=F32)
+    per_cell = max(1, work_elements // nb)
+    cand_block = min(ncand, per_cell)
+    cell_block = max(1, per_cell // cand_block)
+    starts = list(range(0, cells, cell_block))
+    workers = max(1, min(workers or 1, len(starts)))
+    spans = [starts[i::workers] for i in range(workers)]
+    job = functools.partial(
+        _noise_blocks,
+        mid=mid,
+        counts=h.counts,
+        deltas=deltas,
+        offsets=offsets,
+        noise=noise,
+        cell_block=cell_block,
+        cand_block=cand_block,
+        num_steps=num_steps,
+        gamma=gamma,
+        p=p,
+    )
+    if workers == 1:
+        job(spans[0])
+    else:  # numpy releases the GIL in every ufunc; each worker fills its own cells
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(job, spans))
+    return noise
+
+
+def sqnr_range(
+    h: Histogram,
+    num_steps: int,
+    symmetric: bool,
+    *,
+    asymmetric_delta_candidates: int = 17,
+    symmetric_delta_candidates: int = 101,
+    offset_candidates: int = 21,
+    gamma: float = 3.0,
+    p: float = 2.0,
+    work_elements: int = _WORK_ELEMENTS,
+    workers: Optional[int] = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """AIMET's SqnrEncodingAnalyzer / TfEnhancedEncodingAnalyzer (NOTES.md section 9): raw
+    float32 (rmin, rmax). The two differ only in bins and growth limit, which the Histogram
+    already embodies (sqnr: 2048 bins, unlimited; tf-enhanced: 512 bins, limit 3.0)."""
+    if num_steps <= 0:
+        raise ValueError("The number of quantization bins cannot be less than or equal to 0.")
+    deltas, offsets = sqnr_candidates(
+        h,
+        num_steps,
+        symmetric,
+        asymmetric_delta_candidates=asymmetric_delta_candidates,
+        symmetric_delta_candidates=symmetric_delta_candidates,
+        offset_candidates=offset_candidates,
+    )
+    noise = sqnr_noise(
+        h,
+        deltas,
+        offsets,
+        num_steps,
+        gamma=gamma,
+        p=p,
+        work_elements=work_elements,
+        workers=workers,
+    )
+    best = np.argmin(noise, axis=1)  # first minimum; first NaN if any, as torch.min(dim)
+    rows = np.arange(h.cells)
+    d = deltas[rows, best]
+    o = offsets[rows, best]
+    with np.errstate(all="ignore"):
+        rmin = o * d
+        rmax = rmin + np.float32(num_steps) * d
+    return _round_to(rmin, h.dtype), _round_to(rmax, h.dtype)

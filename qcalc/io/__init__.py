@@ -1,0 +1,1 @@
+"""Files: tensor readers, AIMET encodings files, recipes and atomic writes (over `qcalc.core`)."""

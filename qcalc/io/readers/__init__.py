@@ -1,0 +1,55 @@
+"""Input readers: turn a path into lazy tensor references, reading headers only."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+from qcalc.errors import ReadError, os_errors
+from qcalc.io.readers._common import kind_of
+from qcalc.core.tensor import Skipped, TensorRef
+from qcalc.io.readers.directory import read_directory
+from qcalc.io.readers.npy import read_npy
+from qcalc.io.readers.npz import read_npz
+from qcalc.io.readers.safetensors import read_safetensors
+from qcalc.io.readers.shards import read_index
+
+__all__ = [
+    "Skipped",
+    "TensorRef",
+    "open_input",
+    "read_directory",
+    "read_index",
+    "read_npy",
+    "read_npz",
+    "read_safetensors",
+]
+
+
+def open_input(path: str | os.PathLike[str]) -> list[TensorRef | Skipped]:
+    """Every tensor in a `.npy`, `.npz`, `.safetensors`, shard index or directory, in order.
+
+    Only headers are read; tensor data is read when `TensorRef.load()` / `chunks()` is called.
+    Integer and bool tensors come back as `Skipped`; anything unreadable raises `ReadError`.
+
+    >>> [(ref.name, ref.shape) for ref in open_input("model.safetensors")]  # doctest: +SKIP
+    [('fc.bias', (10,)), ('fc.weight', (10, 64))]
+    """
+    source = os.fspath(path)
+    with os_errors(source):
+        mode = os.stat(source).st_mode
+    if stat.S_ISDIR(mode):
+        return read_directory(source)
+    kind = kind_of(os.path.basename(source))
+    if kind == "npy":
+        return [read_npy(source)]
+    if kind == "npz":
+        return read_npz(source)
+    if kind == "safetensors":
+        return read_safetensors(source)
+    if kind == "index":
+        return read_index(source)
+    raise ReadError(
+        f"{source}: unknown file type "
+        "(expected .npy, .npz, .safetensors, .safetensors.index.json or a directory)"
+    )

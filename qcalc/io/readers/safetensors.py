@@ -1,0 +1,190 @@
+"""`.safetensors` files: header parsed and validated here, tensor data memory-mapped on load.
+
+The `safetensors` package is not imported (start-up time); `ml_dtypes` is imported only when
+a file holds a BF16 or FP8 tensor. An invalid `__metadata__` (not an object of string values)
+is a ReadError, as in the reference implementation.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from qcalc.errors import ReadError, one_line, os_errors
+
+from qcalc.core.tensor import Skipped, TensorRef
+
+# The reference implementation's limit on the JSON header.
+MAX_HEADER_BYTES = 100_000_000
+
+_NUMPY_DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2"}
+_ML_DTYPES = {"BF16": "bfloat16", "F8_E4M3": "float8_e4m3fn", "F8_E5M2": "float8_e5m2"}
+_SKIPPED_DTYPES = {
+    "BOOL": "?", "U8": "u1", "I8": "i1", "U16": "<u2", "I16": "<i2", "U32": "<u4", "I32": "<i4",
+    "U64": "<u8", "I64": "<i8",
+}  # fmt: skip
+_ITEMSIZE = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "F8_E4M3": 1, "F8_E5M2": 1}
+_ITEMSIZE.update({name: np.dtype(code).itemsize for name, code in _SKIPPED_DTYPES.items()})
+
+
+class _Entry(NamedTuple):
+    begin: int
+    end: int
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+
+
+def read_safetensors(path: str | os.PathLike[str]) -> list[TensorRef | Skipped]:
+    """Open a `.safetensors` file: one entry per tensor, in data-offset order, named by key.
+
+    Only the header is read; every size and offset is checked before any data is touched.
+
+    >>> [(r.name, r.dtype.name) for r in read_safetensors("model.safetensors")]  # doctest: +SKIP
+    [('embed.weight', 'bfloat16'), ('lm_head.weight', 'bfloat16')]
+    """
+    source = os.fspath(path)
+    with os_errors(source), open(source, "rb") as fp:
+        size = os.fstat(fp.fileno()).st_size
+        if size < 8:
+            raise ReadError(
+                f"{source}: file is {size} bytes, too short for a safetensors header (at least 8)"
+            )
+        header_len = int.from_bytes(fp.read(8), "little")
+        if header_len > size - 8:
+            raise ReadError(
+                f"{source}: header length {header_len} exceeds the {size - 8} bytes that follow "
+                "the length prefix (truncated or not a safetensors file)"
+            )
+        if header_len > MAX_HEADER_BYTES:
+            raise ReadError(
+                f"{source}: header length {header_len} exceeds the {MAX_HEADER_BYTES}-byte limit"
+            )
+        raw = fp.read(header_len)
+    header = _parse_header(raw, source)
+    data_start = 8 + header_len
+    entries = _validate(header, size - data_start, source)
+
+    dtypes = {name: np.dtype(code) for name, code in _NUMPY_DTYPES.items()}
+    if any(entry.dtype in _ML_DTYPES for entry in entries):
+        import ml_dtypes
+
+        for name, attr in _ML_DTYPES.items():
+            dtypes[name] = np.dtype(getattr(ml_dtypes, attr))
+
+    items: list[TensorRef | Skipped] = []
+    for entry in entries:
+        skipped = entry.dtype in _SKIPPED_DTYPES
+        dtype = np.dtype(_SKIPPED_DTYPES[entry.dtype]) if skipped else dtypes[entry.dtype]
+        load = functools.partial(_load, source, dtype, entry.shape, data_start + entry.begin)
+        ref = TensorRef(entry.name, source, dtype, entry.shape, load)
+        if skipped:  # still readable through Skipped.ref (qcalc ls)
+            kind = "bool" if entry.dtype == "BOOL" else "integer"
+            reason = f"{kind} tensor ({entry.dtype}), not encoded"
+            items.append(Skipped(entry.name, source, reason, ref))
+        else:
+            items.append(ref)
+    return items
+
+
+def _parse_header(raw: bytes, source: str) -> dict[str, Any]:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ReadError(f"{source}: header is not valid UTF-8 (byte {exc.start})") from None
+    try:
+        header = json.loads(text, object_pairs_hook=functools.partial(_no_duplicates, source))
+    except json.JSONDecodeError as exc:
+        raise ReadError(
+            f"{source}: header is not valid JSON ({exc.msg} at character {exc.pos})"
+        ) from None
+    if not isinstance(header, dict):
+        raise ReadError(f"{source}: header is a JSON {type(header).__name__}, expected an object")
+    metadata = header.pop("__metadata__", None)
+    if metadata is not None and not (
+        isinstance(metadata, dict) and all(isinstance(v, str) for v in metadata.values())
+    ):
+        raise ReadError(f"{source}: __metadata__ must be an object of string values")
+    return header
+
+
+def _no_duplicates(source: str, pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise ReadError(f"{source}: header has duplicate key {key!r}")
+            seen.add(key)
+    return result
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _validate(header: dict[str, Any], data_size: int, source: str) -> list[_Entry]:
+    entries = []
+    for name, info in header.items():
+        where = f"{source}: tensor {name!r}"
+        if not isinstance(info, dict):
+            raise ReadError(f"{where}: entry is not an object with dtype, shape and data_offsets")
+        dtype = info.get("dtype")
+        shape = info.get("shape")
+        offsets = info.get("data_offsets")
+        if not isinstance(dtype, str):
+            raise ReadError(f"{where}: dtype must be a string, got {one_line(repr(dtype))}")
+        if not (isinstance(shape, list) and all(_is_int(d) and d >= 0 for d in shape)):
+            raise ReadError(
+                f"{where}: shape must be a list of non-negative integers, "
+                f"got {one_line(repr(shape))}"
+            )
+        if not (isinstance(offsets, list) and len(offsets) == 2 and all(map(_is_int, offsets))):
+            raise ReadError(
+                f"{where}: data_offsets must be [begin, end] integers, "
+                f"got {one_line(repr(offsets))}"
+            )
+        if dtype not in _ITEMSIZE:
+            raise ReadError(
+                f"{where}: unsupported dtype {dtype!r} (expected F64, F32, F16, BF16, F8_E4M3, "
+                "F8_E5M2; integer and BOOL tensors are skipped)"
+            )
+        begin, end = offsets
+        if not 0 <= begin <= end <= data_size:
+            raise ReadError(
+                f"{where}: data_offsets [{begin}, {end}] outside the {data_size}-byte data region"
+            )
+        expected = math.prod(shape) * _ITEMSIZE[dtype]
+        if end - begin != expected:
+            raise ReadError(
+                f"{where}: data_offsets [{begin}, {end}] do not match shape {shape} of {dtype} "
+                f"({expected} bytes)"
+            )
+        entries.append(_Entry(begin, end, name, dtype, tuple(shape)))
+
+    entries.sort(key=lambda e: (e.begin, e.end, e.name))
+    reach: _Entry | None = None  # the entry that ends furthest so far
+    for entry in entries:
+        if reach is not None and entry.begin < reach.end and entry.begin < entry.end:
+            raise ReadError(
+                f"{source}: tensors {reach.name!r} [{reach.begin}, {reach.end}] and "
+                f"{entry.name!r} [{entry.begin}, {entry.end}] overlap"
+            )
+        if reach is None or entry.end > reach.end:
+            reach = entry
+    return entries
+
+
+def _load(source: str, dtype: np.dtype, shape: tuple[int, ...], offset: int) -> np.ndarray:
+    count = math.prod(shape)
+    with os_errors(source):
+        if count == 0:  # mmap cannot map zero bytes
+            return np.empty(shape, dtype)
+        if not shape:
+            return np.fromfile(source, dtype, count=1, offset=offset).reshape(())
+        return np.memmap(source, mode="r", dtype=dtype, offset=offset, shape=shape)

@@ -1,0 +1,297 @@
+"""Recipes: per-tensor quantization settings from a TOML file of ordered rules.
+
+A recipe is a list of ``[[rule]]`` tables::
+
+    [[rule]]
+    match = "*.weight"        # glob on the full tensor name (required)
+    kind = "param"            # "param" | "activation" | "any" (default)
+    bitwidth = 8
+    symmetric = true
+    per_channel = true
+    skip = false              # true: leave the tensor out of the output
+
+Every other key is a `Spec` field of the same name: ``bitwidth``, ``symmetric``, ``signed``,
+``strict_symmetric``, ``per_channel``, ``axis``, ``block_size``, ``block_axis``, ``lpbq``,
+``decompressed_bitwidth``, ``analyzer``, ``percentile``, ``num_bins``.
+
+Semantics (decisions where the issue was silent):
+
+- **Layering.** The base `Spec` (the CLI flags) gives the defaults. Every rule that matches a
+  tensor applies in file order, each key it sets overriding the same key of earlier rules and
+  of the base; keys no matching rule sets keep the base value. ``skip`` layers the same way: a
+  later matching rule with ``skip = false`` brings a skipped tensor back, and a rule that does
+  not mention ``skip`` leaves it as it was (`Rule.skip` is None then).
+- **Matching.** `fnmatch.fnmatchcase` on the full tensor name: case-sensitive, ``*`` crosses
+  dots (``*.weight`` matches ``model.layers.0.mlp.up_proj.weight``). ``kind = "param"``
+  matches the positional inputs, ``"activation"`` the ``--activations`` dumps, ``"any"`` both.
+- **Keys are independent.** ``per_channel = false`` does not clear a block size, ``lpbq =
+  false`` does not clear ``block_size``, and ``symmetric`` does not set ``signed``: a ``signed``
+  left at the base's None keeps following AIMET's default (signed iff symmetric). Whether a
+  setting suits a tensor (a block size on a rank-1 tensor, a block size that does not divide
+  the axis) is decided by the API when the tensor is encoded, as for CLI flags.
+- **No unsetting.** TOML has no null, so a recipe cannot bring ``block_size``, ``num_bins`` or
+  ``signed`` back to "none / default" once the CLI or an earlier rule set them; rules that
+  need a particular grid should set its keys explicitly (the shipped recipes do).
+- **Run-wide settings.** ``symmetric_offset``, ``compute_dtype`` and ``nonfinite`` stay CLI
+  flags; recipes do not accept them. Activations are still encoded per tensor whatever
+  ``per_channel`` says (the API's rule).
+- **When errors surface.** Loading checks the file: TOML syntax, top-level layout, unknown
+  keys (with a suggestion), value types, choices, and the range checks `Spec` makes on a single
+  key (bitwidth 2..32, percentile 50..100, num_bins >= 1, block_size >= 1). Checks that involve
+  several keys (``lpbq`` needs ``symmetric`` and ``block_size``, ``strict_symmetric`` needs
+  ``symmetric``, ...) can only be made once the base and every matching rule are merged, so
+  `Recipe.spec_for` makes them, naming the tensor and the rules that matched it. A skipped
+  tensor is never checked.
+- **Unmatched rules.** `Recipe.unmatched` reports rules that match no tensor of their kind;
+  kinds missing from its argument are not checked, so a caller without activation dumps gets
+  no report for activation rules.
+- **Empty recipes** (no ``[[rule]]``) are an error: a file with no rules is a mistake.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import difflib
+import json
+import math
+import os
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+from typing import Any, Optional, Union
+
+from qcalc.errors import RecipeError, SpecError, os_errors
+from qcalc.core.spec import Spec
+
+KINDS = ("param", "activation", "any")
+ANALYZERS = ("minmax", "percentile", "sqnr", "tf-enhanced")
+INT_KEYS = ("bitwidth", "axis", "block_size", "block_axis", "decompressed_bitwidth", "num_bins")
+BOOL_KEYS = ("symmetric", "signed", "strict_symmetric", "per_channel", "lpbq")
+SETTING_KEYS = (
+    "bitwidth",
+    "symmetric",
+    "signed",
+    "strict_symmetric",
+    "per_channel",
+    "axis",
+    "block_size",
+    "block_axis",
+    "lpbq",
+    "decompressed_bitwidth",
+    "analyzer",
+    "percentile",
+    "num_bins",
+)
+RULE_KEYS = ("match", "kind", *SETTING_KEYS, "skip")
+# Keys whose range Spec checks on the key alone, whatever the other settings are.
+_STANDALONE_CHECKS = ("bitwidth", "percentile", "num_bins", "block_size")
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One ``[[rule]]`` table.
+
+    `index` is 1-based in file order; `settings` maps `Spec` field names to the values the rule
+    sets, in file order; `skip` is None when the rule does not mention ``skip``.
+    """
+
+    index: int
+    match: str
+    kind: str = "any"
+    settings: dict[str, Any] = field(default_factory=dict, hash=False)
+    skip: Optional[bool] = None
+
+    @property
+    def label(self) -> str:
+        """``rule 3 (match "*.bias")``, as error messages name the rule."""
+        return f"rule {self.index} (match {_quote(self.match)})"
+
+    def matches(self, name: str, kind: str) -> bool:
+        """True when the rule applies to tensor `name` of `kind` ("param" or "activation")."""
+        return self.kind in (kind, "any") and fnmatchcase(name, self.match)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """An ordered list of rules read from `path`."""
+
+    path: str
+    rules: tuple[Rule, ...]
+
+    @classmethod
+    def load(cls, path: Union[str, os.PathLike]) -> "Recipe":
+        """Read and validate a recipe file; every problem raises `RecipeError`."""
+        where = os.fspath(path)
+        with os_errors(where, RecipeError, "cannot read recipe"), open(where, "rb") as file:
+            raw = file.read()
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise RecipeError(
+                f"{where}: invalid TOML: not UTF-8 text (byte {error.start})"
+            ) from None
+        return cls.from_text(text, where)
+
+    @classmethod
+    def from_text(cls, text: str, path: str = "<recipe>") -> "Recipe":
+        """Parse and validate recipe `text`; `path` names it in error messages."""
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as error:
+            raise RecipeError(f"{path}: invalid TOML: {error}") from None
+        for key in data:
+            if key != "rule":
+                raise RecipeError(
+                    f"{path}: unknown top-level key {_quote(key)} "
+                    f"(a recipe holds only [[rule]] tables)"
+                )
+        tables = data.get("rule")
+        if tables is None:
+            raise RecipeError(f"{path}: no [[rule]] tables")
+        if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
+            raise RecipeError(f'{path}: "rule" must be an array of tables: write [[rule]]')
+        return cls(path, tuple(_parse_rule(path, i, t) for i, t in enumerate(tables, 1)))
+
+    def matching(self, name: str, kind: str) -> list[Rule]:
+        """The rules that apply to tensor `name` of `kind`, in file order."""
+        _check_kind(kind)
+        return [rule for rule in self.rules if rule.matches(name, kind)]
+
+    def spec_for(self, name: str, kind: str, base: Spec) -> Optional[Spec]:
+        """The settings for tensor `name` of `kind` ("param" or "activation"), or None to skip it.
+
+        `base` (the CLI flags) is returned as it is when no rule matches; otherwise the matching
+        rules' settings, merged in file order, replace its fields. Settings that are invalid
+        together raise `RecipeError` naming the tensor and the rules that matched it.
+        """
+        rules = self.matching(name, kind)
+        if not rules:
+            return base
+        merged: dict[str, Any] = {}
+        skip = False
+        for rule in rules:
+            merged.update(rule.settings)
+            if rule.skip is not None:
+                skip = rule.skip
+        if skip:
+            return None
+        if not merged:
+            return base
+        try:
+            return dataclasses.replace(base, **merged)
+        except SpecError as error:
+            labels = [rule.label for rule in rules]
+            if len(labels) > 1:
+                labels[-2:] = [f"{labels[-2]} and {labels[-1]}"]
+            raise RecipeError(
+                f"{self.path}: {kind} tensor {_quote(name)}, matched by {', '.join(labels)}: "
+                f"{error}"
+            ) from None
+
+    def unmatched(self, names_by_kind: Mapping[str, Iterable[str]]) -> list[Rule]:
+        """Rules that match no tensor of their kind, in file order.
+
+        `names_by_kind` maps "param" and/or "activation" to tensor names. A rule of kind "any"
+        is unmatched when it matches no name of any given kind; rules of a kind missing from
+        the mapping are not reported (there was nothing of that kind to match).
+        """
+        names: dict[str, list[str]] = {}
+        for kind, kind_names in names_by_kind.items():
+            _check_kind(kind)
+            names[kind] = list(kind_names)
+        result = []
+        for rule in self.rules:
+            kinds = list(names) if rule.kind == "any" else [k for k in names if k == rule.kind]
+            if kinds and not any(rule.matches(n, k) for k in kinds for n in names[k]):
+                result.append(rule)
+        return result
+
+
+def _parse_rule(path: str, index: int, table: dict[str, Any]) -> Rule:
+    match = table.get("match")
+    prefix = f"{path}: rule {index}"
+    if isinstance(match, str) and match:
+        prefix += f" (match {_quote(match)})"
+    for key in table:
+        if key not in RULE_KEYS:
+            close = difflib.get_close_matches(key, RULE_KEYS, n=1)
+            hint = f" (did you mean {_quote(close[0])}?)" if close else ""
+            raise RecipeError(f"{prefix}: unknown key {_quote(key)}{hint}")
+    if match is None:
+        raise RecipeError(f'{prefix}: missing required key "match" (a tensor-name glob)')
+    if not isinstance(match, str) or not match:
+        raise RecipeError(f"{prefix}: match must be a non-empty string, got {_show(match)}")
+    kind = table.get("kind", "any")
+    if kind not in KINDS:
+        raise RecipeError(f"{prefix}: kind must be one of {_choices(KINDS)}, got {_show(kind)}")
+    settings: dict[str, Any] = {}
+    skip = None
+    for key, value in table.items():
+        if key in INT_KEYS:
+            if not _is_int(value):
+                raise RecipeError(f"{prefix}: {key} must be an integer, got {_show(value)}")
+        elif key in BOOL_KEYS or key == "skip":
+            if not isinstance(value, bool):
+                raise RecipeError(f"{prefix}: {key} must be true or false, got {_show(value)}")
+        elif key == "analyzer":
+            if value not in ANALYZERS:
+                raise RecipeError(
+                    f"{prefix}: analyzer must be one of {_choices(ANALYZERS)}, got {_show(value)}"
+                )
+        elif key == "percentile":
+            if not (_is_int(value) or isinstance(value, float)):
+                raise RecipeError(f"{prefix}: percentile must be a number, got {_show(value)}")
+            value = float(value)
+        if key == "skip":
+            skip = value
+        elif key in SETTING_KEYS:
+            settings[key] = value
+    for key in _STANDALONE_CHECKS:
+        if key in settings:
+            try:
+                Spec(**{key: settings[key]})
+            except SpecError as error:
+                raise RecipeError(f"{prefix}: {error}") from None
+    return Rule(index=index, match=match, kind=kind, settings=settings, skip=skip)
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in ("param", "activation"):
+        raise ValueError(f"unknown tensor kind {kind!r} (param or activation)")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _quote(text: str) -> str:
+    return json.dumps(text, ensure_ascii=False)
+
+
+def _choices(choices: Iterable[str]) -> str:
+    return ", ".join(_quote(choice) for choice in choices)
+
+
+def _show(value: Any) -> str:
+    """A TOML value as the recipe spells it, for error messages."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return _quote(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return repr(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, (datetime.date, datetime.time)):
+        return value.isoformat()
+    return repr(value)

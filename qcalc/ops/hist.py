@@ -1,0 +1,365 @@
+"""`qcalc hist`: one tensor's (or one channel's) value distribution, counted for drawing, with
+the encoding's range and its quantization error (`qcalc.commands.render.hist` draws it).
+
+Decisions:
+
+- **Bins**: one per plot column, W - GUTTER of them (71 at 80 columns; W is the terminal's
+  width, else COLUMNS, else 80, and at least MIN_WIDTH = 40), equal width over the plot
+  range: the union of the finite data's range and the encoding's [min, max] (so both
+  markers are always on the axis, and unused grid range shows as empty columns). Counting is
+  `np.histogram`'s, per chunk on the values widened exactly to float64 (float64 edges whatever
+  the stored dtype), summed over chunks: exactly `np.histogram` of the whole array.
+- **Streaming**: `TensorRef.chunks` over every batch, twice (the finite range, then the
+  counts); memory is one chunk. `--channel K` slices each batch lazily (a view of the
+  memory-mapped data, the channel axis dropped) before chunking. Per-block metrics of one
+  channel keep the axis (the grid must fit), so they hold one channel row at a time when the
+  channel axis is 0.
+- **Per-channel / per-block grids without --channel**: the whole tensor is drawn, and the
+  markers span every cell (lowest min, highest max); they are not drawn per channel or per
+  block, a note says so. The metrics are the tensor's own (per-cell clipping included), with
+  the worst channel / block named.
+- **--channel K** (negative counts from the end) is the slice K along the encoding's channel
+  axis (`--axis`, after a recipe): drawn with cell K's min / max / offset, and with that
+  slice's metrics (under a per-tensor encoding built from cell K; under channel K's blocks
+  for per-block and LPBQ grids; under the tensor's own grid when it is per tensor).
+- **Non-finite values**: as `qcalc check`, the encoding is computed over the finite values
+  (`--nonfinite ignore`) so NaN / inf are counted and shown instead of stopping the run; a
+  tensor or channel without any finite value is an error.
+- **--tensor** is an exact name; a parameter wins over an activation of the same name.
+  An unknown name is a FilterError listing the first NAMES_SHOWN names and the count; an
+  integer tensor's says why it is not drawn; a recipe skipping the tensor is an error too.
+- **Errors** (exit 2): unknown tensor, --channel on a rank-0/1 tensor, channel or axis out of
+  range (checked against every batch before anything is computed), nothing finite to draw.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import math
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
+import numpy as np
+
+from qcalc.ops.encode import PathLike, compute_encodings, gather, tensor_spec
+from qcalc.core.dtypes import FLOAT64, short_dtype
+from qcalc.core.stats import NonFiniteCount, finite_minmax
+from qcalc.errors import FilterError, NonFiniteError, SpecError
+from qcalc.core.tensor import DEFAULT_CHUNK_BYTES, TensorRef
+from qcalc.core.encoding import Encoding, Metrics
+from qcalc.core.spec import Spec
+
+GUTTER = 9  # left of the plot: 7-character labels, a space, the axis character
+MIN_WIDTH = 40
+NAMES_SHOWN = 5  # tensor names listed when --tensor names none
+
+
+# --- the streaming histogram ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FiniteRange:
+    """The finite values' range of some batches, and how many values were (not) finite."""
+
+    min: float
+    max: float
+    finite: int
+    nan: int
+    posinf: int
+    neginf: int
+
+
+def finite_range(
+    batches: Sequence[TensorRef], chunk_bytes: int = DEFAULT_CHUNK_BYTES
+) -> FiniteRange:
+    """Stream `batches` once: min / max of the finite values (NaN, NaN when none is finite)
+    and the counts of finite, NaN, +inf and -inf values."""
+    lo, hi = math.inf, -math.inf
+    finite, nonfinite = 0, NonFiniteCount()
+    for values in _chunks64(batches, chunk_bytes):
+        if values.size == 0:
+            continue
+        stats, count = finite_minmax(values, None)
+        finite += values.size - count.total
+        nonfinite = nonfinite + count
+        lo, hi = min(lo, stats.min.item()), max(hi, stats.max.item())
+    if not finite:
+        lo = hi = math.nan
+    return FiniteRange(lo, hi, finite, nonfinite.nan, nonfinite.posinf, nonfinite.neginf)
+
+
+def value_histogram(
+    batches: Sequence[TensorRef],
+    bins: int,
+    value_range: tuple[float, float],
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+) -> np.ndarray:
+    """int64 counts of the values of `batches` in `bins` equal bins over `value_range`
+    (inclusive at both ends; values outside it and non-finite values are not counted), read
+    chunk by chunk: equal to ``np.histogram(all values as float64, bins, value_range)``."""
+    counts = np.zeros(bins, dtype=np.int64)
+    lo, hi = float(value_range[0]), float(value_range[1])
+    for values in _chunks64(batches, chunk_bytes):
+        values = values[np.isfinite(values)] if values.size else values
+        if values.size:
+            counts += np.histogram(values, bins=bins, range=(lo, hi))[0]
+    return counts
+
+
+def _chunks64(batches: Sequence[TensorRef], chunk_bytes: int):
+    """Each chunk of each batch, flattened and widened exactly to float64."""
+    for ref in batches:
+        for chunk in ref.chunks(chunk_bytes):
+            yield np.asarray(chunk).astype(FLOAT64).ravel()
+
+
+def column_of(value: float, lo: float, hi: float, bins: int) -> Optional[int]:
+    """The bin `value` is counted in by `value_histogram` over (lo, hi), None outside."""
+    if not (math.isfinite(value) and lo <= value <= hi):
+        return None
+    counts = np.histogram(np.array([value], dtype=FLOAT64), bins=bins, range=(lo, hi))[0]
+    return int(np.argmax(counts))
+
+
+def channel_ref(ref: TensorRef, axis: int, channel: int, keepdims: bool = False) -> TensorRef:
+    """`ref` sliced at `channel` along `axis` (both normalised), lazily: a view of the data,
+    read in chunks like the tensor. `keepdims` keeps the axis (length 1)."""
+    index = (slice(None),) * axis + (slice(channel, channel + 1) if keepdims else channel,)
+    shape = tuple(ref.shape)
+    shape = shape[:axis] + ((1,) if keepdims else ()) + shape[axis + 1 :]
+    return TensorRef(ref.name, ref.source, ref.dtype, shape, lambda: ref.load()[index])
+
+
+# --- the view -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HistView:
+    """Everything the picture shows: counts over [lo, hi], the grid drawn, the metrics."""
+
+    tensor: str
+    shape: tuple[int, ...]
+    channel: Optional[tuple[int, int, int]]  # (axis, channel, channel count) with --channel
+    encoding: Encoding  # the tensor's
+    drawn: Encoding  # the grid drawn: the tensor's, or the channel's cell(s)
+    counts: np.ndarray
+    lo: float
+    hi: float
+    data: FiniteRange
+    grid_min: Optional[float]  # None: not drawn (a non-finite encoding)
+    grid_max: Optional[float]
+    metrics: Optional[Metrics]
+    worst: str = ""  # "ch 7", "ch 3 block 2": where the worst cell's SQNR is
+    notes: list[str] = field(default_factory=list)
+    width: int = 80
+
+    @property
+    def title(self) -> str:
+        """"t, f32 8×8" and, with --channel, ", channel K of C along axis A"."""
+        shape = "×".join(map(str, self.shape)) or "scalar"
+        title = f"{self.tensor}, {short_dtype(self.encoding.dtype)} {shape}"
+        if self.channel is not None:
+            axis, k, count = self.channel
+            title += f", channel {k} of {count} along axis {axis}"
+        return title
+
+
+def plot_columns(width: int) -> int:
+    """Bins (= plot columns) at a terminal width."""
+    return max(MIN_WIDTH, width) - GUTTER
+
+
+def hist(
+    paths: Sequence[PathLike],
+    spec: Spec,
+    tensor: str,
+    *,
+    channel: Optional[int] = None,
+    activations: Sequence[PathLike] = (),
+    recipe=None,
+    width: int = 80,
+    progress=None,
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+) -> HistView:
+    """The view of tensor `tensor` (exact name) in `paths` / `activations` under the
+    encoding `qcalc encode` computes with `spec` and `recipe`; of its slice `channel` along
+    the channel axis when given. Raises FilterError (no such tensor), SpecError (bad
+    --channel) or NonFiniteError (nothing finite to draw)."""
+    from qcalc.core.metrics import tensor_metrics
+
+    if spec.nonfinite == "error":  # count NaN / inf and draw the rest, as `check` does
+        spec = dataclasses.replace(spec, nonfinite="ignore")
+    kind, batches = _find(gather(paths, activations), tensor)
+    resolved = tensor_spec(tensor, kind, spec, recipe)
+    if resolved is None:
+        raise FilterError(f"tensor '{tensor}': skipped by a --recipe rule; nothing to draw")
+    picked = None
+    if channel is not None:
+        picked = _channel(batches, resolved.axis, channel, tensor)
+    result = compute_encodings(
+        paths,
+        spec,
+        activations=activations,
+        include=[glob.escape(tensor)],
+        recipe=recipe,
+        metrics=channel is None,
+        progress=progress,
+        chunk_bytes=chunk_bytes,
+    )
+    found = result.encodings if kind == "param" else result.activations
+    encoding = next(enc for enc in found if enc.name == tensor)
+    width = max(MIN_WIDTH, width)
+
+    notes: list[str] = []
+    cells = int(encoding.scale.size)
+    if picked is None:
+        refs, drawn, metrics = batches, encoding, encoding.metrics
+        if cells > 1:
+            kind_of = "channel" if encoding.granularity == "per-channel" else "block"
+            notes.append(
+                f"[ ] span all {cells} {kind_of} grids (lowest min, highest max): the markers "
+                f"are not drawn per {kind_of}; --channel K draws one channel"
+            )
+    else:
+        axis, k, count = picked
+        refs = [channel_ref(ref, axis, k) for ref in batches]
+        if encoding.granularity == "per-tensor":  # the slice under the tensor's grid
+            drawn = encoding
+            metrics = tensor_metrics(refs, encoding, chunk_bytes=chunk_bytes)
+            notes.append("the grid is per tensor: the slice is drawn under the tensor's grid")
+        elif encoding.block_size is None:  # per channel: cell k as a per-tensor encoding
+            drawn = _cell_encoding(encoding, axis, k, refs[0].shape)
+            metrics = tensor_metrics(refs, drawn, chunk_bytes=chunk_bytes)
+        else:  # per block: channel k's blocks (the grid keeps the channel axis)
+            drawn = _channel_encoding(encoding, axis, k)
+            kept = [channel_ref(ref, axis, k, keepdims=True) for ref in batches]
+            metrics = tensor_metrics(kept, drawn, chunk_bytes=chunk_bytes)
+            blocks = int(drawn.scale.size)
+            if blocks > 1:
+                notes.append(
+                    f"[ ] span channel {k}'s {blocks} block grids (lowest min, highest max): "
+                    f"the markers are not drawn per block"
+                )
+
+    data = finite_range(refs, chunk_bytes)
+    if not data.finite:
+        where = f"tensor '{tensor}'" + ("" if picked is None else f" channel {picked[1]}")
+        raise NonFiniteError(
+            f"{where}: no finite value to draw ({data.nan} NaN, {data.posinf} +inf, "
+            f"{data.neginf} -inf)"
+        )
+    grid_min, grid_max = _envelope(drawn.min, np.nanmin), _envelope(drawn.max, np.nanmax)
+    if grid_min is None or grid_max is None:
+        grid_min = grid_max = None
+        notes.append("the encoding is not finite: its markers are not drawn")
+    lo, hi = data.min, data.max
+    if grid_min is not None and grid_max is not None:
+        lo, hi = min(lo, grid_min), max(hi, grid_max)
+    if not hi > lo:  # one value and no grid: a unit-wide plot around it
+        lo, hi = lo - 0.5, hi + 0.5
+    counts = value_histogram(refs, plot_columns(width), (lo, hi), chunk_bytes)
+
+    return HistView(
+        tensor=tensor,
+        shape=tuple(batches[0].shape),
+        channel=picked,
+        encoding=encoding,
+        drawn=drawn,
+        counts=counts,
+        lo=lo,
+        hi=hi,
+        data=data,
+        grid_min=grid_min,
+        grid_max=grid_max,
+        metrics=metrics,
+        worst=_worst(drawn, metrics),
+        notes=notes,
+        width=width,
+    )
+
+
+def _find(found, tensor: str) -> tuple[str, list[TensorRef]]:
+    """(kind, batches) of the tensor named exactly `tensor`; parameters first."""
+    for kind in ("param", "activation"):
+        if tensor in found.groups[kind]:
+            return kind, found.groups[kind][tensor]
+    for skipped in found.skipped:
+        if skipped.name == tensor:
+            raise FilterError(f"tensor '{tensor}': {skipped.reason}; nothing to draw")
+    names = list(dict.fromkeys(name for group in found.groups.values() for name in group))
+    if not names:
+        raise FilterError(f"tensor '{tensor}' not found: the inputs hold no float tensor")
+    shown = ", ".join(names[:NAMES_SHOWN]) + (", …" if len(names) > NAMES_SHOWN else "")
+    count = f"{len(names)} tensor{'s' if len(names) != 1 else ''}"
+    raise FilterError(f"tensor '{tensor}' not found; the inputs hold {count}: {shown}")
+
+
+def _channel(
+    batches: list[TensorRef], axis: int, channel: int, tensor: str
+) -> tuple[int, int, int]:
+    """(axis, channel, channel count), normalised and checked against every batch."""
+    shape = tuple(batches[0].shape)
+    rank = len(shape)
+    if rank < 2:
+        raise SpecError(
+            f"tensor '{tensor}': --channel needs a tensor of rank >= 2, not shape {list(shape)}"
+        )
+    if not -rank <= axis < rank:
+        raise SpecError(
+            f"tensor '{tensor}': axis {axis} is out of range for shape {list(shape)} (rank {rank})"
+        )
+    axis %= rank
+    count = min(ref.shape[axis] if len(ref.shape) > axis else 0 for ref in batches)
+    if not -count <= channel < count:
+        raise SpecError(
+            f"tensor '{tensor}': channel {channel} is out of range: {count} channels along "
+            f"axis {axis} (0..{count - 1})"
+        )
+    return axis, channel % count, count
+
+
+_CELL_FIELDS = ("scale", "offset", "min", "max", "raw_min", "raw_max")
+
+
+def _cell_encoding(encoding: Encoding, axis: int, k: int, shape) -> Encoding:
+    """Per-channel cell k as a per-tensor encoding (0-d arrays) of the channel slice."""
+    arrays = {
+        name: np.take(getattr(encoding, name), k, axis=axis).reshape(()) for name in _CELL_FIELDS
+    }
+    return dataclasses.replace(
+        encoding, granularity="per-tensor", axis=None, shape=tuple(shape), metrics=None, **arrays
+    )
+
+
+def _channel_encoding(encoding: Encoding, axis: int, k: int) -> Encoding:
+    """Channel k's blocks of a per-block / LPBQ encoding, the channel axis kept (length 1)."""
+    arrays = {name: np.take(getattr(encoding, name), [k], axis=axis) for name in _CELL_FIELDS}
+    for name in ("per_channel_scale", "per_block_int_scale"):
+        values = getattr(encoding, name)
+        if values is not None and np.ndim(values) > axis:
+            arrays[name] = np.take(values, [k], axis=axis)
+    shape = None
+    if encoding.shape is not None:
+        shape = encoding.shape[:axis] + (1,) + encoding.shape[axis + 1 :]
+    return dataclasses.replace(encoding, shape=shape, metrics=None, **arrays)
+
+
+def _envelope(values: np.ndarray, reduce) -> Optional[float]:
+    values = np.asarray(values, dtype=FLOAT64)
+    if values.size == 0 or not np.isfinite(values).all():
+        return None
+    return float(reduce(values))
+
+
+def _worst(encoding: Encoding, metrics) -> str:
+    """Where the worst cell is: "ch 7", "block 3", "ch 2 block 5"; "" for one cell."""
+    if metrics is None or metrics.worst_index is None or encoding.scale.size <= 1:
+        return ""
+    index = np.unravel_index(metrics.worst_index, encoding.encoding_shape)
+    if encoding.block_axis is None:
+        return f"ch {int(index[encoding.axis])}" if encoding.axis is not None else ""
+    block = f"block {int(index[encoding.block_axis])}"
+    if encoding.axis is None or encoding.encoding_shape[encoding.axis] == 1:
+        return block
+    return f"ch {int(index[encoding.axis])} {block}"
