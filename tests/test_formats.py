@@ -301,6 +301,19 @@ def test_quantizer_args_without_parameters():
     assert args["per_channel_quantization"] is False
 
 
+@pytest.mark.parametrize(
+    "analyzer, scheme",
+    # AIMET writes QuantScheme.<member>.name: min_max (= post_training_tf),
+    # post_training_percentile, post_training_tf_enhanced; plain SQNR has no member
+    [("minmax", "min_max"), ("percentile", "post_training_percentile"),
+     ("tf-enhanced", "post_training_tf_enhanced"), ("sqnr", "sqnr")],
+)  # fmt: skip
+def test_quantizer_args_name_the_analyzer(analyzer, scheme):
+    weight = encode_array(np.linspace(-1, 1, 64, dtype=np.float32), Spec(analyzer=analyzer), "w")
+    args = json.loads(dumps(EncodingFile(params=[weight]), "1.0.0"))["quantizer_args"]
+    assert args["quant_scheme"] == scheme
+
+
 def test_duplicate_names_are_refused():
     enc = encode_array(np.arange(4, dtype=np.float32), name="x")
     with pytest.raises(FormatError, match=r"^tensor 'x' appears more than once$"):

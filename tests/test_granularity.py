@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from typing import get_args
+
 import numpy as np
 import pytest
 
 from qcalc import Spec, encode_array
 from qcalc.ops.encode import compute_encodings
 from qcalc.errors import SpecError
+from qcalc.core.choices import Analyzer
 from qcalc.core.layout import Layout, layout_for
 
-ANALYZERS = ["minmax", "percentile", "sqnr", "tf-enhanced"]
+ANALYZERS = get_args(Analyzer)
 
 
 def _weight(seed: int, shape=(6, 64)) -> np.ndarray:

@@ -64,23 +64,18 @@ def encode_batches(
         scale, offset = grid.scale_offset(
             rmin, rmax, qmin, qmax, spec.symmetric, spec.symmetric_offset == "zero"
         )
-    lo, hi = grid.effective_range(scale, offset, qmin, qmax)
-    return Encoding(
-        name=name,
-        source=_describe_sources(batches),
-        dtype=first.dtype.name,
-        shape=tuple(first.shape),
-        spec=spec,
-        granularity=granularity,
-        axis=layout.channel_axis,
-        qmin=qmin,
-        qmax=qmax,
-        scale=scale,
-        offset=offset,
-        min=lo,
-        max=hi,
+    return Encoding.on_grid(
+        name,
+        _describe_sources(batches),
+        spec,
+        granularity,
+        scale,
+        offset,
         raw_min=rmin,
         raw_max=rmax,
+        dtype=first.dtype.name,
+        shape=tuple(first.shape),
+        axis=layout.channel_axis,
         block_size=layout.block_size,
         block_axis=layout.block_axis,
         **extra,

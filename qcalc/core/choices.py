@@ -14,6 +14,5 @@ NonFinite = Literal["error", "ignore", "keep"]
 Kind = Literal["param", "activation"]  # a tensor's role: positional inputs / --activations
 Version = Literal["0.6.1", "1.0.0", "2.0.0", "2.1.0"]  # AIMET encodings files
 
-ANALYZERS: tuple[str, ...] = get_args(Analyzer)
 VERSIONS: tuple[str, ...] = get_args(Version)
 

@@ -95,6 +95,34 @@ class Encoding:
     # qcalc.core.metrics.Metrics of the tensor under this encoding, when they were asked for
     metrics: Optional[Any] = field(default=None, repr=False, compare=False)
 
+    @classmethod
+    def on_grid(
+        cls,
+        name: str,
+        source: str,
+        spec: Spec,
+        granularity: Granularity,
+        scale: np.ndarray,
+        offset: np.ndarray,
+        *,
+        raw_min: Optional[np.ndarray] = None,
+        raw_max: Optional[np.ndarray] = None,
+        **fields: Any,
+    ) -> "Encoding":
+        """The encoding of `scale` and `offset` on `spec`'s integer grid: qmin / qmax are the
+        spec's, min / max the range the grid covers, and `raw_min` / `raw_max` (the analyzer's
+        range) that range too unless given. `fields`: dtype, shape, axis (required), and the
+        block fields."""
+        qmin, qmax = spec.int_range
+        lo, hi = grid.effective_range(scale, offset, qmin, qmax)
+        return cls(
+            name=name, source=source, spec=spec, granularity=granularity, qmin=qmin, qmax=qmax,
+            scale=scale, offset=offset, min=lo, max=hi,
+            raw_min=lo if raw_min is None else raw_min,
+            raw_max=hi if raw_max is None else raw_max,
+            **fields,
+        )  # fmt: skip
+
     @property
     def encoding_shape(self) -> tuple[int, ...]:
         return tuple(self.scale.shape)

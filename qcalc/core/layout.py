@@ -7,6 +7,7 @@ from typing import Optional
 
 import numpy as np
 
+from qcalc.core.encoding import Encoding
 from qcalc.errors import SpecError
 
 
@@ -87,16 +88,28 @@ def layout_for(
     block_size: Optional[int] = None,
     block_axis: int = -1,
 ) -> Layout:
-    """The layout for a tensor. Per-channel and per-block apply to tensors of rank >= 2;
-    biases, norms and scalars stay per tensor so one setting covers a whole checkpoint.
+    """The layout a Spec gives a tensor. Per-channel and per-block apply to tensors of rank
+    >= 2; biases, norms and scalars stay per tensor so one setting covers a whole checkpoint.
     `where` names the tensor in errors.
     """
     if (not per_channel and block_size is None) or len(shape) < 2:
         return Layout(tuple(shape))
-    channel = _normalise_axis(axis, shape, where, "axis")
+    return checked_layout(shape, axis, where, block_size, block_axis)
+
+
+def checked_layout(
+    shape: tuple[int, ...],
+    axis: int,
+    where: str,
+    block_size: Optional[int] = None,
+    block_axis: int = -1,
+) -> Layout:
+    """Channels along `axis` (and blocks of `block_size` along `block_axis`) of a tensor of
+    `shape`: the one place axes and blocks are checked, SpecError naming `where` otherwise."""
+    channel = normalise_axis(axis, shape, where, "axis")
     if block_size is None:
         return Layout(tuple(shape), channel)
-    block = _normalise_axis(block_axis, shape, where, "block axis")
+    block = normalise_axis(block_axis, shape, where, "block axis")
     if block == channel:
         raise SpecError(f"{where}: block axis {block_axis} is the channel axis {axis}")
     if shape[block] % block_size:
@@ -107,7 +120,48 @@ def layout_for(
     return Layout(tuple(shape), channel, block, block_size)
 
 
-def _normalise_axis(axis: int, shape: tuple[int, ...], where: str, what: str) -> int:
+def encoding_layout(encoding: Encoding, shape: tuple[int, ...], where: str) -> Layout:
+    """How `encoding`'s grid lies on a tensor of `shape` (its axes are the tensor's); SpecError
+    when the encoding does not record its axes or its grid does not fit the tensor."""
+    shape = tuple(shape)
+    if encoding.block_size is None and (
+        encoding.granularity == "per-tensor" or encoding.scale.ndim == 0
+    ):
+        layout = Layout(shape)
+    elif encoding.axis is None or (encoding.block_size is not None and encoding.block_axis is None):
+        raise SpecError(f"{where}: the encoding does not record its channel and block axes")
+    else:
+        block_axis = -1 if encoding.block_axis is None else encoding.block_axis
+        layout = checked_layout(shape, encoding.axis, where, encoding.block_size, block_axis)
+    fits = (
+        encoding.scale.size == 1
+        if layout.channel_axis is None
+        else layout.encoding_shape == encoding.encoding_shape
+    )
+    if not fits:
+        raise SpecError(
+            f"{where}: encoding grid {list(encoding.encoding_shape)} does not fit "
+            f"shape {list(shape)}"
+        )
+    return layout
+
+
+def channel_slice(shape: tuple[int, ...], axis: int, channel: int, where: str) -> tuple[int, int]:
+    """(axis, channel) normalised for slicing channel `channel` out of a tensor of `shape`."""
+    if len(shape) < 2:
+        raise SpecError(f"{where}: --channel needs a tensor of rank >= 2, not shape {list(shape)}")
+    axis = normalise_axis(axis, shape, where, "axis")
+    count = shape[axis]
+    if not -count <= channel < count:
+        raise SpecError(
+            f"{where}: channel {channel} is out of range: {count} channels along axis {axis} "
+            f"(0..{count - 1})"
+        )
+    return axis, channel % count
+
+
+def normalise_axis(axis: int, shape: tuple[int, ...], where: str, what: str = "axis") -> int:
+    """`axis` of a tensor of `shape` as a non-negative index (negative counts from the end)."""
     rank = len(shape)
     if not -rank <= axis < rank:
         raise SpecError(

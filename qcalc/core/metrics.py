@@ -21,8 +21,7 @@ import numpy as np
 from qcalc.core import grid
 from qcalc.core.stats import NonFiniteCount, reduce_minmax
 from qcalc.core.dtypes import FLOAT32, FLOAT64, arithmetic_dtype, widen
-from qcalc.errors import SpecError
-from qcalc.core.layout import Layout
+from qcalc.core.layout import Layout, encoding_layout
 from qcalc.core.tensor import DEFAULT_CHUNK_BYTES, TensorRef, array_ref
 from qcalc.core.encoding import Encoding, Metrics
 from qcalc.core.workspace import work_array
@@ -76,7 +75,7 @@ class _Accumulator:
 
     def add_batch(self, ref: TensorRef, chunk_bytes: int) -> None:
         enc = self.encoding
-        layout = _layout(enc, ref)
+        layout = encoding_layout(enc, ref.shape, ref.where)
         views = _grid_views(enc, layout)
         qdq_dtype = arithmetic_dtype(ref.dtype, enc.spec.compute_dtype)
         fast = (
@@ -146,7 +145,7 @@ class _Accumulator:
 
     def _add_chunk(self, layout: Layout, x, qin, views, start: int) -> None:
         enc = self.encoding
-        scale, offset, _, _, _ = views
+        scale, offset = views
         xv, axes = layout.cell_view(x)
         qv, _ = layout.cell_view(qin)
         if xv.size == 0:
@@ -231,58 +230,12 @@ def _sqnr_db(signal: np.ndarray, noise: np.ndarray) -> np.ndarray:
     return np.where(noise == 0, np.inf, db)
 
 
-def _layout(encoding: Encoding, ref: TensorRef) -> Layout:
-    """How `ref`'s elements map onto the encoding's cells; the grid must fit the tensor."""
-    shape = tuple(ref.shape)
-    where = ref.where
-    rank = len(shape)
-    if encoding.block_size is not None:
-        channel, block = encoding.axis, encoding.block_axis
-        if channel is None or block is None:
-            raise SpecError(f"{where}: the encoding does not record its channel and block axes")
-        if not (-rank <= channel < rank and -rank <= block < rank):
-            raise SpecError(
-                f"{where}: encoding axes {channel}, {block} are out of range for shape "
-                f"{list(shape)}"
-            )
-        channel, block = channel % rank, block % rank
-        if shape[block] % encoding.block_size:
-            raise SpecError(
-                f"{where}: block size {encoding.block_size} does not divide the length "
-                f"{shape[block]} of block axis {block} (shape {list(shape)})"
-            )
-        layout = Layout(shape, channel, block, encoding.block_size)
-    elif encoding.granularity == "per-tensor" or encoding.scale.ndim == 0:
-        layout = Layout(shape)
-    else:
-        if encoding.axis is None:
-            raise SpecError(f"{where}: the encoding does not record its channel axis")
-        if not -rank <= encoding.axis < rank:
-            raise SpecError(
-                f"{where}: encoding axis {encoding.axis} is out of range for shape {list(shape)}"
-            )
-        layout = Layout(shape, encoding.axis % rank)
-    fits = (
-        encoding.scale.size == 1
-        if layout.channel_axis is None
-        else layout.encoding_shape == encoding.encoding_shape
-    )
-    if not fits:
-        raise SpecError(
-            f"{where}: encoding grid {list(encoding.encoding_shape)} does not fit "
-            f"shape {list(shape)}"
-        )
-    return layout
-
-
-def _grid_views(encoding: Encoding, layout: Layout) -> tuple[np.ndarray, ...]:
-    """scale, offset, min, max and flat cell indices shaped to broadcast against a chunk's
-    `Layout.cell_view` (a size-1 axis after each block axis)."""
-    arrays = [encoding.scale, encoding.offset, encoding.min, encoding.max]
+def _grid_views(encoding: Encoding, layout: Layout) -> tuple[np.ndarray, np.ndarray]:
+    """scale and offset shaped to broadcast against a chunk's `Layout.cell_view` (a size-1
+    axis after each block axis)."""
+    arrays = [np.asarray(encoding.scale), np.asarray(encoding.offset)]
     if layout.channel_axis is None:
-        return tuple(np.asarray(a).reshape(()) for a in arrays) + (np.zeros((), np.int64),)
-    ids = np.arange(encoding.scale.size, dtype=np.int64).reshape(encoding.encoding_shape)
-    arrays.append(ids)
+        return arrays[0].reshape(()), arrays[1].reshape(())
     if layout.block_axis is not None:
         arrays = [np.expand_dims(a, layout.block_axis + 1) for a in arrays]
-    return tuple(arrays)
+    return arrays[0], arrays[1]

@@ -60,30 +60,29 @@ import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
-from typing import Any, Optional, Union
+from typing import Any, Literal, Optional, Union, get_args, get_origin, get_type_hints
 
-from qcalc.errors import RecipeError, SpecError, os_errors
+from qcalc.core.choices import Kind
 from qcalc.core.spec import Spec
+from qcalc.errors import RecipeError, SpecError, os_errors
 
-KINDS = ("param", "activation", "any")
-ANALYZERS = ("minmax", "percentile", "sqnr", "tf-enhanced")
-INT_KEYS = ("bitwidth", "axis", "block_size", "block_axis", "decompressed_bitwidth", "num_bins")
-BOOL_KEYS = ("symmetric", "signed", "strict_symmetric", "per_channel", "lpbq")
-SETTING_KEYS = (
-    "bitwidth",
-    "symmetric",
-    "signed",
-    "strict_symmetric",
-    "per_channel",
-    "axis",
-    "block_size",
-    "block_axis",
-    "lpbq",
-    "decompressed_bitwidth",
-    "analyzer",
-    "percentile",
-    "num_bins",
-)
+
+def _without_none(kind: Any) -> Any:
+    """X for Optional[X], else `kind`."""
+    args = [arg for arg in get_args(kind) if arg is not type(None)]
+    return args[0] if get_origin(kind) is Union and len(args) == 1 else kind
+
+
+KINDS = (*get_args(Kind), "any")
+RUN_WIDE = ("symmetric_offset", "compute_dtype", "nonfinite")  # CLI flags only
+# Every other Spec field is a rule key, of the field's type (TOML has no null: Optional[X]
+# takes an X).
+SETTING_TYPES = {
+    name: _without_none(kind)
+    for name, kind in get_type_hints(Spec).items()
+    if name not in RUN_WIDE
+}
+SETTING_KEYS = tuple(SETTING_TYPES)
 RULE_KEYS = ("match", "kind", *SETTING_KEYS, "skip")
 # Keys whose range Spec checks on the key alone, whatever the other settings are.
 _STANDALONE_CHECKS = ("bitwidth", "percentile", "num_bins", "block_size")
@@ -169,14 +168,11 @@ class Recipe:
         rules = self.matching(name, kind)
         if not rules:
             return base
+        if self.skips(name, kind):
+            return None
         merged: dict[str, Any] = {}
-        skip = False
         for rule in rules:
             merged.update(rule.settings)
-            if rule.skip is not None:
-                skip = rule.skip
-        if skip:
-            return None
         if not merged:
             return base
         try:
@@ -189,6 +185,15 @@ class Recipe:
                 f"{self.path}: {kind} tensor {_quote(name)}, matched by {', '.join(labels)}: "
                 f"{error}"
             ) from None
+
+    def skips(self, name: str, kind: str) -> bool:
+        """Whether the rules matching tensor `name` of `kind` leave it out: the last of them
+        that mentions ``skip`` decides."""
+        skip = False
+        for rule in self.matching(name, kind):
+            if rule.skip is not None:
+                skip = rule.skip
+        return skip
 
     def unmatched(self, names_by_kind: Mapping[str, Iterable[str]]) -> list[Rule]:
         """Rules that match no tensor of their kind, in file order.
@@ -229,21 +234,8 @@ def _parse_rule(path: str, index: int, table: dict[str, Any]) -> Rule:
     settings: dict[str, Any] = {}
     skip = None
     for key, value in table.items():
-        if key in INT_KEYS:
-            if not _is_int(value):
-                raise RecipeError(f"{prefix}: {key} must be an integer, got {_show(value)}")
-        elif key in BOOL_KEYS or key == "skip":
-            if not isinstance(value, bool):
-                raise RecipeError(f"{prefix}: {key} must be true or false, got {_show(value)}")
-        elif key == "analyzer":
-            if value not in ANALYZERS:
-                raise RecipeError(
-                    f"{prefix}: analyzer must be one of {_choices(ANALYZERS)}, got {_show(value)}"
-                )
-        elif key == "percentile":
-            if not (_is_int(value) or isinstance(value, float)):
-                raise RecipeError(f"{prefix}: percentile must be a number, got {_show(value)}")
-            value = float(value)
+        if key in SETTING_KEYS or key == "skip":
+            value = _checked(prefix, key, value, SETTING_TYPES.get(key, bool))
         if key == "skip":
             skip = value
         elif key in SETTING_KEYS:
@@ -255,6 +247,28 @@ def _parse_rule(path: str, index: int, table: dict[str, Any]) -> Rule:
             except SpecError as error:
                 raise RecipeError(f"{prefix}: {error}") from None
     return Rule(index=index, match=match, kind=kind, settings=settings, skip=skip)
+
+
+def _checked(prefix: str, key: str, value: Any, kind: Any) -> Any:
+    """`value` of rule key `key` if it has the type `kind` (bool, int, float, a Literal)."""
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise RecipeError(f"{prefix}: {key} must be true or false, got {_show(value)}")
+    elif kind is int:
+        if not _is_int(value):
+            raise RecipeError(f"{prefix}: {key} must be an integer, got {_show(value)}")
+    elif kind is float:
+        if not (_is_int(value) or isinstance(value, float)):
+            raise RecipeError(f"{prefix}: {key} must be a number, got {_show(value)}")
+        return float(value)
+    elif get_origin(kind) is Literal:
+        if value not in get_args(kind):
+            raise RecipeError(
+                f"{prefix}: {key} must be one of {_choices(get_args(kind))}, got {_show(value)}"
+            )
+    else:  # a Spec field of a type recipes do not know yet
+        raise TypeError(f"recipe key {key}: unsupported type {kind}")
+    return value
 
 
 def _check_kind(kind: str) -> None:

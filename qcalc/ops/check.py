@@ -18,7 +18,7 @@ from qcalc.ops.encode import (
     tensor_spec,
     unmatched_rules,
 )
-from qcalc.errors import FilterError, QcalcError, SpecError
+from qcalc.errors import FilterError, SpecError
 from qcalc.core.layout import layout_for
 from qcalc.core.tensor import DEFAULT_CHUNK_BYTES, Progress, Skipped, TensorRef
 from qcalc.core.encoding import METRIC_FIELDS, Encoding, Metrics
@@ -234,20 +234,15 @@ def _check_entry(name, kind, batches, entry, spec, thresholds, encodings, chunk_
         return TensorCheck(name, kind, (f"no encoding in {encodings}",))
     try:
         bound = bind(entry, batches[0], spec)
-    except ValueError as error:
+    except SpecError as error:
         return TensorCheck(name, kind, (str(error),), encoding=entry)
     metrics = tensor_metrics(batches, bound, chunk_bytes=chunk_bytes)
     return _verdict(dataclasses.replace(bound, metrics=metrics), kind, thresholds)
 
 
 def _skipped(recipe, name: str, kind: str) -> bool:
-    """Whether a recipe rule skips tensor `name` (settings it cannot combine count as not)."""
-    if recipe is None:
-        return False
-    try:
-        return recipe.spec_for(name, kind, Spec()) is None
-    except QcalcError:
-        return False
+    """Whether a recipe rule skips tensor `name`."""
+    return recipe is not None and recipe.skips(name, kind)
 
 
 def _tensor_axis(grid_axis: int, grid_rank: int, rank: int) -> int:
@@ -263,7 +258,7 @@ def bind(encoding: Encoding, ref: TensorRef, spec: Spec) -> Encoding:
     """A shipped encoding laid onto the tensor it is for: its grid reshaped to the tensor's
     rank with channels (and blocks) on their axes. Files from 0.6.1 / 1.0.0 do not record
     axes; they are taken from `spec` (--axis / --block-axis), which default to AIMET's
-    parameter layout (channels on axis 0, blocks on the last axis). Raises ValueError when
+    parameter layout (channels on axis 0, blocks on the last axis). Raises SpecError when
     the encoding cannot belong to the tensor."""
     shape = tuple(ref.shape)
     grid_shape = encoding.encoding_shape
@@ -283,12 +278,12 @@ def bind(encoding: Encoding, ref: TensorRef, spec: Spec) -> Encoding:
             -1 if block_axis is None else block_axis,
         )  # fmt: skip
     except SpecError as error:
-        raise ValueError(f"{mismatch}: {error}") from None
+        raise SpecError(f"{mismatch}: {error}") from None
     target = layout.encoding_shape
     if int(np.prod(target, dtype=np.int64)) != cells or (
         len(grid_shape) == len(shape) and grid_shape != target
     ):
-        raise ValueError(mismatch)
+        raise SpecError(mismatch)
     arrays = {
         key: getattr(encoding, key).reshape(target)
         for key in ("scale", "offset", "min", "max", "raw_min", "raw_max")

@@ -44,8 +44,9 @@ import numpy as np
 
 from qcalc.ops.encode import PathLike, compute_encodings, gather, tensor_spec
 from qcalc.core.dtypes import FLOAT64, short_dtype
+from qcalc.core.layout import channel_slice
 from qcalc.core.stats import NonFiniteCount, finite_minmax
-from qcalc.errors import FilterError, NonFiniteError, SpecError
+from qcalc.errors import FilterError, NonFiniteError
 from qcalc.core.tensor import DEFAULT_CHUNK_BYTES, TensorRef
 from qcalc.core.encoding import Encoding, Metrics
 from qcalc.core.spec import Spec
@@ -299,23 +300,9 @@ def _channel(
     batches: list[TensorRef], axis: int, channel: int, tensor: str
 ) -> tuple[int, int, int]:
     """(axis, channel, channel count), normalised and checked against every batch."""
-    shape = tuple(batches[0].shape)
-    rank = len(shape)
-    if rank < 2:
-        raise SpecError(
-            f"tensor '{tensor}': --channel needs a tensor of rank >= 2, not shape {list(shape)}"
-        )
-    if not -rank <= axis < rank:
-        raise SpecError(
-            f"tensor '{tensor}': axis {axis} is out of range for shape {list(shape)} (rank {rank})"
-        )
-    axis %= rank
-    count = min(ref.shape[axis] if len(ref.shape) > axis else 0 for ref in batches)
-    if not -count <= channel < count:
-        raise SpecError(
-            f"tensor '{tensor}': channel {channel} is out of range: {count} channels along "
-            f"axis {axis} (0..{count - 1})"
-        )
+    where = f"tensor '{tensor}'"
+    axis = [channel_slice(tuple(ref.shape), axis, channel, where) for ref in batches][0][0]
+    count = min(ref.shape[axis] for ref in batches)
     return axis, channel % count, count
 
 

@@ -63,10 +63,13 @@ def is_blockwise(enc: Encoding) -> bool:
 def blockwise_channel_axis(shape: Sequence[int], block_axis: int) -> Optional[int]:
     """The channel axis of a blockwise grid as AIMET finds it: the one axis besides the block
     axis with more than one cell; without one, the axis before the block axis (None for a
-    rank-1 grid). Raises ValueError when several axes besides the block axis have cells."""
+    rank-1 grid). FormatError when several axes besides the block axis have cells."""
     others = [i for i, size in enumerate(shape) if size > 1 and i != block_axis]
     if len(others) > 1:
-        raise ValueError(others)
+        raise FormatError(
+            f"axes {', '.join(map(str, others))} besides the block axis {block_axis} have more "
+            "than one cell (one channel axis expected)"
+        )
     if others:
         return others[0]
     return (block_axis - 1) % len(shape) if len(shape) > 1 else None

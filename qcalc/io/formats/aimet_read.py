@@ -44,7 +44,6 @@ from typing import Any, NoReturn, Optional, Union
 
 import numpy as np
 
-from qcalc.core import grid
 from qcalc.errors import ReadError, os_errors
 from qcalc.core.spec import MAX_BITWIDTH, MIN_BITWIDTH, centre_offset, integer_range
 from qcalc.io.formats.aimet import (
@@ -268,10 +267,8 @@ def _encoding(
     axis: Optional[int],
     blocks: Optional[_Blocks] = None,
 ) -> Encoding:
-    qmin, qmax = integer_range(bitwidth, signed)
     scale_arr = np.asarray(scale, dtype=np.float64).astype(np.float32).reshape(shape)
     offset_arr = np.asarray(offset, dtype=np.float64).astype(np.float32).reshape(shape)
-    lo, hi = grid.effective_range(scale_arr, offset_arr, qmin, qmax)
     per_channel = len(shape) > 0
     zero_mode = symmetric and not signed and bool(np.all(offset_arr == 0))
     granularity = "per-channel" if per_channel else "per-tensor"
@@ -300,22 +297,16 @@ def _encoding(
         axis=axis if axis is not None else 0,
         **spec_fields,
     )
-    return Encoding(
-        name=name,
-        source=where.source,
+    return Encoding.on_grid(
+        name,
+        where.source,
+        spec,
+        granularity,
+        scale_arr,
+        offset_arr,
         dtype=None,
         shape=None,
-        spec=spec,
-        granularity=granularity,
         axis=axis,
-        qmin=qmin,
-        qmax=qmax,
-        scale=scale_arr,
-        offset=offset_arr,
-        min=lo,
-        max=hi,
-        raw_min=lo,
-        raw_max=hi,
         **block_fields,
     )
 
@@ -589,12 +580,8 @@ def _block_axis(at: _Where, entry: dict, ndim: int, shape_field: str) -> tuple[i
 def _channel_axis(at: _Where, shape: tuple[int, ...], block_axis: int, field: str) -> Optional[int]:
     try:
         return blockwise_channel_axis(shape, block_axis)
-    except ValueError as e:
-        at.fail(
-            field,
-            f"has shape {list(shape)}: axes {', '.join(map(str, e.args[0]))} besides the block "
-            f"axis {block_axis} have more than one cell (one channel axis expected)",
-        )
+    except FormatError as e:
+        at.fail(field, f"has shape {list(shape)}: {e}")
 
 
 def _read_2_blocks(

@@ -42,6 +42,14 @@ from qcalc.core.spec import Spec
 
 PathLike = Union[str, "os.PathLike[str]"]
 INDENT = 4
+# quantizer_args.quant_scheme: the name of AIMET's QuantScheme member for each analyzer; plain
+# SQNR (2048 bins, no growth limit) has no QuantScheme, so it is written by its own name.
+QUANT_SCHEMES = {
+    "minmax": "min_max",
+    "percentile": "post_training_percentile",
+    "tf-enhanced": "post_training_tf_enhanced",
+    "sqnr": "sqnr",
+}
 
 
 def encoding_entry(enc: Encoding, version: str, *, param_axis: bool = False) -> Any:
@@ -276,7 +284,7 @@ def _lpbq_channel_axis(enc: Encoding) -> int:
         return int(enc.axis) % ndim
     try:
         axis = blockwise_channel_axis(np.shape(enc.scale), _block_axis(enc))
-    except ValueError:
+    except FormatError:
         axis = None
     if axis is None:
         raise FormatError(f"tensor '{enc.name}': field 'axis' (the channel axis) is unknown")
@@ -391,12 +399,12 @@ def _check_names(data: EncodingFile) -> None:
 
 def quantizer_args(data: EncodingFile) -> dict[str, Any]:
     """The `quantizer_args` of a 0.6.1 / 1.0.0 file: the settings the encodings were made with
-    (parameters' settings first, activations' for `activation_bitwidth`)."""
+    (the first parameter's settings, the first activation's for `activation_bitwidth`)."""
     specs = [e.spec for e in (*data.params, *data.activations)]
     param = specs[0] if specs else Spec()
     activation = data.activations[0].spec if data.activations else param
     return {
-        "quant_scheme": "min_max",
+        "quant_scheme": QUANT_SCHEMES[param.analyzer],
         "param_bitwidth": param.bitwidth,
         "activation_bitwidth": activation.bitwidth,
         "dtype": "int",
