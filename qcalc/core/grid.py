@@ -197,10 +197,3 @@ def quantize_dequantize(x: np.ndarray, scale, offset, qmin: int, qmax: int) -> n
     in_dtype, _, op, step, q, s, o = _prepare(x, scale, offset, qmin, qmax)
     out = step(step(q.astype(op) + o.astype(op)).astype(op) * s.astype(op))
     return out.astype(in_dtype)
-
-
-@_quiet
-def dequantize(q: np.ndarray, scale, offset) -> np.ndarray:
-    """Integer grid values back to floats: ``(q + offset) * scale`` in float32."""
-    q = np.asarray(q, dtype=FLOAT32)
-    return (q + np.asarray(offset, dtype=FLOAT32)) * np.asarray(scale, dtype=FLOAT32)

@@ -162,26 +162,37 @@ def compute_encodings(
     progress.start(len(work), passes * sum(ref.nbytes for batches in work for ref in batches))
 
     def encode_all(kind: str) -> list[Encoding]:
-        encodings = []
-        for name, batches in groups[kind].items():
-            tensor_spec = specs[kind][name]
-            if tensor_spec is None:
-                continue
-            encoding = encode_batches(name, batches, tensor_spec, progress, chunk_bytes)
-            if metrics:
-                from qcalc.core.metrics import tensor_metrics
-
-                found = tensor_metrics(batches, encoding, chunk_bytes=chunk_bytes)
-                encoding = dataclasses.replace(encoding, metrics=found)
-                progress.advance(sum(ref.nbytes for ref in batches))
-            encodings.append(encoding)
-            progress.tensor_done()
-        return encodings
+        return [
+            encode_tensor(name, batches, tensor_spec, metrics, progress, chunk_bytes)
+            for name, batches in groups[kind].items()
+            if (tensor_spec := specs[kind][name]) is not None
+        ]
 
     recipe_skipped = [name for kind in specs for name, s in specs[kind].items() if s is None]
     return EncodeResult(
         encode_all("param"), skipped, encode_all("activation"), files, recipe_skipped, unmatched
     )
+
+
+def encode_tensor(
+    name: str,
+    batches: list[TensorRef],
+    spec: Spec,
+    metrics: bool,
+    progress: Progress,
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+) -> Encoding:
+    """One tensor's Encoding from its batches, with its Metrics when `metrics` (one more pass
+    over the data, which `progress` counts too)."""
+    encoding = encode_batches(name, batches, spec, progress, chunk_bytes)
+    if metrics:
+        from qcalc.core.metrics import tensor_metrics
+
+        found = tensor_metrics(batches, encoding, chunk_bytes=chunk_bytes)
+        encoding = dataclasses.replace(encoding, metrics=found)
+        progress.advance(sum(ref.nbytes for ref in batches))
+    progress.tensor_done()
+    return encoding
 
 
 def unmatched_rules(recipe, groups: dict[str, dict[str, list[TensorRef]]]) -> list:

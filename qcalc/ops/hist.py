@@ -35,19 +35,18 @@ Decisions:
 from __future__ import annotations
 
 import dataclasses
-import glob
 import math
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
 import numpy as np
 
-from qcalc.ops.encode import PathLike, compute_encodings, gather, tensor_spec
+from qcalc.ops.encode import PathLike, encode_tensor, gather, tensor_spec
 from qcalc.core.dtypes import FLOAT64, short_dtype
 from qcalc.core.layout import channel_slice
 from qcalc.core.stats import NonFiniteCount, finite_minmax
 from qcalc.errors import FilterError, NonFiniteError
-from qcalc.core.tensor import DEFAULT_CHUNK_BYTES, TensorRef
+from qcalc.core.tensor import DEFAULT_CHUNK_BYTES, Progress, TensorRef
 from qcalc.core.encoding import Encoding, Metrics
 from qcalc.core.spec import Spec
 
@@ -198,18 +197,9 @@ def hist(
     picked = None
     if channel is not None:
         picked = _channel(batches, resolved.axis, channel, tensor)
-    result = compute_encodings(
-        paths,
-        spec,
-        activations=activations,
-        include=[glob.escape(tensor)],
-        recipe=recipe,
-        metrics=channel is None,
-        progress=progress,
-        chunk_bytes=chunk_bytes,
-    )
-    found = result.encodings if kind == "param" else result.activations
-    encoding = next(enc for enc in found if enc.name == tensor)
+    progress = progress or Progress()
+    progress.start(1, (2 if channel is None else 1) * sum(ref.nbytes for ref in batches))
+    encoding = encode_tensor(tensor, batches, resolved, channel is None, progress, chunk_bytes)
     width = max(MIN_WIDTH, width)
 
     notes: list[str] = []
