@@ -22,8 +22,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from qcalc.ops.encode import compute_encodings  # noqa: E402
-from qcalc.core.spec import Spec  # noqa: E402
+from qcalc import Spec, compute_encodings  # noqa: E402
 
 TARGETS = {"per-block": 1.5, "percentile": 3.0, "sqnr": 6.0}
 

@@ -188,8 +188,7 @@ def bench(path: Path, repeat: int) -> None:
     whole = available_bytes() > 4 * largest_f32
     n_tensors = len(read_header(path)[1])
 
-    from qcalc.ops.encode import compute_encodings
-    from qcalc.core.spec import Spec
+    from qcalc import Spec, compute_encodings
 
     spec = Spec(symmetric=True, per_channel=True)
     times: dict[str, list[float]] = {

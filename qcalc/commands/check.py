@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Literal, Optional
+from typing import Annotated, Literal
 
 import typer
 
 from qcalc.commands.options import (
-    COUNTS_NONFINITE, Activations, Exclude, Include, Inputs, RecipeOption, load_recipe,
-    report_skips, user_errors, warn, with_spec,
-)  # fmt: skip
+    COUNTS_NONFINITE,
+    Inputs,
+    optional,
+    report_skips,
+    user_errors,
+    warn,
+    with_spec,
+)
 from qcalc.core.spec import Spec
 
 HELP = """\
@@ -34,41 +39,23 @@ Examples:
 """
 
 
-
 @with_spec(*COUNTS_NONFINITE)
 def check(
     inputs: Inputs,
     spec: Spec,
-    include: Include = None,
-    exclude: Exclude = None,
-    activations: Activations = None,
-    recipe: RecipeOption = None,
-    encodings: Annotated[
-        Optional[Path],
-        typer.Option(
-            "--encodings",
-            help="Check these shipped AIMET encodings instead of computing them.",
-            show_default=False,
-        ),
-    ] = None,
-    min_sqnr: Annotated[
-        Optional[float],
-        typer.Option("--min-sqnr", help="Fail below this SQNR (dB).", show_default=False),
-    ] = None,
-    max_clip: Annotated[
-        Optional[float],
-        typer.Option(
-            "--max-clip",
-            help="Fail above this fraction of clipped elements (the clamp moved them).",
-            show_default=False,
-        ),
-    ] = None,
-    max_abs_error: Annotated[
-        Optional[float],
-        typer.Option(
-            "--max-abs-error", help="Fail above this absolute error.", show_default=False
-        ),
-    ] = None,
+    picked: dict,
+    encodings: optional(
+        Path, "--encodings", help="Check these shipped AIMET encodings instead of computing them."
+    ) = None,
+    min_sqnr: optional(float, "--min-sqnr", help="Fail below this SQNR (dB).") = None,
+    max_clip: optional(
+        float,
+        "--max-clip",
+        help="Fail above this fraction of clipped elements (the clamp moved them).",
+    ) = None,  # fmt: skip
+    max_abs_error: optional(
+        float, "--max-abs-error", help="Fail above this absolute error."
+    ) = None,
     allow_nonfinite: Annotated[
         bool, typer.Option("--allow-nonfinite", help="NaN / inf values warn instead of failing.")
     ] = False,
@@ -87,18 +74,9 @@ def check(
 
     with user_errors():
         thresholds = Thresholds(min_sqnr, max_clip, max_abs_error, allow_nonfinite)
-        rules = load_recipe(recipe)
         with TerminalProgress() as progress:
             report = run_check(
-                inputs,
-                spec,
-                thresholds,
-                activations=activations or (),
-                include=include or (),
-                exclude=exclude or (),
-                recipe=rules,
-                encodings=encodings,
-                progress=progress,
+                inputs, spec, thresholds, **picked, encodings=encodings, progress=progress
             )
         report_skips(report)
         for result in report.results:

@@ -22,7 +22,6 @@ Examples:
 """
 
 
-
 def diff(
     a: Annotated[
         Path, typer.Argument(help="First encodings file.", metavar="A", show_default=False)

@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from qcalc.commands.options import (
-    Activations, Exclude, Format, Include, Inputs, RecipeOption, load_recipe, note,
-    refuse_overwriting_inputs, report_skips, user_errors, with_spec,
-)  # fmt: skip
+    Format,
+    Inputs,
+    note,
+    optional,
+    refuse_overwriting_inputs,
+    report_skips,
+    user_errors,
+    with_spec,
+)
 from qcalc.core.choices import Version
 from qcalc.core.spec import Spec
-
 
 HELP = """\
 Compute encodings (min, max, scale, offset) for every floating-point tensor in INPUT... .
@@ -41,29 +46,20 @@ Examples:
 def encode(
     inputs: Inputs,
     spec: Spec,
-    include: Include = None,
-    exclude: Exclude = None,
-    output_format: Annotated[
-        Optional[Format],
-        typer.Option(
-            "--format",
-            "-f",
-            help="Output format on stdout. Default: table, or nothing when -o writes a file.",
-            show_default=False,
-        ),
-    ] = None,
-    activations: Activations = None,
-    output: Annotated[
-        Optional[Path],
-        typer.Option(
-            "--output", "-o", help="Write an AIMET encodings JSON file here.", show_default=False
-        ),
-    ] = None,
+    picked: dict,
+    output_format: optional(
+        Format,
+        "--format",
+        "-f",
+        help="Output format on stdout. Default: table, or nothing when -o writes a file.",
+    ) = None,  # fmt: skip
+    output: optional(
+        Path, "--output", "-o", help="Write an AIMET encodings JSON file here."
+    ) = None,
     encoding_version: Annotated[
         Version,
         typer.Option("--encoding-version", help="Version of the encodings file written by -o."),
     ] = "1.0.0",
-    recipe: RecipeOption = None,
     metrics: Annotated[
         bool,
         typer.Option(
@@ -78,20 +74,10 @@ def encode(
     from qcalc.ops.encode import compute_encodings
 
     with user_errors():
-        rules = load_recipe(recipe)
         if output is not None:
-            refuse_overwriting_inputs(output, [*inputs, *(activations or [])])
+            refuse_overwriting_inputs(output, [*inputs, *picked["activations"]])
         with TerminalProgress() as progress:
-            result = compute_encodings(
-                inputs,
-                spec,
-                activations=activations or (),
-                include=include or (),
-                exclude=exclude or (),
-                recipe=rules,
-                metrics=metrics,
-                progress=progress,
-            )
+            result = compute_encodings(inputs, spec, **picked, metrics=metrics, progress=progress)
         report_skips(result)
         if output is not None:
             from qcalc.io import formats

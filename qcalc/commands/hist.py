@@ -8,8 +8,11 @@ from typing import Annotated, Optional
 import typer
 
 from qcalc.commands.options import (
-    COUNTS_NONFINITE, Activations, Inputs, RecipeOption, load_recipe, user_errors, with_spec,
-)  # fmt: skip
+    COUNTS_NONFINITE,
+    Inputs,
+    user_errors,
+    with_spec,
+)
 from qcalc.core.spec import Spec
 
 HELP = """\
@@ -32,11 +35,11 @@ Examples:
 """
 
 
-
-@with_spec(*COUNTS_NONFINITE)
+@with_spec(*COUNTS_NONFINITE, select=("activations", "recipe"))
 def hist(
     inputs: Inputs,
     spec: Spec,
+    picked: dict,
     tensor: Annotated[
         str,
         typer.Option("--tensor", "-t", help="The tensor to draw (exact name).", show_default=False),
@@ -45,14 +48,11 @@ def hist(
         Optional[int],
         typer.Option(
             "--channel",
-            help="Draw only this channel: the slice K along --axis (negative counts from the "
-            "end).",
+            help="Draw only this channel: the slice K along --axis (negative counts from the end).",
             show_default=False,
             metavar="K",
         ),
     ] = None,
-    activations: Activations = None,
-    recipe: RecipeOption = None,
 ) -> None:
     from qcalc.commands.progress import TerminalProgress
     from qcalc.commands.render.hist import print_view
@@ -60,17 +60,10 @@ def hist(
     from qcalc.ops.hist import hist as build_hist
 
     with user_errors():
-        rules = load_recipe(recipe)
         with TerminalProgress() as progress:
             view = build_hist(
-                inputs,
-                spec,
-                tensor,
-                channel=channel,
-                activations=activations or (),
-                recipe=rules,
-                width=table_width(sys.stdout),
-                progress=progress,
-            )
+                inputs, spec, tensor, channel=channel, **picked,
+                width=table_width(sys.stdout), progress=progress,
+            )  # fmt: skip
         print_view(view, sys.stdout)
         sys.stdout.flush()  # a closed pipe surfaces here, inside user_errors

@@ -25,7 +25,6 @@ Examples:
 """
 
 
-
 def ls(
     inputs: Inputs,
     include: Include = None,

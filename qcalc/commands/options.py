@@ -15,133 +15,61 @@ from typing import Annotated, Any, Callable, Iterator, List, Literal, Optional
 
 import typer
 
-from qcalc.core.choices import Analyzer, ComputeDtype, NonFinite, SymmetricOffset, Version
+from qcalc.core.choices import Version
 from qcalc.core.spec import Spec
 from qcalc.errors import QcalcError
 
 Format = Literal["table", "json", "jsonl", "csv"]
 
-# The quantization options: one per Spec field, named as the field. A new Spec field needs
-# its option here, and every command that takes quantization options has it.
-QUANTIZATION: dict[str, Any] = {
-    "bitwidth": Annotated[int, typer.Option("--bitwidth", "-b", help="Integer grid bits, 2..32.")],
-    "symmetric": Annotated[
-        bool, typer.Option("--symmetric/--asymmetric", help="Symmetric grid (offset fixed).")
-    ],
-    "signed": Annotated[
-        Optional[bool],
-        typer.Option(
-            "--signed/--unsigned",
-            help="Signed integer grid. Default: signed when symmetric, unsigned when asymmetric.",
-            show_default=False,
-        ),
-    ],
-    "strict_symmetric": Annotated[
-        bool,
-        typer.Option("--strict-symmetric", help="Symmetric signed grid without its lowest level."),
-    ],
-    "symmetric_offset": Annotated[
-        SymmetricOffset,
-        typer.Option(
-            "--symmetric-offset",
-            help="Offset of symmetric unsigned grids: centered (AIMET 2.x) or zero (pre-2025 "
-            "AIMET).",
-        ),
-    ],
-    "per_channel": Annotated[
-        bool,
-        typer.Option("--per-channel", help="One encoding per channel for tensors of rank >= 2."),
-    ],
-    "axis": Annotated[int, typer.Option("--axis", help="Channel axis (negative counts from the end).")],
-    "compute_dtype": Annotated[
-        ComputeDtype,
-        typer.Option(
-            "--compute-dtype",
-            help="Range arithmetic in float32, or in the tensor's dtype (AIMET on a bf16/f16 "
-            "model).",
-        ),
-    ],
-    "nonfinite": Annotated[
-        NonFinite,
-        typer.Option(
-            "--nonfinite", help="NaN / inf values: fail, leave them out, or keep them as AIMET does."
-        ),
-    ],
-    "analyzer": Annotated[
-        Analyzer, typer.Option("--analyzer", help="Calibration method (AIMET's encoding analyzers).")
-    ],
-    "percentile": Annotated[
-        float, typer.Option("--percentile", help="Percentile for --analyzer percentile, 50..100.")
-    ],
-    "num_bins": Annotated[
-        Optional[int],
-        typer.Option(
-            "--num-bins", help="Histogram bins (default 2048; 512 for tf-enhanced).", show_default=False
-        ),
-    ],
-    "block_size": Annotated[
-        Optional[int],
-        typer.Option(
-            "--block-size",
-            help="Per-block encodings: B consecutive elements along --block-axis, per channel "
-            "along --axis.",
-            show_default=False,
-        ),
-    ],
-    "block_axis": Annotated[int, typer.Option("--block-axis", help="Axis the blocks run along.")],
-    "lpbq": Annotated[
-        bool,
-        typer.Option(
-            "--lpbq",
-            help="Low-power block quantization: block scales as integer multiples of a "
-            "per-channel scale (needs --block-size, --symmetric).",
-        ),
-    ],
-    "decompressed_bitwidth": Annotated[
-        int, typer.Option("--decompressed-bitwidth", help="LPBQ decompressed bitwidth.")
-    ],
+# The quantization options: one per Spec field, named as the field, with the field's type
+# and default; here only their flags and help. A new Spec field needs one line here.
+QUANTIZATION: dict[str, tuple[tuple[str, ...], str]] = {
+    "bitwidth": (("--bitwidth", "-b"), "Integer grid bits, 2..32."),
+    "symmetric": (("--symmetric/--asymmetric",), "Symmetric grid (offset fixed)."),
+    "signed": (
+        ("--signed/--unsigned",),
+        "Signed integer grid. Default: signed when symmetric, unsigned when asymmetric.",
+    ),
+    "strict_symmetric": (
+        ("--strict-symmetric",),
+        "Symmetric signed grid without its lowest level.",
+    ),
+    "symmetric_offset": (
+        ("--symmetric-offset",),
+        "Offset of symmetric unsigned grids: centered (AIMET 2.x) or zero (pre-2025 AIMET).",
+    ),
+    "per_channel": (("--per-channel",), "One encoding per channel for tensors of rank >= 2."),
+    "axis": (("--axis",), "Channel axis (negative counts from the end)."),
+    "compute_dtype": (
+        ("--compute-dtype",),
+        "Range arithmetic in float32, or in the tensor's dtype (AIMET on a bf16/f16 model).",
+    ),
+    "nonfinite": (
+        ("--nonfinite",),
+        "NaN / inf values: fail, leave them out, or keep them as AIMET does.",
+    ),
+    "analyzer": (("--analyzer",), "Calibration method (AIMET's encoding analyzers)."),
+    "percentile": (("--percentile",), "Percentile for --analyzer percentile, 50..100."),
+    "num_bins": (("--num-bins",), "Histogram bins (default 2048; 512 for tf-enhanced)."),
+    "block_size": (
+        ("--block-size",),
+        "Per-block encodings: B consecutive elements along --block-axis, per channel along --axis.",
+    ),
+    "block_axis": (("--block-axis",), "Axis the blocks run along."),
+    "lpbq": (
+        ("--lpbq",),
+        "Low-power block quantization: block scales as integer multiples of a per-channel "
+        "scale (needs --block-size, --symmetric).",
+    ),
+    "decompressed_bitwidth": (("--decompressed-bitwidth",), "LPBQ decompressed bitwidth."),
 }
 # `check` and `hist` count NaN / inf instead of failing on them: no --nonfinite there.
 COUNTS_NONFINITE = tuple(name for name in QUANTIZATION if name != "nonfinite")
 
 
-def with_spec(*names: str) -> Callable[[Callable], Callable]:
-    """Give a command the quantization options `names` (all by default); it receives them as
-    one `spec: Spec` argument. A name that is not a Spec field is an error here, at import."""
-    names = names or tuple(QUANTIZATION)
-    defaults = {field.name: field.default for field in dataclasses.fields(Spec)}
-    unknown = [name for name in names if name not in defaults or name not in QUANTIZATION]
-    if unknown:
-        raise TypeError(f"not quantization options: {unknown}")
-
-    def decorate(command: Callable) -> Callable:
-        hints = typing.get_type_hints(command, include_extras=True)
-        own = [
-            parameter.replace(annotation=hints[parameter.name])
-            for parameter in inspect.signature(command).parameters.values()
-            if parameter.name != "spec"
-        ]
-        added = [
-            inspect.Parameter(
-                name, inspect.Parameter.KEYWORD_ONLY, default=defaults[name],
-                annotation=QUANTIZATION[name],
-            )
-            for name in names
-        ]  # fmt: skip
-
-        @functools.wraps(command)
-        def run(**arguments: Any) -> Any:
-            flags = {name: arguments.pop(name) for name in names}
-            with user_errors():
-                spec = Spec(**flags)
-            return command(spec=spec, **arguments)
-
-        parameters = [*own, *added]
-        run.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
-        run.__annotations__ = {p.name: p.annotation for p in parameters}
-        return run
-
-    return decorate
+def optional(kind: Any, *flags: str, help: str) -> Any:
+    """An option that is None unless given (no default shown in the help)."""
+    return Annotated[Optional[kind], typer.Option(*flags, help=help, show_default=False)]
 
 
 Inputs = Annotated[
@@ -176,6 +104,67 @@ RecipeOption = Annotated[
         show_default=False,
     ),
 ]
+# The options that pick a command's tensors and their per-tensor settings.
+SELECTION: dict[str, Any] = {
+    "include": Include,
+    "exclude": Exclude,
+    "activations": Activations,
+    "recipe": RecipeOption,
+}
+
+
+def with_spec(
+    *names: str, select: tuple[str, ...] = tuple(SELECTION)
+) -> Callable[[Callable], Callable]:
+    """Give a command the quantization options `names` (all by default) and the selection
+    options `select`. It receives them as `spec: Spec` and `picked`, the keyword arguments
+    of `selection`. A name that is not a Spec field or a selection option fails here."""
+    names = names or tuple(QUANTIZATION)
+    fields = {field.name: field for field in dataclasses.fields(Spec)}
+    types = typing.get_type_hints(Spec)
+    unknown = [n for n in names if n not in QUANTIZATION] + [
+        n for n in select if n not in SELECTION
+    ]
+    if unknown:
+        raise TypeError(f"unknown options: {unknown}")
+
+    def quantization(name: str) -> inspect.Parameter:
+        flags, help_text = QUANTIZATION[name]
+        default = fields[name].default
+        option = typer.Option(*flags, help=help_text, show_default=default is not None)
+        kind = inspect.Parameter.KEYWORD_ONLY
+        return inspect.Parameter(
+            name, kind, default=default, annotation=Annotated[types[name], option]
+        )
+
+    def decorate(command: Callable) -> Callable:
+        hints = typing.get_type_hints(command, include_extras=True)
+        own = [
+            parameter.replace(annotation=hints[parameter.name])
+            for parameter in inspect.signature(command).parameters.values()
+            if parameter.name not in ("spec", "picked")
+        ]
+        kind = inspect.Parameter.KEYWORD_ONLY
+        added = [inspect.Parameter(n, kind, default=None, annotation=SELECTION[n]) for n in select]
+        added += [quantization(name) for name in names]
+
+        @functools.wraps(command)
+        def run(**arguments: Any) -> Any:
+            flags = {name: arguments.pop(name) for name in names}
+            chosen = {name: arguments.pop(name) for name in select}
+            with user_errors():
+                spec = Spec(**flags)
+                picked = selection(**chosen)
+            return command(spec=spec, picked=picked, **arguments)
+
+        parameters = [*own, *added]
+        run.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+        run.__annotations__ = {p.name: p.annotation for p in parameters}
+        return run
+
+    return decorate
+
+
 EncodingsFile = Annotated[
     Path,
     typer.Argument(
@@ -224,6 +213,15 @@ def load_recipe(path: Optional[Path]):
     from qcalc.io.recipe import Recipe
 
     return Recipe.load(path)
+
+
+def selection(**options: Any) -> dict[str, Any]:
+    """The library's keyword arguments for the SELECTION options given: lists for --include,
+    --exclude and --activations (empty when not given), the --recipe file loaded."""
+    return {
+        name: load_recipe(value) if name == "recipe" else (value or ())
+        for name, value in options.items()
+    }
 
 
 def report_skips(result) -> None:

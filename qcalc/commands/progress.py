@@ -51,9 +51,15 @@ class TerminalProgress(Progress):
     def _open(self) -> None:
         from rich.console import Console
         from rich.progress import (
-            BarColumn, DownloadColumn, Progress as Bar, TextColumn, TimeRemainingColumn,
+            BarColumn,
+            DownloadColumn,
+            TextColumn,
+            TimeRemainingColumn,
             TransferSpeedColumn,
         )  # fmt: skip
+        from rich.progress import (
+            Progress as Bar,
+        )
 
         self._bar = Bar(
             TextColumn("{task.description}"), BarColumn(), DownloadColumn(),

@@ -9,8 +9,12 @@ from typing import Annotated, Literal
 import typer
 
 from qcalc.commands.options import (
-    EncodingsFile, ReadVersion, note, refuse_overwriting_inputs, user_errors,
-)  # fmt: skip
+    EncodingsFile,
+    ReadVersion,
+    note,
+    refuse_overwriting_inputs,
+    user_errors,
+)
 from qcalc.core.choices import Version
 
 SHOW_HELP = """Print the encodings an AIMET encodings JSON file holds, like `encode` prints its own.
@@ -21,7 +25,6 @@ Examples:
 
   qcalc show model.encodings --format jsonl | jq -c '{name, scale}'
 """
-
 
 
 def show(
@@ -41,9 +44,10 @@ def show(
         sys.stdout.flush()
 
 
-CONVERT_HELP = """Rewrite an encodings file in another version. Every tensor keeps its grid (bitwidth,
-scale, offset, symmetry, granularity); what the target version has no field for is dropped
-(see the README), and what it cannot hold at all is an error, with nothing written.
+CONVERT_HELP = """Rewrite an encodings file in another version. Every tensor keeps its grid
+(bitwidth, scale, offset, symmetry, granularity); what the target version has no field for
+is dropped (the README's Deployment section lists what), and what it cannot hold at all is
+an error, with nothing written.
 
 Examples:
 

@@ -10,14 +10,20 @@ import numpy as np
 
 from qcalc.core import grid
 from qcalc.core.dtypes import FLOAT32, FLOAT64, arithmetic_dtype, widen
-from qcalc.core.layout import layout_for
 from qcalc.core.encoding import Encoding
+from qcalc.core.layout import layout_for
 from qcalc.core.spec import Spec
 from qcalc.core.stats import (
-    MinMax, NonFiniteCount, finite_minmax, is_all_finite, reduce_minmax, short_rows_minmax,
-)  # fmt: skip
+    MinMax,
+    NonFiniteCount,
+    finite_minmax,
+    is_all_finite,
+    reduce_minmax,
+    short_rows_minmax,
+)
 from qcalc.core.tensor import Progress, TensorRef
 from qcalc.errors import NonFiniteError, SpecError
+
 
 def encode_batches(
     name: str, batches: list[TensorRef], spec: Spec, progress: Progress, chunk_bytes: int

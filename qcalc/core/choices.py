@@ -15,4 +15,3 @@ Kind = Literal["param", "activation"]  # a tensor's role: positional inputs / --
 Version = Literal["0.6.1", "1.0.0", "2.0.0", "2.1.0"]  # AIMET encodings files
 
 VERSIONS: tuple[str, ...] = get_args(Version)
-

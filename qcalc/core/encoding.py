@@ -12,6 +12,7 @@ from qcalc.core import grid
 from qcalc.core.choices import Granularity
 from qcalc.core.spec import Spec
 
+
 @dataclass(frozen=True)
 class Metrics:
     """Quantization error of one tensor (all its batches) under one encoding.
@@ -55,8 +56,6 @@ def _plain(value: Any) -> Any:
     if value is None or isinstance(value, (bool, int)) and not isinstance(value, np.integer):
         return value
     return int(value) if isinstance(value, np.integer) else float(value)
-
-
 
 
 @dataclass(frozen=True, eq=False)

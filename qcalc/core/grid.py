@@ -14,7 +14,6 @@ from qcalc.core.dtypes import FLOAT32, FLOAT64, finfo, opmath_dtype
 from qcalc.core.spec import centre_offset
 
 
-
 def _quiet(fn):
     """Overflow to inf and NaN propagation are AIMET's behaviour here, not accidents."""
 

@@ -53,10 +53,10 @@ from typing import Optional
 import numpy as np
 
 from qcalc.core.dtypes import FLOAT32 as F32
-from qcalc.core.stats import reduce_minmax
-from qcalc.errors import HistogramError
 from qcalc.core.grid import minimum_scale
+from qcalc.core.stats import reduce_minmax
 from qcalc.core.workspace import work_array
+from qcalc.errors import HistogramError
 
 MAX_FINITE_PRODUCT = np.float32(1e38)  # (x - lo) * bins below this cannot overflow float32
 HISTC_SATURATION = 2**24  # float32 += 1 stops here: single-threaded torch.histc's bin ceiling
@@ -646,8 +646,18 @@ def sqnr_candidates(
 
 
 def _noise_blocks(
-    block_starts, *, mid, counts, deltas, offsets, noise, cell_block, cand_block, num_steps,
-    gamma, p
+    block_starts,
+    *,
+    mid,
+    counts,
+    deltas,
+    offsets,
+    noise,
+    cell_block,
+    cand_block,
+    num_steps,
+    gamma,
+    p,
 ):
     """Noise of the cells in the given blocks (see `sqnr_noise`), every step in float32 in
     AIMET's order: q = round(m / d - o); clipped = q < 0 or q > n; q = (clamp(q, 0, n) + o) * d;
@@ -717,9 +727,9 @@ def sqnr_noise(
     with np.errstate(all="ignore"):
         first = _edge(lo, step, 0)
         width = _edge(lo, step, 1) - first
-        mid = (first + width / np.float32(2))[:, None] + width[:, None] * np.arange(
-            nb, dtype=F32
-        )[None, :]
+        mid = (first + width / np.float32(2))[:, None] + width[:, None] * np.arange(nb, dtype=F32)[
+            None, :
+        ]
     noise = np.empty((cells, ncand), dtype=F32)
     per_cell = max(1, work_elements // nb)
     cand_block = min(ncand, per_cell)

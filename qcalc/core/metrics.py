@@ -19,13 +19,12 @@ from typing import Sequence, Union
 import numpy as np
 
 from qcalc.core import grid
-from qcalc.core.stats import NonFiniteCount, reduce_minmax
 from qcalc.core.dtypes import FLOAT32, FLOAT64, arithmetic_dtype, widen
-from qcalc.core.layout import Layout, encoding_layout
-from qcalc.core.tensor import DEFAULT_CHUNK_BYTES, TensorRef, array_ref
 from qcalc.core.encoding import Encoding, Metrics
+from qcalc.core.layout import Layout, encoding_layout
+from qcalc.core.stats import NonFiniteCount, reduce_minmax
+from qcalc.core.tensor import DEFAULT_CHUNK_BYTES, TensorRef, array_ref
 from qcalc.core.workspace import work_array
-
 
 
 def array_metrics(array: np.ndarray, encoding: Encoding) -> Metrics:

@@ -56,7 +56,9 @@ def reduce_minmax(values: np.ndarray, axes: Optional[tuple[int, ...]]) -> MinMax
     NaN propagates; see `finite_minmax` to leave NaN and inf out."""
     if _last_axis_only(values, axes):
         return _reduce_last_axis(values)
-    return MinMax(np.min(values, axis=axes, keepdims=True), np.max(values, axis=axes, keepdims=True))
+    return MinMax(
+        np.min(values, axis=axes, keepdims=True), np.max(values, axis=axes, keepdims=True)
+    )
 
 
 def finite_minmax(

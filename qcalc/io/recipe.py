@@ -64,7 +64,8 @@ from typing import Any, Literal, Optional, Union, get_args, get_origin, get_type
 
 from qcalc.core.choices import Kind
 from qcalc.core.spec import Spec
-from qcalc.errors import RecipeError, SpecError, os_errors
+from qcalc.errors import RecipeError, SpecError
+from qcalc.io.text import read_utf8
 
 
 def _without_none(kind: Any) -> Any:
@@ -78,9 +79,7 @@ RUN_WIDE = ("symmetric_offset", "compute_dtype", "nonfinite")  # CLI flags only
 # Every other Spec field is a rule key, of the field's type (TOML has no null: Optional[X]
 # takes an X).
 SETTING_TYPES = {
-    name: _without_none(kind)
-    for name, kind in get_type_hints(Spec).items()
-    if name not in RUN_WIDE
+    name: _without_none(kind) for name, kind in get_type_hints(Spec).items() if name not in RUN_WIDE
 }
 SETTING_KEYS = tuple(SETTING_TYPES)
 RULE_KEYS = ("match", "kind", *SETTING_KEYS, "skip")
@@ -123,14 +122,7 @@ class Recipe:
     def load(cls, path: Union[str, os.PathLike]) -> "Recipe":
         """Read and validate a recipe file; every problem raises `RecipeError`."""
         where = os.fspath(path)
-        with os_errors(where, RecipeError, "cannot read recipe"), open(where, "rb") as file:
-            raw = file.read()
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as error:
-            raise RecipeError(
-                f"{where}: invalid TOML: not UTF-8 text (byte {error.start})"
-            ) from None
+        text = read_utf8(where, RecipeError, RecipeError, "cannot read recipe", "invalid TOML")
         return cls.from_text(text, where)
 
     @classmethod

@@ -10,6 +10,11 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
+from qcalc.core.encoding import METRIC_FIELDS, Encoding, Metrics
+from qcalc.core.layout import layout_for
+from qcalc.core.spec import Spec
+from qcalc.core.tensor import DEFAULT_CHUNK_BYTES, Progress, Skipped, TensorRef
+from qcalc.errors import FilterError, SpecError
 from qcalc.ops.encode import (
     PathLike,
     compute_encodings,
@@ -18,11 +23,6 @@ from qcalc.ops.encode import (
     tensor_spec,
     unmatched_rules,
 )
-from qcalc.errors import FilterError, SpecError
-from qcalc.core.layout import layout_for
-from qcalc.core.tensor import DEFAULT_CHUNK_BYTES, Progress, Skipped, TensorRef
-from qcalc.core.encoding import METRIC_FIELDS, Encoding, Metrics
-from qcalc.core.spec import Spec
 
 
 @dataclass(frozen=True)

@@ -237,5 +237,3 @@ def encode_array(array: np.ndarray, spec: Spec = Spec(), name: str = "tensor") -
     if array.size == 0:
         raise SpecError(f"tensor '{name}': is empty")
     return encode_batches(name, [array_ref(array, name)], spec, Progress(), DEFAULT_CHUNK_BYTES)
-
-

@@ -41,14 +41,14 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from qcalc.ops.encode import PathLike, encode_tensor, gather, tensor_spec
 from qcalc.core.dtypes import FLOAT64, short_dtype
-from qcalc.core.layout import channel_slice
-from qcalc.core.stats import NonFiniteCount, finite_minmax
-from qcalc.errors import FilterError, NonFiniteError
-from qcalc.core.tensor import DEFAULT_CHUNK_BYTES, Progress, TensorRef
 from qcalc.core.encoding import Encoding, Metrics
+from qcalc.core.layout import channel_slice
 from qcalc.core.spec import Spec
+from qcalc.core.stats import NonFiniteCount, finite_minmax
+from qcalc.core.tensor import DEFAULT_CHUNK_BYTES, Progress, TensorRef
+from qcalc.errors import FilterError, NonFiniteError
+from qcalc.ops.encode import PathLike, encode_tensor, gather, tensor_spec
 
 GUTTER = 9  # left of the plot: 7-character labels, a space, the axis character
 MIN_WIDTH = 40
@@ -156,7 +156,7 @@ class HistView:
 
     @property
     def title(self) -> str:
-        """"t, f32 8×8" and, with --channel, ", channel K of C along axis A"."""
+        """ "t, f32 8×8" and, with --channel, ", channel K of C along axis A"."""
         shape = "×".join(map(str, self.shape)) or "scalar"
         title = f"{self.tensor}, {short_dtype(self.encoding.dtype)} {shape}"
         if self.channel is not None:

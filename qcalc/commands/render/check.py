@@ -6,9 +6,15 @@ import textwrap
 from typing import Any, Sequence, TextIO
 
 from qcalc.commands.render.text import (
-    NAME_MIN, cells_width, metric_cells, print_table, shorten_names, strict_json, table_width,
+    NAME_MIN,
+    cells_width,
+    metric_cells,
+    print_table,
+    shorten_names,
+    strict_json,
+    table_width,
     write_records,
-)  # fmt: skip
+)
 
 HEADERS = ("tensor", "sqnr", "worst", "max err", "clip", "failures")
 

@@ -7,6 +7,7 @@ from typing import Any, TextIO
 
 from qcalc.commands.render.text import cells_width, exact_float, num, print_table, table_width
 
+
 def diff_record(result: Any, a: str, b: str) -> dict[str, Any]:
     """A DiffResult as a JSON-ready dict: verdict, tolerances, and every difference found."""
     return {
@@ -69,5 +70,3 @@ def render_diff(result: Any, a: str, b: str, fmt: str, out: TextIO) -> None:
     tensors = len({row[0] for row in rows})
     verb = "tensor differs" if tensors == 1 else "tensors differ"
     out.write(f"{tensors} {verb} beyond {tolerance}\n")
-
-

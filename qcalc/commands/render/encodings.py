@@ -11,10 +11,21 @@ from typing import Any, Sequence, TextIO
 import numpy as np
 
 from qcalc.commands.render.text import (
+    METRIC_HEADERS,
+    NAME_MIN,
     NONFINITE_NAMES,
-    METRIC_HEADERS, NAME_MIN, cells_width, csv_cell, exact_float, metric_cells, num,
-    print_table, shorten_names, spread, strict_json, table_width, write_records,
-)  # fmt: skip
+    cells_width,
+    csv_cell,
+    exact_float,
+    metric_cells,
+    num,
+    print_table,
+    shorten_names,
+    spread,
+    strict_json,
+    table_width,
+    write_records,
+)
 from qcalc.core.dtypes import short_dtype
 from qcalc.core.encoding import METRIC_FIELDS, Encoding
 
@@ -184,8 +195,10 @@ def table_title(encodings: Sequence[Encoding]) -> str:
     if not encodings:
         return ""
     spec = encodings[0].spec
-    kind = "strict symmetric" if spec.strict_symmetric else (
-        "symmetric" if spec.symmetric else "asymmetric"
+    kind = (
+        "strict symmetric"
+        if spec.strict_symmetric
+        else ("symmetric" if spec.symmetric else "asymmetric")
     )
     sign = "signed" if spec.is_signed else "unsigned"
     qmin, qmax = spec.int_range
@@ -271,4 +284,3 @@ def write_table(encodings: Sequence[Encoding], out: TextIO, width: int | None = 
         right=[k for k, i in enumerate(shown) if headers[i] in PER_CELL + tuple(METRIC_HEADERS)],
         title=textwrap.wrap(table_title(encodings), width),
     )
-

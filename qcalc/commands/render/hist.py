@@ -155,7 +155,9 @@ def lines(view: HistView) -> list[Any]:
         values += f" ({', '.join(nonfinite)} not drawn)"
     bin_width = (view.hi - view.lo) / n
     count_parts = [
-        "log scale: bar height ∝ log(1 + count)", f"{n} bins of {num(bin_width)}", values
+        "log scale: bar height ∝ log(1 + count)",
+        f"{n} bins of {num(bin_width)}",
+        values,
     ]
     drawn = view.drawn  # the integer level 0.0 maps to (-offset), or its spread over cells
     zero_level = spread(-np.asarray(drawn.offset, dtype=np.float64) + 0.0, integer=True)

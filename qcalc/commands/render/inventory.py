@@ -13,9 +13,18 @@ import os
 from typing import Any, Optional, Sequence, TextIO
 
 from qcalc.commands.render.text import (
-    NAME_MIN, cells_width, csv_cell, ellipsize_middle, exact_float, num, pack, print_table,
-    shorten_names, table_width, write_records,
-)  # fmt: skip
+    NAME_MIN,
+    cells_width,
+    csv_cell,
+    ellipsize_middle,
+    exact_float,
+    num,
+    pack,
+    print_table,
+    shorten_names,
+    table_width,
+    write_records,
+)
 from qcalc.core.dtypes import short_dtype
 from qcalc.ops.inventory import TensorInfo
 

@@ -190,7 +190,9 @@ def pack(parts: Sequence[str], room: int, sep: str = ", ") -> list[str]:
     return rows or [""]
 
 
-def cells_width(headers: Sequence[str], rows: Sequence[Sequence[str]], columns: Iterable[int]) -> int:
+def cells_width(
+    headers: Sequence[str], rows: Sequence[Sequence[str]], columns: Iterable[int]
+) -> int:
     """Width of `columns` (header or longest cell each) and the two-space gap after each."""
     return sum(max([len(headers[i]), *(len(row[i]) for row in rows)]) + 2 for i in columns)
 
@@ -206,8 +208,9 @@ def print_table(
     title: Sequence[str] = (),
 ) -> None:
     """Every command's table: `title` lines (italic on a terminal), then `rows` under
-    `headers` (none: the title alone) without a box, columns two spaces apart, at most `width` wide; the columns in
-    `right` are right-justified and only those in `wrap` may wrap. No line ends in blanks."""
+    `headers` (none: the title alone) without a box, columns two spaces apart, at most
+    `width` wide; the columns in `right` are right-justified and only those in `wrap` may
+    wrap. No line ends in blanks."""
     from rich.console import Console
     from rich.table import Table
 

@@ -12,8 +12,8 @@ from typing import Any, Mapping, Optional, Sequence
 import numpy as np
 
 from qcalc.core.choices import VERSIONS, Kind
-from qcalc.errors import FormatError
 from qcalc.core.encoding import Encoding
+from qcalc.errors import FormatError
 
 LEGACY_VERSIONS = ("0.6.1", "1.0.0")  # param/activation sections; unsigned-convention offsets
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1

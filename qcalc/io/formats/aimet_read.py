@@ -44,8 +44,9 @@ from typing import Any, NoReturn, Optional, Union
 
 import numpy as np
 
-from qcalc.errors import ReadError, os_errors
-from qcalc.core.spec import MAX_BITWIDTH, MIN_BITWIDTH, centre_offset, integer_range
+from qcalc.core.encoding import Encoding
+from qcalc.core.spec import MAX_BITWIDTH, MIN_BITWIDTH, Spec, centre_offset, integer_range
+from qcalc.errors import ReadError
 from qcalc.io.formats.aimet import (
     LEGACY_VERSIONS,
     VERSIONS,
@@ -56,8 +57,7 @@ from qcalc.io.formats.aimet import (
     check_version,
     decompressed_bitwidth_of,
 )
-from qcalc.core.encoding import Encoding
-from qcalc.core.spec import Spec
+from qcalc.io.text import read_utf8
 
 PathLike = Union[str, "os.PathLike[str]"]
 _INT_DTYPE = re.compile(r"(u?)int(\d+)")
@@ -70,14 +70,8 @@ def read(path: PathLike, version: Optional[str] = None) -> EncodingFile:
 
     >>> read("model.encodings").params[0].scale  # doctest: +SKIP
     """
-    source = os.fspath(path)
-    with os_errors(source, ReadError, "cannot read"), open(path, "rb") as f:
-        raw = f.read()
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise FormatError(f"{source}: not UTF-8 text (byte {e.start})") from None
-    return loads(text, version, source=source)
+    text = read_utf8(path, ReadError, FormatError)
+    return loads(text, version, source=os.fspath(path))
 
 
 def loads(text: str, version: Optional[str] = None, *, source: str = "<string>") -> EncodingFile:

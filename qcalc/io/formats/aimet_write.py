@@ -23,6 +23,9 @@ from typing import Any, Union
 
 import numpy as np
 
+from qcalc.core.encoding import Encoding
+from qcalc.core.spec import Spec
+from qcalc.errors import WriteError, os_errors
 from qcalc.io.formats.aimet import (
     INT32_MAX,
     INT32_MIN,
@@ -36,9 +39,6 @@ from qcalc.io.formats.aimet import (
     is_blockwise,
     output_dtype,
 )
-from qcalc.core.encoding import Encoding
-from qcalc.errors import WriteError, os_errors
-from qcalc.core.spec import Spec
 
 PathLike = Union[str, "os.PathLike[str]"]
 INDENT = 4
@@ -367,8 +367,10 @@ def _check_writable(enc: Encoding, role: Kind, version: str) -> None:
 def _check_blocks_writable(enc: Encoding, version: str) -> None:
     """What a version's files cannot carry of a per-block or LPBQ encoding."""
     if version == "0.6.1":
-        fields = "'block_size'" if enc.granularity == "per-block" else (
-            "'block_size' or 'per_block_int_scale'"
+        fields = (
+            "'block_size'"
+            if enc.granularity == "per-block"
+            else ("'block_size' or 'per_block_int_scale'")
         )
         raise FormatError(
             f"tensor '{enc.name}': version 0.6.1 cannot carry the {_kind(enc)} encoding "

@@ -32,6 +32,7 @@ from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 
+from qcalc.core.encoding import Encoding
 from qcalc.core.spec import centre_offset
 from qcalc.io.formats.aimet import (
     LEGACY_VERSIONS,
@@ -40,7 +41,6 @@ from qcalc.io.formats.aimet import (
     decompressed_bitwidth_of,
     is_blockwise,
 )
-from qcalc.core.encoding import Encoding
 
 Side = Union[EncodingFile, Sequence[Encoding]]
 

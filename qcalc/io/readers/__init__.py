@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 import stat
 
+from qcalc.core.tensor import Skipped, TensorRef
 from qcalc.errors import ReadError, os_errors
 from qcalc.io.readers._common import kind_of
-from qcalc.core.tensor import Skipped, TensorRef
 from qcalc.io.readers.directory import read_directory
 from qcalc.io.readers.npy import read_npy
 from qcalc.io.readers.npz import read_npz

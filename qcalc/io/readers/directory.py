@@ -14,9 +14,9 @@ from __future__ import annotations
 import os
 from typing import Iterator, NamedTuple
 
+from qcalc.core.tensor import Skipped, TensorRef
 from qcalc.errors import ReadError, os_errors
 from qcalc.io.readers._common import kind_of
-from qcalc.core.tensor import Skipped, TensorRef
 from qcalc.io.readers.npy import read_npy
 from qcalc.io.readers.npz import read_npz
 from qcalc.io.readers.safetensors import read_safetensors

@@ -10,9 +10,9 @@ from typing import BinaryIO, Callable, NamedTuple
 import numpy as np
 from numpy.lib import format as npformat
 
+from qcalc.core.tensor import Skipped, TensorRef
 from qcalc.errors import ReadError, one_line, os_errors
 from qcalc.io.readers._common import skip_reason
-from qcalc.core.tensor import Skipped, TensorRef
 
 
 class NpyHeader(NamedTuple):

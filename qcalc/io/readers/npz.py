@@ -13,9 +13,8 @@ import zlib
 
 import numpy as np
 
-from qcalc.errors import ReadError, one_line, os_errors
-
 from qcalc.core.tensor import Skipped, TensorRef
+from qcalc.errors import ReadError, one_line, os_errors
 from qcalc.io.readers.npy import make_ref, read_npy_header
 
 # What zipfile raises for a damaged or unsupported archive (NotImplementedError: compression).

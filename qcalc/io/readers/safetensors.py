@@ -15,9 +15,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from qcalc.errors import ReadError, one_line, os_errors
-
 from qcalc.core.tensor import Skipped, TensorRef
+from qcalc.errors import ReadError, one_line, os_errors
 
 # The reference implementation's limit on the JSON header.
 MAX_HEADER_BYTES = 100_000_000

@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 import os
 
-from qcalc.errors import ReadError, one_line, os_errors
-
 from qcalc.core.tensor import Skipped, TensorRef
+from qcalc.errors import ReadError, one_line, os_errors
 from qcalc.io.readers.safetensors import read_safetensors
 
 
