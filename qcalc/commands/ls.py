@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Literal
 
-import typer
-
-from qcalc.commands.options import Exclude, Include, Inputs, user_errors
+from qcalc.commands.options import Exclude, FormatOption, Include, Inputs, user_errors
 
 HELP = """\
 List every tensor with its dtype, shape, size, file and statistics: elements, bytes, the \
@@ -29,10 +26,7 @@ def ls(
     inputs: Inputs,
     include: Include = None,
     exclude: Exclude = None,
-    output_format: Annotated[
-        Literal["table", "json", "jsonl", "csv"],
-        typer.Option("--format", "-f", help="Output format on stdout."),
-    ] = "table",
+    output_format: FormatOption = "table",
 ) -> None:
     from qcalc.commands.progress import TerminalProgress
     from qcalc.commands.render.inventory import render_inventory

@@ -20,6 +20,7 @@ from qcalc.core.spec import Spec
 from qcalc.errors import QcalcError
 
 Format = Literal["table", "json", "jsonl", "csv"]
+FormatOption = Annotated[Format, typer.Option("--format", "-f", help="Output format on stdout.")]
 
 # The quantization options: one per Spec field, named as the field, with the field's type
 # and default; here only their flags and help. A new Spec field needs one line here.

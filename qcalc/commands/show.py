@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 import typer
 
 from qcalc.commands.options import (
     EncodingsFile,
+    FormatOption,
     ReadVersion,
     note,
     refuse_overwriting_inputs,
@@ -29,10 +30,7 @@ Examples:
 
 def show(
     encodings: EncodingsFile,
-    output_format: Annotated[
-        Literal["table", "json", "jsonl", "csv"],
-        typer.Option("--format", "-f", help="Output format on stdout."),
-    ] = "table",
+    output_format: FormatOption = "table",
     encoding_version: ReadVersion = None,
 ) -> None:
     from qcalc.commands.render.encodings import render_encodings

@@ -233,7 +233,7 @@ def table_title(encodings: Sequence[Encoding]) -> str:
     return ", ".join(parts)
 
 
-def table_columns(
+def columns_to_show(
     rows: Sequence[Sequence[str]],
     width: int,
     headers: Sequence[str] = HEADERS,
@@ -274,7 +274,7 @@ def write_table(encodings: Sequence[Encoding], out: TextIO, width: int | None = 
     if len({_grid_key(enc.spec) for enc in encodings}) > 1:  # a recipe: say which grid
         headers.insert(4, "grid")
         rows = [row[:4] + [grid_label(enc.spec)] + row[4:] for row, enc in zip(rows, encodings)]
-    shown, name_width = table_columns(rows, width, headers)
+    shown, name_width = columns_to_show(rows, width, headers)
     names = shorten_names([row[0] for row in rows], name_width)
     print_table(
         out,

@@ -159,7 +159,7 @@ def table_title(infos: Sequence[TensorInfo], where: str = "") -> list[str]:
     return [part for part in parts if part]
 
 
-def table_columns(rows: Sequence[Sequence[str]], width: int) -> tuple[list[int], int, int]:
+def columns_and_widths(rows: Sequence[Sequence[str]], width: int) -> tuple[list[int], int, int]:
     """Indices of the columns to show, and the widths left for tensor names and file labels.
 
     Columns the title already states are left out: dtype when there is one, nan / inf when
@@ -206,7 +206,7 @@ def write_table(infos: Sequence[TensorInfo], out: TextIO, width: Optional[int] =
         print_table(out, (), [], width, title=title)
         return
     rows = table_rows(infos, labels)
-    shown, name_width, file_width = table_columns(rows, width)
+    shown, name_width, file_width = columns_and_widths(rows, width)
     names = shorten_names([row[0] for row in rows], name_width)
     cells = [
         [name, *(ellipsize_middle(row[i], file_width) if i == 10 else row[i] for i in shown[1:])]
