@@ -1,4 +1,4 @@
-"""Helpers shared by the test modules."""
+"""Helpers shared by the test modules (golden-data helpers are in golden_cases.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,10 @@ import numpy as np
 from qcalc.commands.render.encodings import render_encodings
 from qcalc.core import histogram
 from qcalc.core.encoding import Encoding
+from qcalc.core.spec import Spec
 from qcalc.core.stats import finite_minmax
+from qcalc.io.formats import EncodingFile
+from qcalc.ops.encode import encode_array
 
 
 def rendered(encodings: Sequence[Encoding], fmt: str) -> str:
@@ -36,3 +39,67 @@ def observe(
         previous, stats.min.ravel(), stats.max.ravel(), bins, dtype, growth_limit
     )
     return histogram.finish(binning, histogram.count(cells, binning))
+
+
+def assert_one_error_line(result, exact: str | None = None, *phrases: str) -> str:
+    """A CLI usage error: exit code 2, nothing on stdout, no traceback, and one stderr line
+    starting "qcalc: error: " (equal to `exact` when given, holding every phrase); the line."""
+    assert result.exit_code == 2, result.output
+    assert result.stdout == ""
+    assert "Traceback" not in result.output and "Traceback" not in result.stderr
+    assert isinstance(result.exception, SystemExit)
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    line = lines[0]
+    assert line.startswith("qcalc: error: ")
+    if exact is not None:
+        assert line == exact
+    for phrase in phrases:
+        assert phrase in line, (phrase, line)
+    return line
+
+
+def sample_file() -> EncodingFile:
+    """Computed encodings: per-channel and per-tensor parameters, per-tensor activations and one
+    per-channel activation (axis 1 of an NCHW tensor)."""
+    rng = np.random.default_rng(3)
+    conv = rng.normal(size=(4, 3, 3, 3)).astype(np.float32)
+    linear = rng.normal(size=(5, 8)).astype(np.float32)
+    bias = rng.normal(size=(5,)).astype(np.float32)
+    act = (rng.normal(size=(2, 6, 4, 4)) + 0.5).astype(np.float32)
+    weights = Spec(symmetric=True, per_channel=True)
+    weights4 = Spec(bitwidth=4, symmetric=True, per_channel=True, axis=1)
+    acts = Spec(bitwidth=16)
+    return EncodingFile(
+        params=[
+            encode_array(conv, weights, "0.weight"),
+            encode_array(linear, weights4, "2.weight"),
+            encode_array(bias, Spec(symmetric=False), "2.bias"),
+        ],
+        activations=[
+            encode_array(rng.normal(size=(2, 3, 8, 8)).astype(np.float32), acts, "input"),
+            encode_array(np.maximum(act, 0), acts, "/relu/Relu_output_0"),
+            encode_array(act, Spec(per_channel=True, axis=1), "/conv/Conv_output_0"),
+        ],
+    )  # fmt: skip
+
+
+def entries(doc: dict) -> dict[str, tuple[str | None, object]]:
+    """name -> (section, entry without its name) of any version's encodings file, in file
+    order. The section is 'activation' / 'param' for 0.6.1 / 1.0.0 and None for 2.x."""
+    version = doc["version"]
+    found: dict[str, tuple[str | None, object]] = {}
+    if version == "0.6.1":
+        for section in ("activation", "param"):
+            for name, cells in doc[f"{section}_encodings"].items():
+                found[name] = (section, cells)
+    elif version == "1.0.0":
+        for section in ("activation", "param"):
+            for entry in doc[f"{section}_encodings"]:
+                rest = dict(entry)
+                found[rest.pop("name")] = (section, rest)
+    else:
+        for entry in doc["encodings"]:
+            rest = dict(entry)
+            found[rest.pop("name")] = (None, rest)
+    return found

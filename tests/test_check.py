@@ -16,7 +16,8 @@ from safetensors.numpy import save_file
 from typer.testing import CliRunner
 
 from qcalc.cli import app
-from test_cli import assert_one_error_line
+from helpers import assert_one_error_line
+from qcalc.core.choices import VERSIONS
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "sample_tensors" / "model_f32.safetensors"
@@ -163,7 +164,6 @@ def test_every_tensor_is_checked_per_channel():
     assert conv["worst_sqnr_db"] <= conv["sqnr_db"]
 
 
-VERSIONS = ("0.6.1", "1.0.0", "2.0.0", "2.1.0")
 LAYOUTS = {
     "per-tensor": [],
     "per-channel": ["--per-channel", "--symmetric"],

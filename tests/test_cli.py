@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 
 import qcalc
 from golden_cases import CASES, GOLDEN, as_float32, bits_equal
+from helpers import assert_one_error_line
 from qcalc import Spec, encode_array
 from qcalc.cli import app
 from qcalc.commands.encode import HELP as ENCODE_HELP
@@ -397,22 +398,6 @@ def test_json_numbers_are_exact_float32(tmp_path, flags):
 
 
 # --- errors --------------------------------------------------------------------------------
-
-
-def assert_one_error_line(result, exact: str | None = None, *phrases: str) -> str:
-    assert result.exit_code == 2, result.output
-    assert result.stdout == ""
-    assert "Traceback" not in result.output and "Traceback" not in result.stderr
-    assert isinstance(result.exception, SystemExit)
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    line = lines[0]
-    assert line.startswith("qcalc: error: ")
-    if exact is not None:
-        assert line == exact
-    for phrase in phrases:
-        assert phrase in line, (phrase, line)
-    return line
 
 
 @pytest.mark.parametrize("bits", ["0", "1", "33", "-4"])

@@ -23,14 +23,20 @@ from safetensors.numpy import save_file
 from typer.testing import CliRunner
 
 import qcalc
-from golden_cases import CASES, has_nonfinite, is_minmax_grid_case
+from golden_cases import (
+    CASES,
+    LEGACY,
+    cli_args,
+    expected_entry,
+    has_nonfinite,
+    is_minmax_grid_case,
+    link_batches,
+)
+from helpers import assert_one_error_line, entries
 from qcalc.cli import app
-from test_cli import assert_one_error_line
-from test_golden import cli_args, link_batches
+from qcalc.core.choices import VERSIONS
 
 REPO = Path(__file__).resolve().parent.parent
-VERSIONS = ("0.6.1", "1.0.0", "2.0.0", "2.1.0")
-LEGACY = ("0.6.1", "1.0.0")
 LEGACY_KEYS = [
     "producer", "version", "activation_encodings", "param_encodings", "excluded_layers",
     "quantizer_args",
@@ -39,22 +45,6 @@ V2_KEYS = ["producer", "version", "encodings"]
 DIFF_KEYS = ["equal", "a", "b", "rtol", "atol", "only_in_a", "only_in_b", "settings", "deltas"]
 
 runner = CliRunner()
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _build_the_command_once():
-    """typer rebuilds the click command from the signatures on every CliRunner.invoke, which
-    is most of a small run's time; this file makes ~2500 runs, so build it once."""
-    import typer.testing
-
-    build = getattr(typer.testing, "_get_command", None)
-    if build is None:  # another typer: just slower
-        yield
-        return
-    command = build(app)
-    typer.testing._get_command = lambda a: command if a is app else build(a)
-    yield
-    typer.testing._get_command = build
 
 
 @pytest.fixture(autouse=True)
@@ -90,27 +80,6 @@ def wrote_note(out, params: int, activations: int, version: str) -> str:
         f"qcalc: note: wrote {params} parameter and {activations} activation encodings "
         f"to {out} (version {version})"
     )
-
-
-def entries(doc: dict) -> dict[str, tuple[str | None, object]]:
-    """name -> (section, entry without its name) of any version's file, in file order.
-    The section is 'activation' / 'param' for 0.6.1 / 1.0.0 and None for 2.x."""
-    version = doc["version"]
-    found: dict[str, tuple[str | None, object]] = {}
-    if version == "0.6.1":
-        for section in ("activation", "param"):
-            for name, cells in doc[f"{section}_encodings"].items():
-                found[name] = (section, cells)
-    elif version == "1.0.0":
-        for section in ("activation", "param"):
-            for entry in doc[f"{section}_encodings"]:
-                rest = dict(entry)
-                found[rest.pop("name")] = (section, rest)
-    else:
-        for entry in doc["encodings"]:
-            rest = dict(entry)
-            found[rest.pop("name")] = (None, rest)
-    return found
 
 
 def assert_layout(doc: dict, version: str) -> None:
@@ -149,29 +118,6 @@ def _has_nonfinite_number(value) -> bool:
     if isinstance(value, list):
         return any(_has_nonfinite_number(v) for v in value)
     return False
-
-
-def expected_entry(case: dict, version: str):
-    """AIMET's to_qnn_encoding_dict(version) with the documented export adjustments:
-    per-tensor grids built with shape (1,) are written as QuantSim writes them (a 0-d grid:
-    PER_TENSOR in 1.0.0), and 2.x parameter entries carry the positive axis."""
-    expected = copy.deepcopy(case["expected"][f"json_{version}"])
-    if "error" in expected:
-        return expected
-    config = case["config"]
-    if config["granularity"] == "per-tensor" and config["encoding_shape"] == [1]:
-        if version == "1.0.0":
-            assert expected["enc_type"] == "PER_CHANNEL"  # AIMET on shape (1,)
-            expected["enc_type"] = "PER_TENSOR"
-    elif config["granularity"] == "per-tensor":
-        assert config["encoding_shape"] == []
-        if version == "1.0.0":
-            assert expected["enc_type"] == "PER_TENSOR"
-    elif version not in LEGACY:
-        assert expected["axis"] < 0  # counted from the end of the encoding shape
-        expected["axis"] %= len(config["encoding_shape"])
-        assert expected["axis"] == config["axis"]
-    return expected
 
 
 def golden_args(case: dict, tmp_path: Path) -> list[str]:
@@ -282,7 +228,7 @@ def by_name(records: list[dict]) -> dict[str, dict]:
     return named
 
 
-# --- requirement 1: encode -o / --activations / --encoding-version -------------------------
+# --- encode -o / --activations / --encoding-version ---------------------------------------
 
 
 @pytest.mark.parametrize("version", VERSIONS)
@@ -409,7 +355,7 @@ def test_unknown_encoding_version_is_a_usage_error(model, tmp_path, bad):
     assert not out.exists()
 
 
-# --- requirement 3: round trips through convert, and show -----------------------------------
+# --- round trips through convert, and show ------------------------------------------------
 
 # Each config says which documented losses its files are subject to:
 #   strict        strict grids: no 'bw' in 0.6.1 / 1.0.0, so `encode` cannot start there; a
@@ -612,7 +558,7 @@ def test_show_every_format(model, acts, tmp_path, version):
     assert table.stderr == ""
 
 
-# --- requirement 4: convert ----------------------------------------------------------------
+# --- convert ------------------------------------------------------------------------------
 
 
 @pytest.fixture
@@ -719,7 +665,7 @@ def test_convert_failure_leaves_an_existing_output_alone(e1, tmp_path):
     assert load(out)["version"] == "0.6.1"
 
 
-# --- requirement 5: diff ---------------------------------------------------------------------
+# --- diff ---------------------------------------------------------------------------------
 
 
 def equal_line(a, b, rtol="0", atol="0") -> str:
@@ -956,7 +902,7 @@ def test_ci_walk_through(tmp_path, monkeypatch):
     assert "differ beyond rtol 0, atol 0" in result.stdout.splitlines()[-1]
 
 
-# --- requirement 6: atomic writes and inputs ---------------------------------------------
+# --- atomic writes and inputs -------------------------------------------------------------
 
 
 @pytest.fixture
@@ -1134,7 +1080,7 @@ def test_o_replaces_an_existing_file_and_keeps_its_mode(x_npy, tmp_path):
     assert listing(tmp_path) == ["e.json", "x.npy"]
 
 
-# --- requirement 7: show on malformed files ----------------------------------------------
+# --- show on malformed files --------------------------------------------------------------
 
 
 def _good_doc(model, acts, tmp_path, version: str) -> dict:
@@ -1243,7 +1189,7 @@ def test_show_an_empty_file_of_each_version(tmp_path):
         assert strict_json(ok("show", path, "-f", "json").stdout) == []
 
 
-# --- requirement 8: help -------------------------------------------------------------------
+# --- help ---------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(

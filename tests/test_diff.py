@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from qcalc import Spec, encode_array
-from golden_cases import CASES
+from golden_cases import BLOCK_CASES, CASES, FINITE_CASES, golden_encoding, golden_file
+from helpers import sample_file
 from qcalc.io.formats import VERSIONS, EncodingFile, FormatError, convert, diff, from_dict
-from test_formats import BLOCK_CASES, FINITE_CASES, golden_encoding, golden_file, sample_file
 
 
 def scaled(enc, factor, channel=None):

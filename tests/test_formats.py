@@ -8,14 +8,24 @@ import csv
 import dataclasses
 import io
 import json
-import math
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from golden_cases import CASES, as_float32, bits_equal
+from golden_cases import (
+    BLOCK_CASES,
+    CASES,
+    FINITE_CASES,
+    GRID_CASES,
+    LEGACY,
+    bits_equal,
+    golden_encoding,
+    golden_file,
+    is_finite_case,
+)
+from helpers import sample_file
 from qcalc import Spec, encode_array
 from qcalc.core import grid
 from qcalc.core.spec import integer_range
@@ -37,74 +47,10 @@ from qcalc.io.formats import (
 )
 from qcalc.core.encoding import Encoding
 
-LEGACY = ("0.6.1", "1.0.0")
 MODERN = ("2.0.0", "2.1.0")
-BLOCKWISE = ("per-block", "lpbq")
 
 
 # --- golden encodings --------------------------------------------------------------------
-
-
-def golden_encoding(case: dict, name: str | None = None) -> Encoding:
-    """The case's AIMET encoding (expected scale / offset / min / max, grid shape, spec; for
-    per-block and LPBQ grids the block settings, LPBQ's per-channel scale shaped (C, 1) and
-    integer multipliers shaped like the grid)."""
-    config, expected = case["config"], case["expected"]
-    shape = tuple(config["encoding_shape"])
-    cells = lambda key: as_float32(expected[key]).reshape(shape)  # noqa: E731
-    blocks: dict = {}
-    if config["granularity"] in BLOCKWISE:
-        block_axis = config["block_axis"] % len(shape)
-        blocks = {"block_size": config["block_size"], "block_axis": block_axis}
-    if config["granularity"] == "lpbq":
-        channel_shape = tuple(1 if i == blocks["block_axis"] else n for i, n in enumerate(shape))
-        blocks.update(
-            per_channel_scale=as_float32(expected["per_channel_scale"]).reshape(channel_shape),
-            per_block_int_scale=cells("per_block_int_scale"),
-            decompressed_bitwidth=config["decompressed_bitwidth"],
-        )
-    spec = Spec(
-        bitwidth=config["bitwidth"],
-        symmetric=config["symmetric"],
-        signed=config["signed"],
-        strict_symmetric=config["strict"],
-        per_channel=config["granularity"] != "per-tensor",
-        axis=config["axis"] or 0,
-        block_size=blocks.get("block_size"),
-        block_axis=blocks.get("block_axis", -1),
-        lpbq=config["granularity"] == "lpbq",
-        decompressed_bitwidth=config.get("decompressed_bitwidth") or 8,
-    )
-    return Encoding(
-        name=name or case["id"],
-        source=case["id"],
-        dtype=case["tensor_dtype"],
-        shape=tuple(case["input_shape"]),
-        spec=spec,
-        granularity=config["granularity"],
-        axis=config["axis"],
-        qmin=expected["qmin"],
-        qmax=expected["qmax"],
-        scale=cells("scale"),
-        offset=cells("offset"),
-        min=cells("min"),
-        max=cells("max"),
-        raw_min=cells("raw_min"),
-        raw_max=cells("raw_max"),
-        **blocks,
-    )
-
-
-def is_grid_case(case: dict) -> bool:
-    """Per-tensor / per-channel, any analyzer: the JSON depends only on the final encoding."""
-    return case["config"]["granularity"] in ("per-tensor", "per-channel")
-
-
-def is_finite_case(case: dict) -> bool:
-    expected = case["expected"]
-    return all(
-        math.isfinite(float(v)) for key in ("scale", "offset", "min", "max") for v in expected[key]
-    )
 
 
 def entry_params():
@@ -131,8 +77,6 @@ def test_entry_equals_aimet(case, version):
         assert as_json(encoding_entry(enc, version)) == as_json(expected)
 
 
-GRID_CASES = [c for c in CASES if is_grid_case(c)]
-FINITE_CASES = [c for c in GRID_CASES if is_finite_case(c)]
 STRICT_CASES = [c for c in GRID_CASES if c["config"]["strict"]]
 
 
@@ -216,31 +160,6 @@ def test_int32_overflow_is_refused():
 
 
 # --- whole files --------------------------------------------------------------------------
-
-
-def sample_file() -> EncodingFile:
-    """Computed encodings: per-channel and per-tensor parameters, per-tensor activations and one
-    per-channel activation (axis 1 of an NCHW tensor)."""
-    rng = np.random.default_rng(3)
-    conv = rng.normal(size=(4, 3, 3, 3)).astype(np.float32)
-    linear = rng.normal(size=(5, 8)).astype(np.float32)
-    bias = rng.normal(size=(5,)).astype(np.float32)
-    act = (rng.normal(size=(2, 6, 4, 4)) + 0.5).astype(np.float32)
-    weights = Spec(symmetric=True, per_channel=True)
-    weights4 = Spec(bitwidth=4, symmetric=True, per_channel=True, axis=1)
-    acts = Spec(bitwidth=16)
-    return EncodingFile(
-        params=[
-            encode_array(conv, weights, "0.weight"),
-            encode_array(linear, weights4, "2.weight"),
-            encode_array(bias, Spec(symmetric=False), "2.bias"),
-        ],
-        activations=[
-            encode_array(rng.normal(size=(2, 3, 8, 8)).astype(np.float32), acts, "input"),
-            encode_array(np.maximum(act, 0), acts, "/relu/Relu_output_0"),
-            encode_array(act, Spec(per_channel=True, axis=1), "/conv/Conv_output_0"),
-        ],
-    )  # fmt: skip
 
 
 def test_file_layout_1_0_0():
@@ -329,17 +248,6 @@ def test_unknown_version_is_refused():
 
 
 # --- round trips -------------------------------------------------------------------------
-
-
-def golden_file(version: str) -> EncodingFile:
-    """Every finite golden encoding a version can hold: per-channel ones as parameters,
-    per-tensor ones as activations (names are the case ids)."""
-    cases = [c for c in FINITE_CASES if not (version in LEGACY and c["config"]["strict"])]
-    encs = [golden_encoding(c) for c in cases]
-    return EncodingFile(
-        params=[e for e in encs if e.granularity == "per-channel"],
-        activations=[e for e in encs if e.granularity == "per-tensor"],
-    )
 
 
 @pytest.mark.parametrize("version", VERSIONS)
@@ -545,7 +453,6 @@ def test_reads_aimet_entries(version):
 
 # --- per-block and LPBQ ------------------------------------------------------------------
 
-BLOCK_CASES = [c for c in CASES if c["config"]["granularity"] in BLOCKWISE]
 LPBQ_CASES = [c for c in BLOCK_CASES if c["config"]["granularity"] == "lpbq"]
 BLOCK_VERSIONS = ("1.0.0", "2.0.0", "2.1.0")  # the versions whose files hold blocks
 

@@ -619,11 +619,27 @@ def test_shipped_recipes_exist():
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
 def test_shipped_recipe_loads_and_every_typical_name_gets_a_valid_spec(path):
     r = Recipe.load(path)
-    for base in (Spec(), Spec(symmetric=True, strict_symmetric=True), Spec(lpbq=False)):
+    # the last base sets fields that no rule sets (run-wide ones and the analyzer's)
+    run_wide = Spec(analyzer="percentile", percentile=99.9, num_bins=512,
+                    compute_dtype="input", nonfinite="ignore", symmetric_offset="zero")  # fmt: skip
+    for base in (Spec(), Spec(symmetric=True, strict_symmetric=True), Spec(lpbq=False), run_wide):
         for name in LLM_PARAMS + CNN_PARAMS:
-            r.spec_for(name, "param", base)
+            assert_layered(r, name, "param", base, r.spec_for(name, "param", base))
         for name in ACTIVATIONS:
-            r.spec_for(name, "activation", base)
+            assert_layered(r, name, "activation", base, r.spec_for(name, "activation", base))
+
+
+def assert_layered(r: Recipe, name: str, kind: str, base: Spec, spec: Spec | None) -> None:
+    """`spec` is None exactly when the rules skip the tensor; otherwise each field is the
+    setting of the last matching rule that sets it, or the base's when no matching rule does."""
+    assert (spec is None) == r.skips(name, kind), (name, kind)
+    if spec is None:
+        return
+    wanted = {field.name: getattr(base, field.name) for field in dataclasses.fields(Spec)}
+    for rule in r.matching(name, kind):  # file order: later rules override earlier ones
+        wanted.update(rule.settings)
+    got = {field: getattr(spec, field) for field in wanted}
+    assert got == wanted, (name, kind)
 
 
 LLM_PARAMS = [
@@ -636,7 +652,7 @@ LLM_PARAMS = [
     "model.norm.weight",
     "lm_head.weight",
 ]
-CNN_PARAMS = ["conv1.weight", "conv1.bias", "fc.weight", "fc.bias"]
+CNN_PARAMS = ["conv1.weight", "conv1.bias", "fc.weight", "fc.bias", "bn1.running_mean"]
 ACTIVATIONS = ["input", "conv1.out", "model.layers.0.input_layernorm"]
 
 W8_PER_CHANNEL = Spec(bitwidth=8, symmetric=True, signed=True, per_channel=True, axis=0)

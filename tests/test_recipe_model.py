@@ -21,9 +21,10 @@ import pytest
 from safetensors.numpy import save_file
 from typer.testing import CliRunner
 
-from golden_cases import CASES, GOLDEN, inputs_of
+from golden_cases import CASES, GOLDEN, LEGACY, expected_entry, inputs_of
+from helpers import entries
 from qcalc.cli import app
-from test_cli_encodings import LEGACY, VERSIONS, entries, expected_entry
+from qcalc.core.choices import VERSIONS
 
 REPO = Path(__file__).resolve().parent.parent
 RECIPE = REPO / "recipes" / "aimet-default-per-channel.toml"

@@ -1,5 +1,6 @@
-"""Rendering: the table for people (80 columns, middle ellipsis, per-channel summaries), exact
-and strict machine formats, and the progress bar that only a terminal ever sees."""
+"""qcalc.commands.render.encodings and render.text (and commands.progress): the table for
+people (80 columns, middle ellipsis, per-channel summaries), exact and strict machine formats,
+and the progress bar that only a terminal ever sees."""
 
 from __future__ import annotations
 

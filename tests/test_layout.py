@@ -1,4 +1,6 @@
-"""Invariants across granularities, analyzers, batches and chunking (issue 4's properties)."""
+"""qcalc.core.layout: per-tensor, per-channel, per-block and LPBQ grids (the layout of a
+tensor's cells, its validation errors) and their invariants across analyzers, batches and
+chunking."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""The library API: chunking, dtype widening, non-finite modes, batches, granularity, tensor
-selection, compute dtype and empty tensors.
+"""qcalc.ops.encode, the library API (compute_encodings, encode_array, select): chunking, dtype
+widening, non-finite modes, batches, granularity, tensor selection, compute dtype and empty
+tensors.
 
 Expected values come from invariants (chunked == one-shot == in-memory, merged batches ==
 concatenated data, ignore == finite values alone) or from the AIMET cases in tests/golden.

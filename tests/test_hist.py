@@ -1,6 +1,7 @@
-"""`qcalc hist`: streamed counts equal numpy's, the drawing puts every marker where its value
-falls, --channel draws the right slice with its own grid and error, errors exit 2 in one line,
-and nothing is wider than the terminal."""
+"""qcalc.ops.hist and qcalc.commands.render.hist (`qcalc hist`): streamed counts equal
+numpy's, the drawing puts every marker where its value falls, --channel draws the right slice
+with its own grid and error, errors exit 2 in one line, and nothing is wider than the
+terminal."""
 
 from __future__ import annotations
 
