@@ -23,6 +23,21 @@ def rendered(encodings: Sequence[Encoding], fmt: str) -> str:
     return out.getvalue()
 
 
+def bin_edges(mn: np.ndarray, mx: np.ndarray, dtype, bins: int) -> np.ndarray:
+    """(cells, bins + 1) float32 edges, as AIMET's ``_create_bin_edges(min, max)``: edge i is
+    ``float32(i) * step + lo`` from the histogram module's own start and step."""
+    lo, step = histogram._bin_start_step(np.asarray(mn), np.asarray(mx), np.dtype(dtype), bins)
+    index = np.arange(bins + 1, dtype=np.float32)[None, :]
+    return histogram._edge(lo[:, None], step[:, None], index)
+
+
+def plain_text(view) -> str:
+    """`qcalc hist`'s picture of `view` as plain text (no colour), a newline after each line."""
+    from qcalc.commands.render.hist import lines
+
+    return "".join(line.plain.rstrip() + "\n" for line in lines(view))
+
+
 def observe(
     previous: Optional[histogram.Histogram],
     cells: np.ndarray,

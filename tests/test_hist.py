@@ -15,7 +15,8 @@ from typer.testing import CliRunner
 
 from qcalc.ops.encode import encode_array
 from qcalc.cli import app
-from qcalc.commands.render.hist import BLOCKS, ROWS, lines, to_text
+from helpers import plain_text
+from qcalc.commands.render.hist import BLOCKS, ROWS, lines
 from qcalc.ops.hist import GUTTER, channel_ref, finite_range, hist, plot_columns, value_histogram
 from qcalc.core.encoding import Metrics
 from qcalc.core.tensor import TensorRef
@@ -141,7 +142,7 @@ def expected_column(value: float, lo: float, hi: float, n: int) -> int:
 
 
 def test_snapshot_at_80_columns(snap_file):
-    assert to_text(snap_view(snap_file)) == SNAPSHOT
+    assert plain_text(snap_view(snap_file)) == SNAPSHOT
 
 
 def test_snapshot_every_element_is_where_it_should_be(snap_file):

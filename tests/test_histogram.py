@@ -15,7 +15,7 @@ from qcalc.core import histogram as H
 F32 = np.float32
 HIST_ANALYZERS = ("percentile", "sqnr", "tf-enhanced")
 GRANULARITIES = ("per-tensor", "per-channel", "per-block")
-from helpers import observe
+from helpers import bin_edges, observe
 from qcalc.core.stats import finite_minmax
 
 
@@ -226,7 +226,7 @@ def test_count_is_additive_over_chunks(first, second, pieces, bins, growth, dtyp
             # AIMET fails too, only where a range collapses to one value: a constant cell
             # whose +-0.5 widening rounds away (bf16 130 -> [130, 130]) holding NaN / inf,
             # or a later batch after such a cell (its limits are [c, c], or NaN)
-            own = H.bin_edges(
+            own = bin_edges(
                 np.where(np.isfinite(mn), mn, 0), np.where(np.isfinite(mx), mx, 0), dtype, bins
             )
             collapsed = own[:, 0] == own[:, -1]
@@ -244,7 +244,7 @@ def test_count_is_additive_over_chunks(first, second, pieces, bins, growth, dtyp
             # bin edges collapse to one value (a subnormal range: the step underflows). There
             # torch.histc counts over [c - 1, c + 1] and AIMET adds the values above the last
             # edge again, so they count twice, as in AIMET.
-            edges = H.bin_edges(binning.min, binning.max, dtype, bins)
+            edges = bin_edges(binning.min, binning.max, dtype, bins)
             regular = edges[:, 0] != edges[:, -1]
             assert whole[regular].sum() == np.count_nonzero(~np.isnan(x[regular]))
         one, many = H.finish(binning, whole), H.finish(binning, summed)
@@ -277,7 +277,7 @@ def test_percentile_100_brackets_minmax(x, bins, n, symmetric):
     hist = observe(None, x, bins, np.float32)
     rmin, rmax = H.percentile_range(hist, 100.0, n, symmetric)
     mn, mx = _finite_min_max(x)
-    e = H.bin_edges(hist.min, hist.max, hist.dtype, hist.bins)
+    e = bin_edges(hist.min, hist.max, hist.dtype, hist.bins)
     assert np.all(e[:, 0] == np.where(mn == mx, mn - F32(0.5), mn))
     tol = 4 * np.finfo(F32).eps * np.maximum(np.abs(mn), np.abs(mx)) + 2 * n * 2.0**-23
     assert np.all(np.abs(e[:, -1] - np.where(mn == mx, mx + F32(0.5), mx)) <= tol)
@@ -309,7 +309,7 @@ def test_growth_limit_clamps(first_values, factor, growth, bins):
     with the data only up to those limits, and values beyond land in the end bins."""
     x = (np.array(first_values, dtype=F32) / F32(8))[None, :]
     hist = observe(None, x, bins, np.float32, growth)
-    e = H.bin_edges(hist.min, hist.max, hist.dtype, hist.bins)[0]
+    e = bin_edges(hist.min, hist.max, hist.dtype, hist.bins)[0]
     r = e[-1] - e[0]
     assert hist.left[0] == e[0] - r * F32(growth) / F32(2)
     assert hist.right[0] == e[-1] + r * F32(growth) / F32(2)

@@ -142,12 +142,6 @@ def _edge(lo: np.ndarray, step: np.ndarray, index) -> np.ndarray:
         return _f32(index).astype(F32) * step + lo
 
 
-def bin_edges(mn: np.ndarray, mx: np.ndarray, dtype, bins: int) -> np.ndarray:
-    """(cells, bins + 1) float32 edges, as AIMET's ``_create_bin_edges(min, max)``."""
-    lo, step = _bin_start_step(mn, mx, _check_dtype(dtype), bins)
-    return _edge(lo[:, None], step[:, None], np.arange(bins + 1, dtype=F32)[None, :])
-
-
 @dataclass(frozen=True)
 class Histogram:
     """AIMET's per-cell histogram statistics after one or more batches.

@@ -28,7 +28,7 @@ markers, the labels, and the legend.
   ``[`` and right of ``]`` are the clipped tails: ``×`` on the axis and red bars on colour
   terminals (the bracket columns themselves may hold some clipped values). Below the axis,
   the grid's min / max labels start at ``[`` / end at ``]``, and the data's at their columns.
-- **Colour** only on terminals (rich decides); `to_text` is the plain rendering.
+- **Colour** only on terminals (rich decides).
 """
 
 from __future__ import annotations
@@ -203,11 +203,6 @@ def _metric_parts(view: HistView) -> list[str]:
         f"clipped {clip}",
         f"grid used {'n/a' if m.grid_used_fraction is None else used}",
     ]
-
-
-def to_text(view: HistView) -> str:
-    """The view as plain text (no colour), one line per row, a newline at the end."""
-    return "".join(line.plain.rstrip() + "\n" for line in lines(view))
 
 
 def print_view(view: HistView, out) -> None:
