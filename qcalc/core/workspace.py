@@ -1,7 +1,7 @@
 """Work arrays reused chunk after chunk.
 
 Fresh multi-MB temporaries per chunk cost page faults that took longer than the arithmetic
-on them (see readers.base.DEFAULT_CHUNK_BYTES), so the hot loops (histogram counting, the
+on them (see qcalc.core.tensor.DEFAULT_CHUNK_BYTES), so the hot loops (histogram counting, the
 metrics pass) keep theirs in a dict that lives as long as one tensor or batch.
 """
 
