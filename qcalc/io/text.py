@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 from typing import Union
 
-from qcalc.errors import QcalcError, os_errors
+from qcalc.errors import QcalcError
+from qcalc.io.files import open_regular
 
 
 def read_utf8(
@@ -15,9 +16,9 @@ def read_utf8(
     doing: str = "cannot read",
     what: str = "",
 ) -> str:
-    """The text of the file at `path`. Unreadable: `read_error` "PATH: DOING: reason"; not
-    UTF-8: `text_error` "PATH: [WHAT: ]not UTF-8 text (byte N)"."""
-    with os_errors(path, read_error, doing), open(path, "rb") as file:
+    """The text of the regular file at `path`. Unreadable (or a FIFO, a device): `read_error`
+    "PATH: DOING: reason"; not UTF-8: `text_error` "PATH: [WHAT: ]not UTF-8 text (byte N)"."""
+    with open_regular(path, read_error, doing) as file:
         raw = file.read()
     try:
         return raw.decode("utf-8")
