@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from typing import Annotated
 
@@ -14,6 +15,7 @@ import typer  # noqa: E402
 
 from qcalc import __version__  # noqa: E402
 from qcalc.commands import check, diff, encode, hist, ls, show  # noqa: E402
+from qcalc.commands.options import Terminated, say  # noqa: E402
 
 HELP = """\
 Quantization encoding calculator: AIMET-exact min / max / scale / offset for tensors in
@@ -78,9 +80,21 @@ for command, help_text, name in (
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Run the command line. SIGTERM raises `Terminated` wherever the program is, so an
+    atomic write in progress removes its temporary file, as Ctrl-C does."""
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         app()
     except BrokenPipeError:  # `qcalc ... | head`: the reader left; not an error
         sys.stderr.close()
         sys.exit(0)
+    except KeyboardInterrupt:  # outside a command (while parsing): the same one line
+        say("interrupted")
+        sys.exit(130)
+    except Terminated:
+        say("terminated")
+        sys.exit(143)
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated

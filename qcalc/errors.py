@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from typing import Iterator
 
 
@@ -45,6 +46,20 @@ class HistogramError(QcalcError):
     """AIMET cannot build the histogram (torch.histc raises): a cell without any finite value,
     a range whose bin edges overflow float32, or NaN / inf in a cell whose range collapsed to
     one value."""
+
+
+# Characters that would move the cursor, change the terminal or break a line: C0 and C1
+# controls, DEL, and the invisible or direction-changing format characters.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069]")
+
+
+def printable(text: object) -> str:
+    """`text` with every control or direction-changing character escaped as Python writes it
+    (``\\n``, ``\\x1b``, ``\\u202e``): whatever a file names its tensors, a message stays one
+    line and cannot drive the terminal."""
+    return _UNPRINTABLE.sub(
+        lambda match: match.group().encode("unicode_escape").decode(), str(text)
+    )
 
 
 def one_line(text: object) -> str:

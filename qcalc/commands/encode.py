@@ -75,7 +75,8 @@ def encode(
 
     with user_errors():
         if output is not None:
-            refuse_overwriting_inputs(output, [*inputs, *picked["activations"]])
+            recipe = [] if picked["recipe"] is None else [Path(picked["recipe"].path)]
+            refuse_overwriting_inputs(output, [*inputs, *picked["activations"], *recipe])
         with TerminalProgress() as progress:
             result = compute_encodings(inputs, spec, **picked, metrics=metrics, progress=progress)
         report_skips(result)

@@ -17,7 +17,7 @@ import typer
 
 from qcalc.core.choices import Version
 from qcalc.core.spec import Spec
-from qcalc.errors import QcalcError
+from qcalc.errors import QcalcError, printable
 
 Format = Literal["table", "json", "jsonl", "csv"]
 FormatOption = Annotated[Format, typer.Option("--format", "-f", help="Output format on stdout.")]
@@ -182,29 +182,56 @@ ReadVersion = Annotated[
 ]
 
 
+INTERNAL_ERROR = 3  # exit code of a bug: an exception qcalc did not expect
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised where the program is so that open atomic writes clean up."""
+
+
 @contextlib.contextmanager
 def user_errors() -> Iterator[None]:
-    """Turn library errors into one line on stderr and their exit code; no traceback."""
+    """Turn library errors into one line on stderr and their exit code; no traceback. An
+    exception qcalc did not expect is a bug: one line, exit INTERNAL_ERROR (with
+    QCALC_DEBUG=1 it propagates, traceback and all)."""
     try:
         yield
     except QcalcError as error:
-        typer.echo(f"qcalc: error: {error}", err=True)
+        say(f"error: {error}")
         raise typer.Exit(error.exit_code) from None
     except KeyboardInterrupt:
-        typer.echo("qcalc: interrupted", err=True)
+        say("interrupted")
         raise typer.Exit(130) from None
+    except Terminated:
+        say("terminated")
+        raise typer.Exit(143) from None
     except BrokenPipeError:  # `qcalc ... | head`: the reader left; not an error
         with contextlib.suppress(OSError, ValueError):  # the final flush must not fail again
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         raise typer.Exit(0) from None
+    except (typer.Exit, typer.Abort):
+        raise
+    except Exception as error:
+        if os.environ.get("QCALC_DEBUG") == "1":
+            raise
+        say(
+            f"internal error: {type(error).__name__}: {error} (a bug in qcalc: please report "
+            "this line and the command to its issue tracker; QCALC_DEBUG=1 shows the traceback)"
+        )
+        raise typer.Exit(INTERNAL_ERROR) from None
+
+
+def say(message: str) -> None:
+    """One line on stderr, "qcalc: MESSAGE", control characters escaped."""
+    typer.echo(f"qcalc: {printable(message)}", err=True)
 
 
 def note(message: str) -> None:
-    typer.echo(f"qcalc: note: {message}", err=True)
+    say(f"note: {message}")
 
 
 def warn(message: str) -> None:
-    typer.echo(f"qcalc: warning: {message}", err=True)
+    say(f"warning: {message}")
 
 
 def load_recipe(path: Optional[Path]):

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from typing import IO, Iterator, Union
+
+from qcalc.errors import WriteError
+from qcalc.io.files import file_kind
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -26,6 +30,7 @@ def atomic_open(path: PathLike, mode: str = "w", encoding: str = "utf-8") -> Ite
     if mode not in ("w", "wb"):
         raise ValueError(f"atomic_open writes text ('w') or bytes ('wb'), not {mode!r}")
     path = os.fspath(path)
+    _check_target(path)
     directory = os.path.dirname(os.path.abspath(path))
     fd, temp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
     try:
@@ -46,6 +51,24 @@ def atomic_open(path: PathLike, mode: str = "w", encoding: str = "utf-8") -> Ite
         _remove(temp)
         raise
     _fsync_directory(directory)
+
+
+def _check_target(path: str) -> None:
+    """An existing `path` must be a regular file, not a symbolic link: the rename would
+    replace a device node, a FIFO or the link itself with a new regular file."""
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:  # missing (the common case), or unreachable: the write says why
+        return
+    if stat.S_ISLNK(mode):
+        raise WriteError(
+            f"{path}: cannot write: is a symbolic link, which would be replaced by a file "
+            "(write to the path it points to)"
+        )
+    if not stat.S_ISREG(mode):
+        raise WriteError(
+            f"{path}: cannot write: is {file_kind(mode)}, which would be replaced by a file"
+        )
 
 
 def write_atomic(path: PathLike, data: Union[str, bytes]) -> None:

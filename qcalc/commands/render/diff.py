@@ -6,6 +6,7 @@ import json
 from typing import Any, TextIO
 
 from qcalc.commands.render.text import cells_width, exact_float, num, print_table, table_width
+from qcalc.errors import printable
 
 
 def diff_record(result: Any, a: str, b: str) -> dict[str, Any]:
@@ -60,12 +61,12 @@ def render_diff(result: Any, a: str, b: str, fmt: str, out: TextIO) -> None:
     tolerance = f"rtol {result.rtol:g}, atol {result.atol:g}"
     rows = diff_rows(result)
     if not rows:
-        out.write(f"equal within {tolerance}: {a} and {b}\n")
+        out.write(printable(f"equal within {tolerance}: {a} and {b}") + "\n")
         return
     headers = ("tensor", "differs in", "A", "B", "|A - B|")
     # Names are never shortened here: a diff that does not name the tensor is useless in CI.
     width = max(table_width(out), cells_width(headers, rows, range(len(headers))) - 2)
-    out.write(f"A: {a}\nB: {b}\n")
+    out.write(f"A: {printable(a)}\nB: {printable(b)}\n")
     print_table(out, headers, rows, width, right=range(2, len(headers)))
     tensors = len({row[0] for row in rows})
     verb = "tensor differs" if tensors == 1 else "tensors differ"

@@ -40,6 +40,7 @@ import numpy as np
 
 from qcalc.commands.render.encodings import table_title
 from qcalc.commands.render.text import metric_cells, num, pack, spread
+from qcalc.errors import printable
 from qcalc.ops.hist import GUTTER, HistView, column_of
 
 ROWS = 10  # bar rows
@@ -109,7 +110,7 @@ def lines(view: HistView) -> list[Any]:
 
     width = view.width
     n = len(view.counts)
-    out = [Text(line, style="bold") for line in pack(view.title.split(", "), width)]
+    out = [Text(line, style="bold") for line in pack(printable(view.title).split(", "), width)]
     subtitle = table_title([view.encoding])
     out += [Text(line, style="italic") for line in pack(subtitle.split(", "), width)]
 

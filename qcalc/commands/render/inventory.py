@@ -26,6 +26,7 @@ from qcalc.commands.render.text import (
     write_records,
 )
 from qcalc.core.dtypes import short_dtype
+from qcalc.errors import printable
 from qcalc.ops.inventory import TensorInfo
 
 FIELDS = (
@@ -197,6 +198,10 @@ def columns_and_widths(rows: Sequence[Sequence[str]], width: int) -> tuple[list[
     return shown, max(len(HEADERS[0]), left - file_width), file_width
 
 
+def _file_cell(label: str, width: int) -> str:
+    return ellipsize_middle(printable(label), width)
+
+
 def write_table(infos: Sequence[TensorInfo], out: TextIO, width: Optional[int] = None) -> None:
     """A table for people, at most `width` columns wide (default: the terminal's width)."""
     width = width or table_width(out)
@@ -209,7 +214,7 @@ def write_table(infos: Sequence[TensorInfo], out: TextIO, width: Optional[int] =
     shown, name_width, file_width = columns_and_widths(rows, width)
     names = shorten_names([row[0] for row in rows], name_width)
     cells = [
-        [name, *(ellipsize_middle(row[i], file_width) if i == 10 else row[i] for i in shown[1:])]
+        [name, *(_file_cell(row[i], file_width) if i == 10 else row[i] for i in shown[1:])]
         for name, row in zip(names, rows)
     ]
     right = [k for k, i in enumerate(shown) if HEADERS[i] in NUMERIC]

@@ -12,6 +12,8 @@ from typing import Any, Iterable, Sequence, TextIO
 
 import numpy as np
 
+from qcalc.errors import printable
+
 NONFINITE_NAMES = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
 
 
@@ -110,7 +112,9 @@ def shorten_name(name: str, width: int) -> str:
 def shorten_names(names: Sequence[str], width: int) -> list[str]:
     """`shorten_name` for a table column, without making two names print alike where it
     can help it: names that abbreviation makes equal keep their last two components whole
-    and lose their middle instead, then (still equal) just lose their middle."""
+    and lose their middle instead, then (still equal) just lose their middle. Names are
+    made `printable` first, so what is shortened is what will be shown."""
+    names = [printable(name) for name in names]
     fallbacks = (
         lambda name: shorten_name(name, width),
         lambda name: ellipsize_middle(_abbreviate_all_but(name, 2), width),
@@ -210,7 +214,8 @@ def print_table(
     """Every command's table: `title` lines (italic on a terminal), then `rows` under
     `headers` (none: the title alone) without a box, columns two spaces apart, at most
     `width` wide; the columns in `right` are right-justified and only those in `wrap` may
-    wrap. No line ends in blanks."""
+    wrap. Control characters in any cell or title are escaped (`printable`): a tensor name
+    cannot drive the terminal. No line ends in blanks."""
     from rich.console import Console
     from rich.table import Table
 
@@ -220,10 +225,10 @@ def print_table(
     for i, header in enumerate(headers):
         table.add_column(header, justify="right" if i in right else "left", no_wrap=i not in wrap)
     for row in rows:
-        table.add_row(*row)
+        table.add_row(*map(printable, row))
     with console.capture() as capture:
         for line in title:
-            console.print(line, style="italic")
+            console.print(printable(line), style="italic")
         if headers:
             console.print(table)
     out.write("".join(line.rstrip() + "\n" for line in capture.get().splitlines()))
