@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 # qcalc does no linear algebra: without this, importing numpy starts an OpenBLAS thread pool
 # per core, which costs more CPU than the whole run on small inputs. Set before numpy loads.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import typer  # noqa: E402
+from typer.core import TyperGroup  # noqa: E402
 
 from qcalc import __version__  # noqa: E402
 from qcalc.commands import check, diff, encode, hist, ls, show  # noqa: E402
@@ -40,8 +41,34 @@ Examples:
   qcalc diff shipped.encodings model.encodings
 """
 
+
+class _OneLineErrors(TyperGroup):
+    """Usage errors (an unknown option, a bad choice, a missing argument) as one line on
+    stderr and exit 2, like every other error: "qcalc: error: ... (see 'qcalc encode --help')".
+    A command given no argument at all still prints its help (on stderr, exit 2)."""
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except typer.Abort:
+            say("interrupted")
+            sys.exit(130)
+        except typer.TyperException as error:  # click's ClickException, UsageError, ...
+            if type(error).__name__ == "NoArgsIsHelpError":  # `qcalc encode`: the help
+                error.show()
+                sys.exit(error.exit_code)
+            context = getattr(error, "ctx", None)
+            path = "qcalc" if context is None else context.command_path
+            say(f"error: {error.format_message()} (see '{path} --help')")
+            sys.exit(error.exit_code)
+        sys.exit(code or 0)
+
+
 app = typer.Typer(
     name="qcalc",
+    cls=_OneLineErrors,
     help=HELP,
     no_args_is_help=True,
     add_completion=False,

@@ -178,3 +178,28 @@ def test_a_signal_mid_run_is_one_line_and_leaves_the_output_alone(tmp_path, sign
     assert stderr == f"qcalc: {word}\n" and stdout == ""
     assert out.read_text() == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["big.npy", "out.json"]
+
+
+@pytest.mark.parametrize(
+    "argv, phrase",
+    [
+        (
+            ["encode", "x.npy", "--analyzer", "foo"],
+            "Invalid value for '--analyzer': 'foo' is not one of",
+        ),
+        (["encode", "x.npy", "--activations"], "Option '--activations' requires an argument."),
+        (["encode", "x.npy", "-b", "x\ny"], "'x\\ny' is not a valid int."),
+        (["encodex"], "No such command 'encodex'."),
+        (["hist", "x.npy"], "Missing option '--tensor' / '-t'."),
+    ],
+    ids=["bad-choice", "missing-value", "newline-in-value", "unknown-command", "missing-option"],
+)
+def test_usage_errors_are_one_line_too(argv, phrase):
+    result = runner.invoke(app, argv)
+    line = assert_one_error_line(result, None, phrase)
+    assert line.endswith("--help')")
+
+
+def test_a_command_without_arguments_prints_its_help():
+    result = runner.invoke(app, ["encode"])
+    assert result.exit_code == 2 and result.stderr.startswith("Usage: ")
