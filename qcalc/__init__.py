@@ -44,11 +44,11 @@ _LAZY = {
 if TYPE_CHECKING:
     from qcalc.core.encoding import Encoding, Metrics
     from qcalc.core.metrics import array_metrics, tensor_metrics
+    from qcalc.core.spec import Spec
     from qcalc.errors import QcalcError
     from qcalc.io.recipe import Recipe
     from qcalc.ops.encode import EncodeResult, compute_encodings, encode_array
     from qcalc.ops.inventory import inventory
-from qcalc.core.spec import Spec
 
 
 def __getattr__(name: str) -> Any:

@@ -29,19 +29,21 @@ def file_kind(mode: int) -> str:
 
 @contextlib.contextmanager
 def open_regular(
-    path: PathLike, error: type[QcalcError] = ReadError, doing: str = ""
+    path: PathLike, error: type[QcalcError] = ReadError, doing: str = "", pipes: bool = False
 ) -> Iterator[BinaryIO]:
     """`path` opened read-only as a binary file, when it is a regular file (symlinks
-    followed); `error` "PATH: [DOING: ]is a FIFO (only regular files are read)" otherwise, and
-    for any OSError. Opening never blocks: a FIFO is refused before anyone reads it."""
+    followed), or with `pipes` a FIFO too (`<(cmd)`, /dev/stdin: for files read once, whole,
+    by a reader that bounds what it reads); `error` "PATH: [DOING: ]is a FIFO (only regular
+    files are read)" otherwise, and for any OSError. Opening never blocks."""
     with os_errors(path, error, doing):
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     try:
         with os_errors(path, error, doing):
             mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
+        if not (stat.S_ISREG(mode) or pipes and stat.S_ISFIFO(mode)):
             prefix = f"{os.fspath(path)}: " + (f"{doing}: " if doing else "")
-            raise error(f"{prefix}is {file_kind(mode)} (only regular files are read)")
+            read = "regular files and pipes" if pipes else "regular files"
+            raise error(f"{prefix}is {file_kind(mode)} (only {read} are read)")
         if hasattr(os, "set_blocking"):
             os.set_blocking(fd, True)
         file = os.fdopen(fd, "rb")

@@ -151,10 +151,6 @@ def render_encodings(encodings: Sequence[Encoding], fmt: str, out: TextIO) -> No
 HEADERS = ("tensor", "dtype", "shape", "per", "min", "max", "scale", "offset")
 
 
-# with --metrics: SQNR and the worst channel's / block's (dB), max |error|, clipped
-# elements, integer levels used (json / jsonl / csv also carry the MSE)
-
-
 def table_row(enc: Encoding) -> list[str]:
     """Cells of one table row (see HEADERS); per-channel encodings show their channel count,
     per-block and LPBQ ones their grid (channels × blocks, e.g. "8×4 blk", "8×4 lpbq"), the

@@ -190,7 +190,7 @@ def pack(parts: Sequence[str], room: int, sep: str = ", ") -> list[str]:
             continue
         if rows:
             rows[-1] += tail
-        rows += textwrap.wrap(part, room - more, break_on_hyphens=False) or [""]
+        rows += textwrap.wrap(part, max(1, room - more), break_on_hyphens=False) or [""]
     return rows or [""]
 
 
