@@ -203,3 +203,13 @@ def test_usage_errors_are_one_line_too(argv, phrase):
 def test_a_command_without_arguments_prints_its_help():
     result = runner.invoke(app, ["encode"])
     assert result.exit_code == 2 and result.stderr.startswith("Usage: ")
+
+
+@pytest.mark.parametrize("command", ["ls", "encode", "check"])
+@pytest.mark.parametrize("columns", ["1", "2", "9"])
+def test_tables_survive_absurd_widths(command, columns, monkeypatch):
+    monkeypatch.setenv("COLUMNS", columns)
+    sample = str(Path(__file__).parent.parent / "sample_tensors" / "model_bf16.safetensors")
+    result = runner.invoke(app, [command, sample, *(["--all"] if command == "check" else [])])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip()
