@@ -7,7 +7,7 @@ import stat
 
 from qcalc.core.tensor import Skipped, TensorRef
 from qcalc.errors import ReadError, os_errors
-from qcalc.io.readers._common import kind_of
+from qcalc.io.readers._common import kind_of, shown
 from qcalc.io.readers.directory import read_directory
 from qcalc.io.readers.npy import read_npy
 from qcalc.io.readers.npz import read_npz
@@ -30,12 +30,17 @@ def open_input(path: str | os.PathLike[str]) -> list[TensorRef | Skipped]:
     """Every tensor in a `.npy`, `.npz`, `.safetensors`, shard index or directory, in order.
 
     Only headers are read; tensor data is read when `TensorRef.load()` / `chunks()` is called.
-    Integer and bool tensors come back as `Skipped`; anything unreadable raises `ReadError`.
+    Integer and bool tensors come back as `Skipped`; anything unreadable raises `ReadError`,
+    at open or on load, with a one-line message naming the file, the tensor and the problem.
+    Only regular files are opened (read-only, never blocking), nothing is unpickled, and every
+    size read from a file is bounded before it is used (each reader's docstring has its bounds).
 
     >>> [(ref.name, ref.shape) for ref in open_input("model.safetensors")]  # doctest: +SKIP
     [('fc.bias', (10,)), ('fc.weight', (10, 64))]
     """
     source = os.fspath(path)
+    if "\0" in source:  # os.stat would raise ValueError
+        raise ReadError(f"{shown(source)}: a path cannot contain a NUL byte")
     with os_errors(source):
         mode = os.stat(source).st_mode
     if stat.S_ISDIR(mode):

@@ -3,12 +3,18 @@
 The `safetensors` package is not imported (start-up time); `ml_dtypes` is imported only when
 a file holds a BF16 or FP8 tensor. An invalid `__metadata__` (not an object of string values)
 is a ReadError, as in the reference implementation.
+
+Bounds, checked before any data is touched: the header is at most MAX_HEADER_BYTES of UTF-8
+JSON (duplicate keys, integers longer than 20 characters and nesting beyond the parser's
+recursion limit refused); each shape at most MAX_RANK non-negative dimensions whose non-zero
+product times the item size fits in 64 bits; data offsets inside the data region, each
+tensor's span exactly shape x item size, no two tensors overlapping. The file is opened
+again on load (regular files only) and must still have the size it had.
 """
 
 from __future__ import annotations
 
 import functools
-import json
 import math
 import os
 from typing import Any, NamedTuple
@@ -16,7 +22,9 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from qcalc.core.tensor import Skipped, TensorRef
-from qcalc.errors import ReadError, one_line, os_errors
+from qcalc.errors import ReadError, one_line
+from qcalc.io.files import open_regular
+from qcalc.io.readers._common import check_size, parse_json, shown
 
 # The reference implementation's limit on the JSON header.
 MAX_HEADER_BYTES = 100_000_000
@@ -48,7 +56,7 @@ def read_safetensors(path: str | os.PathLike[str]) -> list[TensorRef | Skipped]:
     [('embed.weight', 'bfloat16'), ('lm_head.weight', 'bfloat16')]
     """
     source = os.fspath(path)
-    with os_errors(source), open(source, "rb") as fp:
+    with open_regular(source) as fp:
         size = os.fstat(fp.fileno()).st_size
         if size < 8:
             raise ReadError(
@@ -80,7 +88,7 @@ def read_safetensors(path: str | os.PathLike[str]) -> list[TensorRef | Skipped]:
     for entry in entries:
         skipped = entry.dtype in _SKIPPED_DTYPES
         dtype = np.dtype(_SKIPPED_DTYPES[entry.dtype]) if skipped else dtypes[entry.dtype]
-        load = functools.partial(_load, source, dtype, entry.shape, data_start + entry.begin)
+        load = functools.partial(_load, source, dtype, entry.shape, data_start + entry.begin, size)
         ref = TensorRef(entry.name, source, dtype, entry.shape, load)
         if skipped:  # still readable through Skipped.ref (qcalc ls)
             kind = "bool" if entry.dtype == "BOOL" else "integer"
@@ -92,16 +100,7 @@ def read_safetensors(path: str | os.PathLike[str]) -> list[TensorRef | Skipped]:
 
 
 def _parse_header(raw: bytes, source: str) -> dict[str, Any]:
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ReadError(f"{source}: header is not valid UTF-8 (byte {exc.start})") from None
-    try:
-        header = json.loads(text, object_pairs_hook=functools.partial(_no_duplicates, source))
-    except json.JSONDecodeError as exc:
-        raise ReadError(
-            f"{source}: header is not valid JSON ({exc.msg} at character {exc.pos})"
-        ) from None
+    header = parse_json(raw, source, "header")
     if not isinstance(header, dict):
         raise ReadError(f"{source}: header is a JSON {type(header).__name__}, expected an object")
     metadata = header.pop("__metadata__", None)
@@ -112,17 +111,6 @@ def _parse_header(raw: bytes, source: str) -> dict[str, Any]:
     return header
 
 
-def _no_duplicates(source: str, pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result = dict(pairs)
-    if len(result) != len(pairs):
-        seen: set[str] = set()
-        for key, _ in pairs:
-            if key in seen:
-                raise ReadError(f"{source}: header has duplicate key {key!r}")
-            seen.add(key)
-    return result
-
-
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -130,35 +118,33 @@ def _is_int(value: Any) -> bool:
 def _validate(header: dict[str, Any], data_size: int, source: str) -> list[_Entry]:
     entries = []
     for name, info in header.items():
-        where = f"{source}: tensor {name!r}"
+        where = f"{source}: tensor {shown(name)}"
         if not isinstance(info, dict):
             raise ReadError(f"{where}: entry is not an object with dtype, shape and data_offsets")
         dtype = info.get("dtype")
         shape = info.get("shape")
         offsets = info.get("data_offsets")
         if not isinstance(dtype, str):
-            raise ReadError(f"{where}: dtype must be a string, got {one_line(repr(dtype))}")
+            raise ReadError(f"{where}: dtype must be a string, got {shown(dtype)}")
         if not (isinstance(shape, list) and all(_is_int(d) and d >= 0 for d in shape)):
             raise ReadError(
-                f"{where}: shape must be a list of non-negative integers, "
-                f"got {one_line(repr(shape))}"
+                f"{where}: shape must be a list of non-negative integers, got {shown(shape)}"
             )
         if not (isinstance(offsets, list) and len(offsets) == 2 and all(map(_is_int, offsets))):
             raise ReadError(
-                f"{where}: data_offsets must be [begin, end] integers, "
-                f"got {one_line(repr(offsets))}"
+                f"{where}: data_offsets must be [begin, end] integers, got {shown(offsets)}"
             )
         if dtype not in _ITEMSIZE:
             raise ReadError(
-                f"{where}: unsupported dtype {dtype!r} (expected F64, F32, F16, BF16, F8_E4M3, "
-                "F8_E5M2; integer and BOOL tensors are skipped)"
+                f"{where}: unsupported dtype {shown(dtype)} (expected F64, F32, F16, BF16, "
+                "F8_E4M3, F8_E5M2; integer and BOOL tensors are skipped)"
             )
+        expected = check_size(shape, _ITEMSIZE[dtype], dtype, where)
         begin, end = offsets
         if not 0 <= begin <= end <= data_size:
             raise ReadError(
-                f"{where}: data_offsets [{begin}, {end}] outside the {data_size}-byte data region"
+                f"{where}: data_offsets {shown(offsets)} outside the {data_size}-byte data region"
             )
-        expected = math.prod(shape) * _ITEMSIZE[dtype]
         if end - begin != expected:
             raise ReadError(
                 f"{where}: data_offsets [{begin}, {end}] do not match shape {shape} of {dtype} "
@@ -171,19 +157,31 @@ def _validate(header: dict[str, Any], data_size: int, source: str) -> list[_Entr
     for entry in entries:
         if reach is not None and entry.begin < reach.end and entry.begin < entry.end:
             raise ReadError(
-                f"{source}: tensors {reach.name!r} [{reach.begin}, {reach.end}] and "
-                f"{entry.name!r} [{entry.begin}, {entry.end}] overlap"
+                f"{source}: tensors {shown(reach.name)} [{reach.begin}, {reach.end}] and "
+                f"{shown(entry.name)} [{entry.begin}, {entry.end}] overlap"
             )
         if reach is None or entry.end > reach.end:
             reach = entry
     return entries
 
 
-def _load(source: str, dtype: np.dtype, shape: tuple[int, ...], offset: int) -> np.ndarray:
-    count = math.prod(shape)
-    with os_errors(source):
-        if count == 0:  # mmap cannot map zero bytes
+def _load(
+    source: str, dtype: np.dtype, shape: tuple[int, ...], offset: int, size: int
+) -> np.ndarray:
+    """The tensor's data at `offset` (from the start of the file) in a file of `size` bytes."""
+    nbytes = math.prod(shape) * dtype.itemsize
+    with open_regular(source) as fp:
+        now = os.fstat(fp.fileno()).st_size
+        if now != size:
+            raise ReadError(
+                f"{source}: the file changed since it was opened ({size} bytes then, {now} now)"
+            )
+        if nbytes == 0:  # mmap cannot map zero bytes
             return np.empty(shape, dtype)
         if not shape:
-            return np.fromfile(source, dtype, count=1, offset=offset).reshape(())
-        return np.memmap(source, mode="r", dtype=dtype, offset=offset, shape=shape)
+            fp.seek(offset)
+            return np.frombuffer(fp.read(nbytes), dtype).reshape(())
+        try:
+            return np.memmap(fp, mode="r", dtype=dtype, offset=offset, shape=shape)
+        except ValueError as exc:  # the file shrank between the check and the mapping
+            raise ReadError(f"{source}: cannot map the data ({one_line(exc)})") from None
