@@ -34,6 +34,7 @@ import numpy as np
 
 from qcalc.core.encoding import Encoding
 from qcalc.core.spec import centre_offset
+from qcalc.errors import QcalcError
 from qcalc.io.formats.aimet import (
     LEGACY_VERSIONS,
     EncodingFile,
@@ -41,8 +42,13 @@ from qcalc.io.formats.aimet import (
     decompressed_bitwidth_of,
     is_blockwise,
 )
+from qcalc.io.text import quote
 
 Side = Union[EncodingFile, Sequence[Encoding]]
+
+
+class ToleranceError(QcalcError, ValueError):
+    """A tolerance that is negative or NaN (a ValueError too, as it always was)."""
 
 
 @dataclass(frozen=True)
@@ -112,8 +118,10 @@ def diff(a: Side, b: Side, *, rtol: float = 0.0, atol: float = 0.0) -> DiffResul
     >>> diff([x], [x]).equal
     True
     """
-    if rtol < 0 or atol < 0:
-        raise ValueError("rtol and atol must be >= 0")
+    if not (rtol >= 0 and atol >= 0):  # NaN too
+        raise ToleranceError(
+            f"--rtol and --atol must be numbers >= 0 (got rtol {rtol!r}, atol {atol!r})"
+        )
     left, right = _by_name(a, "A"), _by_name(b, "B")
     inferred = _symmetry_inferred(a) or _symmetry_inferred(b)
     settings: list[SettingChange] = []
@@ -144,7 +152,7 @@ def _by_name(side: Side, label: str) -> dict[str, Encoding]:
     named: dict[str, Encoding] = {}
     for enc in encodings:
         if enc.name in named:
-            raise FormatError(f"tensor '{enc.name}' appears more than once in {label}")
+            raise FormatError(f"tensor {quote(enc.name)} appears more than once in {label}")
         named[enc.name] = enc
     return named
 
