@@ -47,9 +47,11 @@ def examples(n: int) -> int:
 
 
 def fuzz_settings(n: int):
+    """`n` derandomized examples; in the long fuzz run more, and random ones."""
     return settings(
         max_examples=examples(n),
         deadline=None,
+        derandomize=not FUZZ,
         suppress_health_check=list(HealthCheck),
     )
 
@@ -185,6 +187,11 @@ MIN_MAX = {
     ),
     "nan": (v0(max=float("nan")), None),  # json.dumps writes NaN
     "string": (v0(min="-1.5"), W + "field 'min' is a string, expected a number"),
+    "huge": (
+        v0(min=10**400),
+        W + "field 'min' is ~10^400, but 'scale' 0.5 and 'offset' -3 give -1.5 (scale × offset; "
+        "they must agree within a relative 1e-05)",
+    ),
 }
 BITWIDTHS = {
     "1-bit": (v1(bw=1), W + "field 'bw' is 1, expected 2 to 32"),
@@ -580,13 +587,11 @@ scalars = st.one_of(
     st.sampled_from(WORDS),
     st.text(max_size=12),
 )
-json_values = st.recursive(
-    scalars,
-    lambda inner: st.one_of(
-        st.lists(inner, max_size=4), st.dictionaries(st.sampled_from(WORDS), inner, max_size=3)
-    ),
-    max_leaves=8,
-)
+def _json_containers(inner):
+    return st.lists(inner, max_size=4) | st.dictionaries(st.sampled_from(WORDS), inner, max_size=3)
+
+
+json_values = st.recursive(scalars, _json_containers, max_leaves=8)
 hostile = st.one_of(
     json_values,
     st.sampled_from(RAWS).map(Raw),
@@ -629,11 +634,14 @@ def mutated_docs(draw, bases=BASES) -> Any:
         parent, key = _at(doc, path[:-1]), path[-1]
         if isinstance(parent, Raw):
             continue
-        how = draw(st.sampled_from(["replace", "replace", "replace", "number", "delete", "extra",
+        how = draw(st.sampled_from(["replace", "replace", "extreme", "number", "delete", "extra",
                                     "duplicate", "rename", "wrap", "unwrap"]))  # fmt: skip
         value = parent[key]
         if how == "replace":
             parent[key] = draw(hostile)
+        elif how == "extreme" and isinstance(value, (int, float, list)):
+            extreme = draw(st.sampled_from(EXTREMES))
+            parent[key] = [extreme] * len(value) if isinstance(value, list) else extreme
         elif how == "number" and isinstance(value, (int, float)) and not isinstance(value, bool):
             factor = draw(st.sampled_from([-1, 0, 2, 0.5, 1e-40, 1e40, 10**30, 1.000001]))
             try:
@@ -738,15 +746,13 @@ toml_scalars = st.one_of(
     st.sampled_from(TOML_WORDS),
     st.text(alphabet=st.characters(exclude_categories=("Cs",)), max_size=10),
 )  # fmt: skip
+def _toml_containers(inner):
+    keys = st.sampled_from(["a", "b", "match"])
+    return st.lists(inner, max_size=3) | st.dictionaries(keys, inner, max_size=2)
+
+
 toml_values = st.one_of(
-    st.recursive(
-        toml_scalars,
-        lambda inner: st.one_of(
-            st.lists(inner, max_size=3),
-            st.dictionaries(st.sampled_from(["a", "b", "match"]), inner, max_size=2),
-        ),
-        max_leaves=5,
-    ),
+    st.recursive(toml_scalars, _toml_containers, max_leaves=5),
     st.integers(1, 6000).map(lambda d: Raw("[" * d + "]" * d)),
 )
 

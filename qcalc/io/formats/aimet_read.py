@@ -316,21 +316,24 @@ def _items_of(shape: Optional[tuple[int, ...]]) -> _Item:
     return lambda i: f"item {_index([int(n) for n in np.unravel_index(i, shape)])} "
 
 
+def _float(value: Any) -> float:
+    """A JSON number as a float (integers beyond float's range become ±inf)."""
+    if isinstance(value, float) or abs(value) < 2**1000:
+        return float(value)
+    return math.inf if value > 0 else -math.inf
+
+
 def _floats(values: list) -> np.ndarray:
     """JSON numbers as float64 (integers beyond float64's range become ±inf)."""
     try:
         return np.array(values, dtype=np.float64)
     except OverflowError:
-        return np.array(
-            [v if isinstance(v, float) or abs(v) < 2**1000 else math.copysign(math.inf, v)
-             for v in values],
-            dtype=np.float64,
-        )  # fmt: skip
+        return np.array([_float(v) for v in values], dtype=np.float64)
 
 
 def _scale(at: _Where, field: str, value: Any, steps: int) -> float:
     """A scalar field's scale, checked as `_scales` checks them, as a float (a float32 value)."""
-    f = float(value) if isinstance(value, float) or abs(value) < 2**1000 else math.inf
+    f = _float(value)
     if 0 < f <= _FLOAT32_MAX:
         s32 = float(np.float32(f))
         if s32 > 0 and s32 * float(np.float32(steps)) < _FLOAT32_OVERFLOW:
@@ -741,7 +744,7 @@ def _range_agrees(
     s = float(scale)
     expected = s * levels
     tolerance = MINMAX_RTOL * s * max(abs(offset), abs(offset + steps))
-    if not abs(value - expected) <= tolerance:  # NaN fails too
+    if not abs(_float(value) - expected) <= tolerance:  # NaN and infinity fail too
         formula = "scale × offset" if field == "min" else f"scale × (offset + {steps})"
         at.fail(
             field,
