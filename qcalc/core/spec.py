@@ -55,6 +55,9 @@ class Spec:
     """Quantization settings of a tensor (the command line's flags, adjusted by a recipe).
 
     `signed=None` means AIMET's default: signed when symmetric, unsigned when asymmetric.
+    Bounds (SpecError otherwise, as for a value of the wrong type): bitwidth and
+    decompressed_bitwidth 2..32, axis and block_axis -64..63, percentile 50..100 (finite),
+    num_bins 1..65536, block_size 1..2^31-1.
 
     >>> Spec(bitwidth=4, symmetric=True).int_range
     (-8, 7)

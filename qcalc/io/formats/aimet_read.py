@@ -331,14 +331,21 @@ def _floats(values: list) -> np.ndarray:
         return np.array([_float(v) for v in values], dtype=np.float64)
 
 
-def _scale(at: _Where, field: str, value: Any, steps: int) -> float:
-    """A scalar field's scale, checked as `_scales` checks them, as a float (a float32 value)."""
+def _good_scale(value: Any, steps: int) -> Optional[float]:
+    """`value` as a float32 value (a float) when it is a good scale for `steps` steps (see
+    `_scales`), else None; plain Python, for the many one-value fields."""
     f = _float(value)
     if 0 < f <= _FLOAT32_MAX:
         s32 = float(np.float32(f))
         if s32 > 0 and s32 * float(np.float32(steps)) < _FLOAT32_OVERFLOW:
             return s32
-    return float(_scales(at, field, [value], steps))
+    return None
+
+
+def _scale(at: _Where, field: str, value: Any, steps: int) -> float:
+    """A scalar field's scale, checked as `_scales` checks them, as a float (a float32 value)."""
+    good = _good_scale(value, steps)
+    return good if good is not None else float(_scales(at, field, [value], steps))
 
 
 def _scales(
@@ -347,6 +354,8 @@ def _scales(
     """The float32 scales (shaped `shape`, 0-d when None: a scalar field) of a grid of `steps`
     steps: each finite and > 0 in float32, with scale × steps finite in float32 (so is the
     grid's range)."""
+    if len(values) == 1 and (good := _good_scale(values[0], steps)) is not None:
+        return np.array(good, dtype=np.float32).reshape(shape or ())
     scales64 = _floats(values)
     with np.errstate(over="ignore"):
         scales = scales64.astype(np.float32)
