@@ -849,7 +849,7 @@ def file_0_6_1(cells):
 
 
 def cell(**changes):
-    c = {"min": -1.0, "max": 1.0, "scale": 0.5, "offset": -2, "bitwidth": 2, "dtype": "int",
+    c = {"min": -1.0, "max": 0.5, "scale": 0.5, "offset": -2, "bitwidth": 2, "dtype": "int",
          "is_symmetric": "True"}  # fmt: skip
     c.update(changes)
     return {k: v for k, v in c.items() if v is not None}
@@ -938,7 +938,7 @@ MALFORMED = {
         F + "channel 1: field 'offset' is a number, expected an integer",
     ),
     "0.6.1-mixed-bitwidth": (
-        file_0_6_1([cell(), cell(bitwidth=4)]),
+        file_0_6_1([cell(), cell(bitwidth=4, max=6.5)]),
         F + "field 'bitwidth' is 4 in channel 1 but 2 in channel 0",
     ),
     "0.6.1-is-symmetric": (

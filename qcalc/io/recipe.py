@@ -37,14 +37,17 @@ Semantics (decisions where the issue was silent):
   ``per_channel`` says (the API's rule).
 - **When errors surface.** Loading checks the file: TOML syntax, top-level layout, unknown
   keys (with a suggestion), value types, choices, and the range checks `Spec` makes on a single
-  key (bitwidth 2..32, percentile 50..100, num_bins >= 1, block_size >= 1). Checks that involve
-  several keys (``lpbq`` needs ``symmetric`` and ``block_size``, ``strict_symmetric`` needs
+  key (bitwidth and decompressed_bitwidth 2..32, axis and block_axis -64..63, percentile
+  50..100, num_bins 1..65536, block_size 1..2^31-1). Checks that involve several keys
+  (``lpbq`` needs ``symmetric`` and ``block_size``, ``strict_symmetric`` needs
   ``symmetric``, ...) can only be made once the base and every matching rule are merged, so
   `Recipe.spec_for` makes them, naming the tensor and the rules that matched it. A skipped
   tensor is never checked.
 - **Unmatched rules.** `Recipe.unmatched` reports rules that match no tensor of their kind;
   kinds missing from its argument are not checked, so a caller without activation dumps gets
   no report for activation rules.
+- **Limits.** A recipe file holds at most 1 MiB (`MAX_RECIPE_BYTES`); arrays nested deeper
+  than tomllib's recursion allows, or an integer of more than 4300 digits, is invalid TOML.
 - **Empty recipes** (no ``[[rule]]``) are an error: a file with no rules is a mistake.
 """
 
@@ -53,7 +56,6 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import difflib
-import json
 import math
 import os
 import tomllib
@@ -63,9 +65,9 @@ from fnmatch import fnmatchcase
 from typing import Any, Literal, Optional, Union, get_args, get_origin, get_type_hints
 
 from qcalc.core.choices import Kind
-from qcalc.core.spec import Spec
+from qcalc.core.spec import Spec, int_text
 from qcalc.errors import RecipeError, SpecError
-from qcalc.io.text import read_utf8
+from qcalc.io.text import byte_size, quote, read_utf8
 
 
 def _without_none(kind: Any) -> Any:
@@ -84,7 +86,13 @@ SETTING_TYPES = {
 SETTING_KEYS = tuple(SETTING_TYPES)
 RULE_KEYS = ("match", "kind", *SETTING_KEYS, "skip")
 # Keys whose range Spec checks on the key alone, whatever the other settings are.
-_STANDALONE_CHECKS = ("bitwidth", "percentile", "num_bins", "block_size")
+_STANDALONE_CHECKS = (
+    "bitwidth", "axis", "percentile", "num_bins", "block_size", "block_axis",
+    "decompressed_bitwidth",
+)  # fmt: skip
+# The largest recipe read: recipes are a handful of rules; 1 MiB holds thousands (a rule per
+# tensor of a large LLM), and bounds the time TOML parsing and glob matching can take.
+MAX_RECIPE_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -122,16 +130,28 @@ class Recipe:
     def load(cls, path: Union[str, os.PathLike]) -> "Recipe":
         """Read and validate a recipe file; every problem raises `RecipeError`."""
         where = os.fspath(path)
-        text = read_utf8(where, RecipeError, RecipeError, "cannot read recipe", "invalid TOML")
+        text = read_utf8(
+            where, RecipeError, RecipeError, "cannot read recipe", "invalid TOML",
+            limit=MAX_RECIPE_BYTES,
+        )  # fmt: skip
         return cls.from_text(text, where)
 
     @classmethod
     def from_text(cls, text: str, path: str = "<recipe>") -> "Recipe":
         """Parse and validate recipe `text`; `path` names it in error messages."""
+        if len(text) > MAX_RECIPE_BYTES:  # Recipe.load checks bytes; this is for callers
+            raise RecipeError(
+                f"{path}: is {len(text):,} characters, more than the "
+                f"{byte_size(MAX_RECIPE_BYTES)} a recipe may hold"
+            )
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as error:
             raise RecipeError(f"{path}: invalid TOML: {error}") from None
+        except RecursionError:
+            raise RecipeError(f"{path}: invalid TOML: arrays or tables nested too deeply") from None
+        except ValueError as error:  # an integer of more digits than Python converts
+            raise RecipeError(f"{path}: invalid TOML: {_one_line(error)}") from None
         for key in data:
             if key != "rule":
                 raise RecipeError(
@@ -252,7 +272,10 @@ def _checked(prefix: str, key: str, value: Any, kind: Any) -> Any:
     elif kind is float:
         if not (_is_int(value) or isinstance(value, float)):
             raise RecipeError(f"{prefix}: {key} must be a number, got {_show(value)}")
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # an integer beyond float's range: Spec refuses it as such
+            return value
     elif get_origin(kind) is Literal:
         if value not in get_args(kind):
             raise RecipeError(
@@ -273,7 +296,13 @@ def _is_int(value: Any) -> bool:
 
 
 def _quote(text: str) -> str:
-    return json.dumps(text, ensure_ascii=False)
+    """A string from the recipe in double quotes, escaped and cut as `quote` does."""
+    return quote(text, '"')
+
+
+def _one_line(error: Exception) -> str:
+    """tomllib's ValueError for an over-long integer, shortened to its first sentence."""
+    return str(error).split(":")[0].strip().lower() or "invalid value"
 
 
 def _choices(choices: Iterable[str]) -> str:
@@ -291,13 +320,13 @@ def _show(value: Any) -> str:
             return "nan"
         if math.isinf(value):
             return "inf" if value > 0 else "-inf"
-        return repr(value)
+        return quote(repr(value), "")
     if isinstance(value, int):
-        return str(value)
+        return int_text(value)
     if isinstance(value, list):
         return "an array"
     if isinstance(value, dict):
         return "a table"
     if isinstance(value, (datetime.date, datetime.time)):
         return value.isoformat()
-    return repr(value)
+    return quote(repr(value), "")

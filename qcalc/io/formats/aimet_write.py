@@ -39,6 +39,7 @@ from qcalc.io.formats.aimet import (
     is_blockwise,
     output_dtype,
 )
+from qcalc.io.text import quote
 
 PathLike = Union[str, "os.PathLike[str]"]
 INDENT = 4
@@ -86,7 +87,7 @@ def _bitwidth(enc: Encoding, version: str) -> int:
     if bitwidth is None:
         kind = "strict-symmetric" if enc.qmin == -enc.qmax else "non-standard"
         raise FormatError(
-            f"tensor '{enc.name}': version {version} cannot carry the {kind} grid "
+            f"tensor {quote(enc.name)}: version {version} cannot carry the {kind} grid "
             f"[{enc.qmin}, {enc.qmax}] (its field 'bw' is undefined; AIMET refuses it too); "
             f"write encoding version 2.0.0 or later"
         )
@@ -108,7 +109,7 @@ def _int32(values: np.ndarray, enc: Encoding, field: str) -> list[int]:
         bad = values[outside][0]
         shown = int(bad) if np.isfinite(bad) else float(bad)
         raise FormatError(
-            f"tensor '{enc.name}': field '{field}' value {shown} does not fit int32, "
+            f"tensor {quote(enc.name)}: field '{field}' value {shown} does not fit int32, "
             f"so AIMET cannot write it either"
         )
     return np.where(nan, INT32_MIN, values).astype(np.int64).tolist()
@@ -119,7 +120,7 @@ def _entry_0_6_1(enc: Encoding) -> list[dict[str, Any]]:
     offsets = _legacy_offsets(enc)
     if np.isnan(offsets).any():
         raise FormatError(
-            f"tensor '{enc.name}': field 'offset' is NaN, which version 0.6.1 cannot hold "
+            f"tensor {quote(enc.name)}: field 'offset' is NaN, which version 0.6.1 cannot hold "
             f"(AIMET: cannot convert float NaN to integer)"
         )
     symmetric = str(bool(enc.spec.symmetric))
@@ -243,7 +244,7 @@ def _channel_axis(enc: Encoding, positive: bool) -> int:
     channels = [i for i, size in enumerate(shape) if size > 1]
     if len(channels) != 1:
         raise FormatError(
-            f"tensor '{enc.name}': encoding shape {list(shape)} has more than one channel "
+            f"tensor {quote(enc.name)}: encoding shape {list(shape)} has more than one channel "
             f"axis; only per-tensor and per-channel encodings can be written"
         )
     return channels[0] if positive else channels[0] - len(shape)
@@ -258,7 +259,7 @@ def _axis(enc: Encoding, axis: int, positive: bool) -> int:
 def _block_size(enc: Encoding) -> int:
     if enc.block_size is None:
         raise FormatError(
-            f"tensor '{enc.name}': field 'block_size' is unknown for a {_kind(enc)} encoding"
+            f"tensor {quote(enc.name)}: field 'block_size' is unknown for a {_kind(enc)} encoding"
         )
     return int(enc.block_size)
 
@@ -271,7 +272,7 @@ def _block_axis(enc: Encoding, version: str = "2.0.0") -> int:
     """The block axis (non-negative). 1.0.0 files do not record it, nor the grid's shape."""
     if enc.block_axis is None:
         raise FormatError(
-            f"tensor '{enc.name}': field 'axis' is unknown (1.0.0 files record the "
+            f"tensor {quote(enc.name)}: field 'axis' is unknown (1.0.0 files record the "
             f"{np.size(enc.scale)} cells of a {_kind(enc)} grid but not its shape or block "
             f"axis), and version {version} needs it"
         )
@@ -287,7 +288,7 @@ def _lpbq_channel_axis(enc: Encoding) -> int:
     except FormatError:
         axis = None
     if axis is None:
-        raise FormatError(f"tensor '{enc.name}': field 'axis' (the channel axis) is unknown")
+        raise FormatError(f"tensor {quote(enc.name)}: field 'axis' (the channel axis) is unknown")
     return axis
 
 
@@ -307,7 +308,7 @@ def _lpbq_parts(enc: Encoding) -> tuple[np.ndarray, np.ndarray]:
     ]  # fmt: skip
     if missing:
         raise FormatError(
-            f"tensor '{enc.name}': field '{missing[0]}' is missing from an LPBQ encoding"
+            f"tensor {quote(enc.name)}: field '{missing[0]}' is missing from an LPBQ encoding"
         )
     channel_shape = list(shape)
     channel_shape[_block_axis(enc)] = 1
@@ -315,12 +316,12 @@ def _lpbq_parts(enc: Encoding) -> tuple[np.ndarray, np.ndarray]:
     multipliers = np.asarray(enc.per_block_int_scale, dtype=np.float64)
     if per_channel.size != int(np.prod(channel_shape)):
         raise FormatError(
-            f"tensor '{enc.name}': field 'per_channel_scale' has {per_channel.size} values, "
+            f"tensor {quote(enc.name)}: field 'per_channel_scale' has {per_channel.size} values, "
             f"expected {int(np.prod(channel_shape))} (one per channel of the grid {list(shape)})"
         )
     if multipliers.size != np.size(enc.scale):
         raise FormatError(
-            f"tensor '{enc.name}': field 'per_block_int_scale' has {multipliers.size} values, "
+            f"tensor {quote(enc.name)}: field 'per_block_int_scale' has {multipliers.size} values, "
             f"expected {np.size(enc.scale)} (one per block of the grid {list(shape)})"
         )
     with np.errstate(invalid="ignore"):
@@ -328,7 +329,7 @@ def _lpbq_parts(enc: Encoding) -> tuple[np.ndarray, np.ndarray]:
     if wrong.any():
         bad = multipliers[wrong][0]
         raise FormatError(
-            f"tensor '{enc.name}': field 'per_block_int_scale' value {float(bad):g} is not an "
+            f"tensor {quote(enc.name)}: field 'per_block_int_scale' value {float(bad):g} is not an "
             f"integer of at least 1"
         )
     return per_channel.reshape(channel_shape), multipliers.astype(np.int64).reshape(shape)
@@ -343,14 +344,14 @@ def _check_writable(enc: Encoding, role: Kind, version: str) -> None:
             what = "NaN" if np.isnan(values).any() else "infinite"
             where = f" in {int(bad.sum())} of {values.size} channels" if values.size > 1 else ""
             raise FormatError(
-                f"tensor '{enc.name}': field '{field}' is {what}{where}; "
+                f"tensor {quote(enc.name)}: field '{field}' is {what}{where}; "
                 f"encodings files never hold NaN or infinity"
             )
     if enc.granularity == "lpbq" and enc.per_channel_scale is not None:
         values = _flat(enc.per_channel_scale)
         if not np.isfinite(values).all():
             raise FormatError(
-                f"tensor '{enc.name}': field 'per_channel_scale' is NaN or infinite; "
+                f"tensor {quote(enc.name)}: field 'per_channel_scale' is NaN or infinite; "
                 f"encodings files never hold NaN or infinity"
             )
     if is_blockwise(enc):
@@ -359,7 +360,7 @@ def _check_writable(enc: Encoding, role: Kind, version: str) -> None:
     per_channel = np.size(enc.scale) > 1
     if role == "activation" and per_channel and enc.axis is None and version not in LEGACY_VERSIONS:
         raise FormatError(
-            f"tensor '{enc.name}': field 'axis' is unknown (0.6.1 and 1.0.0 files do not "
+            f"tensor {quote(enc.name)}: field 'axis' is unknown (0.6.1 and 1.0.0 files do not "
             f"record it), and version {version} needs it for a per-channel activation"
         )
 
@@ -373,7 +374,7 @@ def _check_blocks_writable(enc: Encoding, version: str) -> None:
             else ("'block_size' or 'per_block_int_scale'")
         )
         raise FormatError(
-            f"tensor '{enc.name}': version 0.6.1 cannot carry the {_kind(enc)} encoding "
+            f"tensor {quote(enc.name)}: version 0.6.1 cannot carry the {_kind(enc)} encoding "
             f"(it has no field {fields}; its {np.size(enc.scale)} cells would read back as "
             f"channels); write encoding version 1.0.0 or later"
         )
@@ -382,7 +383,7 @@ def _check_blocks_writable(enc: Encoding, version: str) -> None:
             ndim = max(np.ndim(enc.scale), 1)
             if enc.block_axis % ndim < enc.axis % ndim:
                 raise FormatError(
-                    f"tensor '{enc.name}': version 1.0.0 records no axes, and its field "
+                    f"tensor {quote(enc.name)}: version 1.0.0 records no axes, and its field "
                     f"'per_block_int_scale' reads channel by channel, but this grid's block "
                     f"axis {enc.block_axis % ndim} comes before its channel axis "
                     f"{enc.axis % ndim}; write encoding version 2.0.0 or later"
@@ -395,7 +396,7 @@ def _check_names(data: EncodingFile) -> None:
     seen: set[str] = set()
     for enc in data.encodings:
         if enc.name in seen:
-            raise FormatError(f"tensor '{enc.name}' appears more than once")
+            raise FormatError(f"tensor {quote(enc.name)} appears more than once")
         seen.add(enc.name)
 
 
@@ -447,8 +448,17 @@ def file_dict(data: EncodingFile, version: str) -> dict[str, Any]:
 
 
 def dumps(data: EncodingFile, version: str) -> str:
-    """The text of a `version` encodings file holding `data` (strict JSON)."""
-    return json.dumps(file_dict(data, version), indent=INDENT, allow_nan=False) + "\n"
+    """The text of a `version` encodings file holding `data` (strict JSON). FormatError for
+    what JSON cannot hold (NaN, infinity or objects in `quantizer_args`, say)."""
+    doc = file_dict(data, version)
+    try:
+        return json.dumps(doc, indent=INDENT, allow_nan=False) + "\n"
+    except (ValueError, TypeError, RecursionError) as error:
+        where = "quantizer_args" if version in LEGACY_VERSIONS else "encodings"
+        raise FormatError(
+            f"cannot be written as JSON ({type(error).__name__}: {quote(str(error), '', 80)}); "
+            f"check field '{where}'"
+        ) from None
 
 
 def write(path: PathLike, data: EncodingFile, version: str) -> None:

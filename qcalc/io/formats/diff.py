@@ -34,6 +34,7 @@ import numpy as np
 
 from qcalc.core.encoding import Encoding
 from qcalc.core.spec import centre_offset
+from qcalc.errors import QcalcError
 from qcalc.io.formats.aimet import (
     LEGACY_VERSIONS,
     EncodingFile,
@@ -41,8 +42,13 @@ from qcalc.io.formats.aimet import (
     decompressed_bitwidth_of,
     is_blockwise,
 )
+from qcalc.io.text import quote
 
 Side = Union[EncodingFile, Sequence[Encoding]]
+
+
+class ToleranceError(QcalcError, ValueError):
+    """A tolerance that is negative or NaN (a ValueError too, as it always was)."""
 
 
 @dataclass(frozen=True)
@@ -112,8 +118,10 @@ def diff(a: Side, b: Side, *, rtol: float = 0.0, atol: float = 0.0) -> DiffResul
     >>> diff([x], [x]).equal
     True
     """
-    if rtol < 0 or atol < 0:
-        raise ValueError("rtol and atol must be >= 0")
+    if not (rtol >= 0 and atol >= 0):  # NaN too
+        raise ToleranceError(
+            f"--rtol and --atol must be numbers >= 0 (got rtol {rtol!r}, atol {atol!r})"
+        )
     left, right = _by_name(a, "A"), _by_name(b, "B")
     inferred = _symmetry_inferred(a) or _symmetry_inferred(b)
     settings: list[SettingChange] = []
@@ -144,7 +152,7 @@ def _by_name(side: Side, label: str) -> dict[str, Encoding]:
     named: dict[str, Encoding] = {}
     for enc in encodings:
         if enc.name in named:
-            raise FormatError(f"tensor '{enc.name}' appears more than once in {label}")
+            raise FormatError(f"tensor {quote(enc.name)} appears more than once in {label}")
         named[enc.name] = enc
     return named
 
@@ -157,7 +165,10 @@ def _symmetry_inferred(side: Side) -> bool:
 def _symmetric(enc: Encoding, inferred: bool) -> bool:
     if not inferred:
         return bool(enc.spec.symmetric)
-    return bool(np.all(enc.offset == centre_offset(enc.qmin, enc.qmax)))
+    centre = centre_offset(enc.qmin, enc.qmax)
+    if enc.offset.size == 1:  # per tensor: no numpy call (files hold 100,000s of these)
+        return float(enc.offset.flat[0]) == centre
+    return bool(np.all(enc.offset == centre))
 
 
 def _granularity(enc: Encoding) -> str:
@@ -232,6 +243,8 @@ def _unsigned_offsets(enc: Encoding) -> np.ndarray:
 def _delta(
     name: str, field: str, a: np.ndarray, b: np.ndarray, rtol: float, atol: float
 ) -> Optional[NumericDelta]:
+    if a.size == 1 and a[0] == b[0]:  # the common case, without numpy's error-state machinery
+        return None
     with np.errstate(invalid="ignore", over="ignore"):
         same = (a == b) | (np.isnan(a) & np.isnan(b))
         if same.all():
