@@ -809,12 +809,14 @@ def test_diff_truncated_file(files, tmp_path, version):
 def test_diff_changed_bitwidth(files, tmp_path, version):
     a = files[version]
 
-    def narrow(doc):
+    def narrow(doc):  # the same symmetric scales on a 4-bit grid: offsets -8, range [-8, 7] steps
         if version == "0.6.1":
             for cell in doc["param_encodings"]["c.weight"]:
-                cell["bitwidth"] = 4
+                cell["bitwidth"], cell["offset"] = 4, -8
+                cell["min"], cell["max"] = cell["scale"] * -8, cell["scale"] * 7
         elif version == "1.0.0":
-            next(e for e in doc["param_encodings"] if e["name"] == "c.weight")["bw"] = 4
+            entry = next(e for e in doc["param_encodings"] if e["name"] == "c.weight")
+            entry["bw"], entry["offset"] = 4, [-8] * len(entry["offset"])
         else:
             next(e for e in doc["encodings"] if e["name"] == "c.weight")["output_dtype"] = "int4"
 

@@ -35,7 +35,7 @@ def read_utf8(
     the LIMIT qcalc reads", refused before anything is read; not UTF-8: `text_error`
     "PATH: [WHAT: ]not UTF-8 text (byte N)". `limit` defaults to MAX_TEXT_BYTES."""
     limit = MAX_TEXT_BYTES if limit is None else limit
-    with open_regular(path, read_error, doing) as file:
+    with open_regular(path, read_error, doing, pipes=True) as file:  # `<(cmd)`: bounded too
         size = os.fstat(file.fileno()).st_size
         if size > limit:
             raise read_error(_too_large(path, size, limit))

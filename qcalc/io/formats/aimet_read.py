@@ -554,9 +554,22 @@ def _build(source: str, pending: Sequence[_Pending]) -> list[Encoding]:
         qmin, qmax, low, high = ranges[i]
         encodings.append(
             Encoding(
-                name=p.name, source=source, dtype=None, shape=None, spec=p.spec,
-                granularity=p.granularity, axis=p.axis, qmin=qmin, qmax=qmax, scale=scales[i],
-                offset=offsets[i], min=low, max=high, raw_min=low, raw_max=high, **p.fields,
+                name=p.name,
+                source=source,
+                dtype=None,
+                shape=None,
+                spec=p.spec,
+                granularity=p.granularity,
+                axis=p.axis,
+                qmin=qmin,
+                qmax=qmax,
+                scale=scales[i],
+                offset=offsets[i],
+                min=low,
+                max=high,
+                raw_min=low,
+                raw_max=high,
+                **p.fields,
             )  # fmt: skip
         )
     return encodings

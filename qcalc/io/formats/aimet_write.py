@@ -402,7 +402,8 @@ def _check_names(data: EncodingFile) -> None:
 
 def quantizer_args(data: EncodingFile) -> dict[str, Any]:
     """The `quantizer_args` of a 0.6.1 / 1.0.0 file: the settings the encodings were made with
-    (the first parameter's settings, the first activation's for `activation_bitwidth`)."""
+    (the first parameter's settings, else the first activation's; the first activation's for
+    `activation_bitwidth`)."""
     specs = [e.spec for e in (*data.params, *data.activations)]
     param = specs[0] if specs else Spec()
     activation = data.activations[0].spec if data.activations else param
