@@ -112,7 +112,8 @@ def encode_batches(
         **extra,
     )
     if spec.nonfinite != "keep":
-        _check_finite(encoding, observed, layout, first.where)
+        where = first.where if len(batches) == 1 else f"{encoding.source}: tensor '{name}'"
+        _check_finite(encoding, observed, layout, where)
     return encoding
 
 
@@ -160,7 +161,7 @@ def _histogram_range(batches, stream, spec: Spec, dtype, num_steps: int):
     from qcalc.core import histogram
 
     layout = stream.layout
-    where = batches[0].where
+    where = batches[0].where  # the batch being observed, in errors
 
     def describe(cell: int) -> str:
         name = layout.cell_name(cell)
@@ -172,6 +173,7 @@ def _histogram_range(batches, stream, spec: Spec, dtype, num_steps: int):
     ignore = spec.nonfinite == "ignore"
     hist = None
     for batch in batches:
+        where = batch.where
         finite = stream.minmax(batch, finite_only=True)
         cells = finite.min.size
         batch_min, batch_max = finite.min.reshape(cells), finite.max.reshape(cells)

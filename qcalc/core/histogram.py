@@ -361,9 +361,17 @@ def _merge(previous, batch_min, batch_max, has, before, degenerate, dtype, plan,
     carried[before] = previous.counts[before]
     rows = np.flatnonzero(merge & ~reuse)
     if rows.size:
-        carried[rows] = _rebin(
-            previous.counts[rows], p_lo[rows], p_step[rows], umin[rows], umax[rows], bins
-        )
+        try:
+            carried[rows] = _rebin(
+                previous.counts[rows], p_lo[rows], p_step[rows], umin[rows], umax[rows], bins
+            )
+        except _IndexOutOfRange as error:
+            cell = int(rows[error.args[0]])
+            raise HistogramError(
+                f"{describe(cell)}: merging the range [{float(umin[cell]):.9g}, "
+                f"{float(umax[cell]):.9g}] into the histogram overflows float32 arithmetic "
+                "(AIMET: index_add_ raises, index out of range)"
+            ) from None
     lo, hi, same = _histc_range(umin, umax)
     merged = {
         "lo": lo,
@@ -417,7 +425,14 @@ def _rebin(counts, lo, step, umin, umax, bins):
         part = np.minimum(split, counts)
         other = _trunc_index(((start + dw) - umin) / dw, bins)
         rest = np.where(part < counts, counts - part, np.float32(0))
+    broken = (dest < 0).any(axis=1) | (other < 0).any(axis=1)
+    if broken.any():  # an index whose float32 quotient overflowed int32 (an inf: INT32_MIN)
+        raise _IndexOutOfRange(int(np.flatnonzero(broken)[0]))
     return _index_add(dest, part, other, rest, bins)
+
+
+class _IndexOutOfRange(Exception):
+    """A rebinning index out of range in row `args[0]`: torch's index_add_ raises."""
 
 
 def _index_add(dest, part, other, rest, bins):

@@ -139,8 +139,8 @@ class _Accumulator:
         sum_x2, sum_e2 = _row_dots(rows), _row_dots(err)
         if not (np.isfinite(sum_x2).all() and np.isfinite(sum_e2).all()):
             return False  # float32 squares overflowed (|x| > 1e19): float64 on the general path
-        small = (sum_x2 < SMALL_SUM) | (sum_e2 < SMALL_SUM)
-        if small.any() and (np.any(rows[small]) or np.any(err[small])):
+        small_x, small_e = sum_x2 < SMALL_SUM, sum_e2 < SMALL_SUM  # all-zero rows are common
+        if (small_x.any() and np.any(rows[small_x])) or (small_e.any() and np.any(err[small_e])):
             return False  # squares of values below ~1e-19 underflow float32: float64 instead
         # a cell can lie wholly beyond one end of the grid: clamp both bounds both ways
         self.level_lo[cells] = np.minimum(self.level_lo[cells], np.clip(lo, qmin, qmax))
@@ -160,8 +160,8 @@ class _Accumulator:
         if xv.size == 0:
             return
         xhat = widen(grid.quantize_dequantize(qv, scale, offset, enc.qmin, enc.qmax))
-        err = np.subtract(xv, xhat, dtype=FLOAT64)
-        x2 = np.square(xv, dtype=FLOAT64)
+        err = np.asarray(np.subtract(xv, xhat, dtype=FLOAT64))  # arrays even for 0-d tensors
+        x2 = np.asarray(np.square(xv, dtype=FLOAT64))
         sum_x2 = np.sum(x2, axis=axes, dtype=FLOAT64).ravel()
         # a float64 tensor in float32 arithmetic: values beyond float32 are ±inf there
         seen = qv if qv.dtype == FLOAT32 and xv.dtype == FLOAT64 else xv
@@ -184,7 +184,7 @@ class _Accumulator:
         cells = slice(start, start + sum_x2.size)
         if xv.dtype == FLOAT64 and (np.any(sum_x2 < TINY_SUM) or np.any(self.unit[cells])):
             x2[...] = np.where(finite, xv, 0.0)
-            err = np.subtract(xv, xhat, dtype=FLOAT64)
+            err = np.asarray(np.subtract(xv, xhat, dtype=FLOAT64))
             err[~finite] = 0.0
             self._add_scaled(x2, err, axes, cells)
         else:
@@ -223,7 +223,7 @@ class _Accumulator:
         lowest and highest level, from the chunk's finite elements."""
         enc = self.encoding
         q = grid.unclamped_levels(qv, scale, offset, enc.qmin, enc.qmax)
-        valid = finite & np.isfinite(q)
+        valid = finite & ~np.isnan(q)  # x / scale can overflow: an infinite level is clipped
         self.clipped += int(np.count_nonzero(valid & ((q < enc.qmin) | (q > enc.qmax))))
         q = np.clip(q, enc.qmin, enc.qmax)
         lo = np.min(q, axis=axes, where=valid, initial=np.inf).ravel()

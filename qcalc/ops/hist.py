@@ -267,7 +267,9 @@ def hist(
     float32_inf = arithmetic_dtype(batches[0].dtype, resolved.compute_dtype) == FLOAT32
     data = finite_range(refs, chunk_bytes, float32_inf)
     if not data.finite:
-        where = f"tensor '{tensor}'" + ("" if picked is None else f" channel {picked[1]}")
+        where = f"{encoding.source}: tensor '{tensor}'" + (
+            "" if picked is None else f" channel {picked[1]}"
+        )
         raise NonFiniteError(
             f"{where}: no finite value to draw ({data.nan} NaN, {data.posinf} +inf, "
             f"{data.neginf} -inf)"
