@@ -17,6 +17,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 
 import ml_dtypes
 import numpy as np
@@ -572,6 +573,9 @@ def assert_names(message: str, paths: list[str], name: str = "x") -> None:
     assert any(message.startswith(f"{p}: tensor '{name}'") for p in places), (message, paths)
 
 
+COUNTS = re.compile(r"holds \d+ NaN, \d+ \+inf and \d+ -inf values")
+
+
 def reference(directory, batches, spec: Spec, view) -> qcalc.Encoding:
     """Per tensor under ignore: the encoding of each batch's finite values alone (batches
     without any left out; none left: min-max's zero range, that of a lone 0)."""
@@ -589,12 +593,13 @@ def reference(directory, batches, spec: Spec, view) -> qcalc.Encoding:
     return encoding
 
 
-@fuzz(100)
+@fuzz(200)
 @given(cases(max_batches=3))
 def test_fuzz_encode(tmp_path_factory, case):
     """encode (with metrics): a finite encoding and sane metrics, or one QcalcError naming the
     file and tensor. NaN / inf refusals happen exactly when --nonfinite error meets them;
-    --nonfinite ignore per tensor equals encoding the finite values alone."""
+    --nonfinite ignore per tensor equals encoding the finite values alone; chunks of a row
+    give the encoding of the whole."""
     batches, spec = case
     directory = tmp_path_factory.mktemp("fuzz")
     paths = write(directory, batches)
@@ -605,20 +610,24 @@ def test_fuzz_encode(tmp_path_factory, case):
     except QcalcError as error:
         assert isinstance(error, (NonFiniteError, HistogramError)), error
         assert_names(str(error), paths)
-        if "holds" in str(error):
+        if COUNTS.search(str(error)):  # NaN / inf refused: exactly when error mode meets them
             assert spec.nonfinite == "error" and has_nonfinite
-        else:
-            assert not (spec.nonfinite == "error" and has_nonfinite)
         return
     assert not (spec.nonfinite == "error" and has_nonfinite)
+    (small,) = qcalc.compute_encodings(paths, spec, chunk_bytes=8).encodings
+    for key in ("scale", "offset", "min", "max"):
+        np.testing.assert_array_equal(getattr(small, key), getattr(enc, key))
     if spec.nonfinite == "keep":
         return
     for key in ("scale", "offset", "min", "max"):
         assert np.isfinite(getattr(enc, key)).all(), key
     assert (enc.scale > 0).all()
     m = enc.metrics
-    assert not math.isnan(m.sqnr_db) and math.isfinite(m.mse) and m.mse >= 0
-    assert 0 <= m.clipped_fraction <= 1 and math.isfinite(m.max_abs_error)
+    assert not math.isnan(m.sqnr_db) and m.mse >= 0 and 0 <= m.clipped_fraction <= 1
+    if not (spec.compute_dtype == "input" and batches[0].dtype in (np.float16, BF16)):
+        # AIMET's quantize-dequantize in float16 can overflow (65504 on a 2-bit grid: the
+        # float16 scale 21840 times 3 is 65520, which rounds to inf): then the error is inf
+        assert math.isfinite(m.mse) and math.isfinite(m.max_abs_error)
     assert m.nan_count + m.inf_count == sum(int((~np.isfinite(v)).sum()) for v in view)
     if m.grid_used_fraction is not None:
         assert 0 < m.grid_used_fraction <= 1
@@ -628,18 +637,18 @@ def test_fuzz_encode(tmp_path_factory, case):
         np.testing.assert_array_equal(enc.offset, want.offset)
 
 
-@fuzz(60)
-@given(cases(max_batches=2), st.integers(0, 4))
-def test_fuzz_check_ls_hist(tmp_path_factory, case, channel):
-    """check, ls and hist on the same tensors: results or one QcalcError, and their numbers
-    agree with numpy on the values."""
+@fuzz(120)
+@given(cases(max_batches=2), st.integers(0, 4), st.sampled_from([8, 1 << 20]))
+def test_fuzz_check_ls_hist(tmp_path_factory, case, channel, chunk_bytes):
+    """check, ls and hist on the same tensors (read whole, or in chunks of a row): results or
+    one QcalcError, and their numbers agree with numpy on the values."""
     batches, spec = case
     directory = tmp_path_factory.mktemp("fuzz")
     paths = write(directory, batches)
     view = [arithmetic_view(b, spec) for b in batches]
     nonfinite = sum(int((~np.isfinite(v)).sum()) for v in view)
     try:
-        report = check(paths, spec, Thresholds(min_sqnr=10, max_clip=0.5))
+        report = check(paths, spec, Thresholds(min_sqnr=10, max_clip=0.5), chunk_bytes=chunk_bytes)
     except QcalcError as error:
         # only AIMET's own failure (kept): a histogram cell without finite value
         assert spec.nonfinite == "keep" and isinstance(error, HistogramError), error
@@ -655,7 +664,7 @@ def test_fuzz_check_ls_hist(tmp_path_factory, case, channel):
             )
 
     for batch, path in zip(batches, paths):
-        (info,) = qcalc.inventory([path])
+        (info,) = qcalc.inventory([path], chunk_bytes=chunk_bytes)
         values = batch.astype(np.float64)
         finite = values[np.isfinite(values)]
         assert info.nan_count == int(np.isnan(values).sum())
@@ -672,7 +681,7 @@ def test_fuzz_check_ls_hist(tmp_path_factory, case, channel):
         picked = channel % batches[0].shape[spec.axis]
     for k in (None, picked):
         try:
-            view_ = hist(paths, spec, "x", channel=k)
+            view_ = hist(paths, spec, "x", channel=k, chunk_bytes=chunk_bytes)
         except QcalcError as error:
             assert_names(str(error), paths)
             continue
@@ -684,7 +693,7 @@ def test_fuzz_check_ls_hist(tmp_path_factory, case, channel):
 CLI_COMMANDS = ["encode", "check", "ls", "hist"]
 
 
-@fuzz(30)
+@fuzz(60)
 @given(cases(max_batches=1), st.sampled_from(CLI_COMMANDS))
 def test_fuzz_cli(tmp_path_factory, case, command):
     """A sample through the command line: exit 0 / 1 with clean stderr and (encode) no NaN /

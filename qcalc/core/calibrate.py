@@ -15,6 +15,7 @@ from qcalc.core.dtypes import (
     FLOAT32_OVERFLOW,
     FLOAT64,
     arithmetic_dtype,
+    beyond_float32,
     float32_view,
     widen,
 )
@@ -220,8 +221,6 @@ def _check_histogram_range(batch_min, batch_max, describe, nonfinite: str) -> No
     """float64 arithmetic (--compute-dtype input): a finite range beyond float32 cannot be
     binned by AIMET's float32 histograms (torch.histc raises): HistogramError under "keep",
     else NonFiniteError, as for any range that overflows float32."""
-    from qcalc.core.dtypes import beyond_float32
-
     bad = beyond_float32(batch_min) | beyond_float32(batch_max)
     if not bad.any():
         return
