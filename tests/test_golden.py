@@ -18,8 +18,10 @@ from golden_cases import (
     GOLDEN,
     as_float32,
     bits_equal,
-    cli_args,
+    cli_args as case_args,
+    has_nonfinite,
     inputs_of,
+    is_finite_case,
     link_batches,
     load_input,
     spec_for_case,
@@ -41,6 +43,16 @@ def _params(cases):
         if records_aimet_bug(case):
             continue
         yield pytest.param(case, id=case["id"])
+
+
+def cli_args(case: dict) -> list[str]:
+    """The flags that ask for what the case asked of AIMET; where AIMET's encoding is not
+    finite although the input is (a range that overflows float32), `--nonfinite keep` asks
+    for it (by default qcalc refuses it: test_overflowing_range_is_refused_by_default)."""
+    args = case_args(case)
+    if not is_finite_case(case) and "--nonfinite" not in args:
+        args = [*args[:-2], "--nonfinite", "keep", *args[-2:]]
+    return args
 
 
 def run_encode(args: list[str]) -> list[dict]:
@@ -177,3 +189,34 @@ def test_aimet_memory_order_bug(case, tmp_path):
         (alone,) = run_encode([*paths, *per_tensor])
         assert bits_equal(as_float32(record["scale"])[c : c + 1], as_float32(alone["scale"]))
         assert record["offset"][c] == alone["offset"][0]
+
+
+# finite inputs whose AIMET encoding is not finite
+OVERFLOW_CASES = [c for c in CASES if not is_finite_case(c) and not has_nonfinite(c)]
+
+
+def without_nonfinite(args: list[str]) -> list[str]:
+    """`args` without a --nonfinite option."""
+    if "--nonfinite" not in args:
+        return args
+    i = args.index("--nonfinite")
+    return args[:i] + args[i + 2 :]
+
+
+def test_the_golden_data_has_overflowing_cases():
+    assert len(OVERFLOW_CASES) >= 2
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, id=c["id"]) for c in OVERFLOW_CASES])
+def test_overflowing_range_is_refused_by_default(case, tmp_path):
+    """A finite input whose range overflows float32 arithmetic: AIMET's encoding has an
+    infinite scale (and a NaN min). qcalc writes it only under --nonfinite keep (above); by
+    default, and under ignore (there is nothing non-finite to leave out), it is refused in one
+    line naming the file, the tensor and the range, before anything is printed."""
+    args = [*link_batches(case, tmp_path), *without_nonfinite(case_args(case))]
+    for extra in ([], ["--nonfinite", "error"], ["--nonfinite", "ignore"]):
+        result = runner.invoke(app, ["encode", *args, *extra])
+        assert result.exit_code == 2 and result.stdout == ""
+        (line,) = result.stderr.splitlines()
+        assert line.startswith("qcalc: error: ") and "x.npy: tensor 'x'" in line
+        assert "overflows float32 arithmetic: the encoding's scale inf" in line

@@ -7,6 +7,7 @@ comment beside each) or are invariants; none is pasted from qcalc's output.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -17,7 +18,7 @@ from hypothesis.extra import numpy as hnp
 
 from golden_cases import CASES, as_float32, bits_equal, load_input
 from qcalc import Spec, encode_array
-from qcalc.errors import SpecError
+from qcalc.errors import NonFiniteError, SpecError
 from qcalc.core.grid import minimum_scale, round_half_even
 from qcalc.core.spec import integer_range
 
@@ -266,6 +267,8 @@ nan, inf = float("nan"), float("inf")
 
 ASYM_U8 = Spec(bitwidth=8)
 SYM_S8 = Spec(bitwidth=8, symmetric=True)
+KEEP_ASYM_U8 = Spec(bitwidth=8, nonfinite="keep")
+KEEP_SYM_S8 = Spec(bitwidth=8, symmetric=True, nonfinite="keep")
 
 
 def edge(case_id, spec, values, lo, hi, scale, offset):
@@ -302,11 +305,13 @@ EDGE_CASES = [
     # Spanning +-float32 max, asymmetric: max - min overflows, so diff = inf (no widening) and
     # scale = inf / 255 = inf; offset = round(-max / inf) - 0 = -0.0 (== 0);
     # min = inf * 0 = NaN and max = inf * 255 = inf (NOTES.md section 3, last example).
-    edge("pm-f32max-asym-u-b8", ASYM_U8, [-F32_MAX, F32_MAX], nan, inf, inf, 0.0),
+    # AIMET's non-finite encoding is what --nonfinite keep asks for (refused otherwise:
+    # test_overflowing_range_is_refused_unless_kept).
+    edge("pm-f32max-asym-u-b8", KEEP_ASYM_U8, [-F32_MAX, F32_MAX], nan, inf, inf, 0.0),
     # Symmetric: delta = max(max / 127, max / 128) = max / 127; rmin = -128 * delta overflows
     # and is clamped to -max, rmax = 127 * delta ~ max; scale = inf, offset 0,
     # min = inf * -128 = -inf, max = inf * 127 = inf.
-    edge("pm-f32max-sym-s-b8", SYM_S8, [-F32_MAX, F32_MAX], -inf, inf, inf, 0.0),
+    edge("pm-f32max-sym-s-b8", KEEP_SYM_S8, [-F32_MAX, F32_MAX], -inf, inf, inf, 0.0),
     # Symmetric 2 bits on [-1, 2]: n = 3, npos = 1, nneg = 2, e = 1, so
     # delta = max(2 / (1 + 1), 1 / 2) = 1: range [-2, 1], scale 3 / 3 = 1 (NOTES.md section 2).
     edge("two-bit-sym-s", Spec(bitwidth=2, symmetric=True), [-1.0, 2.0], -2.0, 1.0, 1.0, 0.0),
@@ -317,6 +322,20 @@ EDGE_CASES = [
         [-1.0, 2.0], -2.0, 1.0, 1.0, -2.0,
     ),  # fmt: skip
 ]
+
+
+@pytest.mark.parametrize("spec", [ASYM_U8, SYM_S8])
+@pytest.mark.parametrize("nonfinite", ["error", "ignore"])
+def test_overflowing_range_is_refused_unless_kept(spec, nonfinite):
+    """The +-float32 max rows above: AIMET's scale is inf. Without --nonfinite keep that
+    encoding is refused (there is no NaN / inf value to ignore), naming the range."""
+    spec = dataclasses.replace(spec, nonfinite=nonfinite)
+    with pytest.raises(NonFiniteError) as error:
+        encode_array(np.array([-F32_MAX, F32_MAX], np.float32), spec, "w")
+    assert str(error.value).startswith(
+        "tensor 'w': range [-3.40282347e+38, 3.40282347e+38] overflows float32 arithmetic: "
+        "the encoding's scale inf"
+    )
 
 
 def test_two_bit_symmetric_clips_positives_beyond_one_step():

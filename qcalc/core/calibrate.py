@@ -3,13 +3,22 @@ AIMET's histograms), then the range -> grid math, giving its Encoding."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Optional
 
 import numpy as np
 
 from qcalc.core import grid
-from qcalc.core.dtypes import FLOAT32, FLOAT64, arithmetic_dtype, widen
+from qcalc.core.dtypes import (
+    FLOAT32,
+    FLOAT32_OVERFLOW,
+    FLOAT64,
+    arithmetic_dtype,
+    beyond_float32,
+    float32_view,
+    widen,
+)
 from qcalc.core.encoding import Encoding
 from qcalc.core.layout import layout_for
 from qcalc.core.spec import Spec
@@ -22,14 +31,28 @@ from qcalc.core.stats import (
     short_rows_minmax,
 )
 from qcalc.core.tensor import Progress, TensorRef
-from qcalc.errors import NonFiniteError, SpecError
+from qcalc.errors import HistogramError, NonFiniteError, SpecError
+
+
+class RangeOverflowError(NonFiniteError):
+    """A tensor (or cell) whose encoding is not finite although its values are: its range
+    overflows float32 arithmetic. Refused unless --nonfinite keep. `reason` is the message
+    without the tensor's name and the hint."""
+
+    def __init__(self, where: str, reason: str, hint: str = "") -> None:
+        super().__init__(f"{where}: {reason}{hint}")
+        self.reason = reason
 
 
 def encode_batches(
     name: str, batches: list[TensorRef], spec: Spec, progress: Progress, chunk_bytes: int
 ) -> Encoding:
     """The Encoding of tensor `name` from its calibration `batches` (statistics merged in
-    order), read in chunks of at most `chunk_bytes`; `progress` hears of every chunk."""
+    order), read in chunks of at most `chunk_bytes`; `progress` hears of every chunk.
+
+    Unless --nonfinite is "keep", an encoding that is not finite (a range that overflows
+    float32 arithmetic: AIMET's scale is inf, its min NaN) is refused: NonFiniteError naming
+    the tensor, the cell and its range."""
     first = batches[0]
     layout = layout_for(
         first.shape, spec.per_channel, spec.axis, first.where, spec.block_size, spec.block_axis
@@ -38,20 +61,23 @@ def encode_batches(
         _check_batch(first, batch, layout)
     dtype = arithmetic_dtype(first.dtype, spec.compute_dtype)
     qmin, qmax = spec.int_range
-    stream = _Stream(layout, spec, progress, chunk_bytes)
+    # a float64 tensor in float32 arithmetic (the default): values beyond float32 are ±inf
+    float32_inf = first.dtype.name == "float64" and dtype == FLOAT32
+    stream = _Stream(layout, spec, progress, chunk_bytes, float32_inf)
     if spec.analyzer == "minmax":
         stats = stream.minmax(batches[0])
         for batch in batches[1:]:
             stats = stats.merge(stream.minmax(batch))
+        observed = stats
         rmin, rmax = grid.minmax_range(
-            stats.min.astype(dtype).reshape(layout.encoding_shape),
-            stats.max.astype(dtype).reshape(layout.encoding_shape),
+            _cast(stats.min, dtype).reshape(layout.encoding_shape),
+            _cast(stats.max, dtype).reshape(layout.encoding_shape),
             qmax - qmin,
             spec.symmetric,
             dtype,
         )
     else:
-        rmin, rmax = _histogram_range(batches, stream, spec, dtype, qmax - qmin)
+        rmin, rmax, observed = _histogram_range(batches, stream, spec, dtype, qmax - qmin)
 
     granularity = layout.granularity
     extra: dict = {}
@@ -70,7 +96,7 @@ def encode_batches(
         scale, offset = grid.scale_offset(
             rmin, rmax, qmin, qmax, spec.symmetric, spec.symmetric_offset == "zero"
         )
-    return Encoding.on_grid(
+    encoding = Encoding.on_grid(
         name,
         _describe_sources(batches),
         spec,
@@ -86,34 +112,130 @@ def encode_batches(
         block_axis=layout.block_axis,
         **extra,
     )
+    if spec.nonfinite != "keep":
+        where = first.where if len(batches) == 1 else f"{encoding.source}: tensor '{name}'"
+        _check_finite(encoding, observed, layout, where)
+    return encoding
+
+
+def _cast(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """`values` in `dtype` (a float64 range in float32 arithmetic: values beyond float32 are
+    already ±inf, and the rest round to finite float32s)."""
+    with np.errstate(over="ignore"):
+        return values.astype(dtype)
+
+
+def _check_finite(encoding: Encoding, observed: MinMax, layout, where: str) -> None:
+    """NonFiniteError unless every number of `encoding` is finite, naming the first cell
+    that is not, its observed range and what overflowed."""
+    arrays = {key: getattr(encoding, key) for key in ("scale", "offset", "min", "max")}
+    bad = np.zeros(encoding.scale.shape, dtype=bool)
+    for values in arrays.values():
+        bad |= ~np.isfinite(values)
+    if not bad.any():
+        return
+    index = int(np.flatnonzero(bad.reshape(-1))[0])
+    cell = layout.cell_name(index)
+    lo = float(np.asarray(observed.min).reshape(-1)[index])
+    hi = float(np.asarray(observed.max).reshape(-1)[index])
+    found = ", ".join(
+        f"{key} {float(values.reshape(-1)[index])}"
+        for key, values in arrays.items()
+        if not np.isfinite(values.reshape(-1)[index])
+    )
+    raise RangeOverflowError(
+        where,
+        f"{cell + ': ' if cell else ''}range [{lo:.9g}, {hi:.9g}] overflows float32 "
+        f"arithmetic: the encoding's {found}",
+        " (--nonfinite keep encodes it as AIMET does)",
+    )
 
 
 def _histogram_range(batches, stream, spec: Spec, dtype, num_steps: int):
     """Percentile / SQNR / TF-enhanced: per-cell histograms built batch by batch (two passes
-    over each batch: its finite range, then the counts), then AIMET's range search."""
+    over each batch: its finite range, then the counts), then AIMET's range search.
+    Returns (rmin, rmax, the histograms' range per cell).
+
+    Under --nonfinite ignore a cell holds only its finite values: a batch where it has none
+    adds nothing to it, and a cell without any finite value gets the min-max zero range, as
+    min-max gives it. (AIMET's torch.histc raises for such a cell: so does "keep".)"""
     from qcalc.core import histogram
 
-    if dtype == FLOAT64:  # AIMET's histograms are float32 even for float64 models
+    layout = stream.layout
+    where = batches[0].where  # the batch being observed, in errors
+
+    def describe(cell: int) -> str:
+        name = layout.cell_name(cell)
+        return f"{where}: {name}" if name else where
+
+    wide = dtype == FLOAT64
+    if wide:  # AIMET's histograms are float32 even for float64 models
         dtype = FLOAT32
+    ignore = spec.nonfinite == "ignore"
     hist = None
     for batch in batches:
+        where = batch.where
         finite = stream.minmax(batch, finite_only=True)
         cells = finite.min.size
+        batch_min, batch_max = finite.min.reshape(cells), finite.max.reshape(cells)
+        if wide:  # float64 arithmetic: finite values beyond float32 overflow the histogram
+            _check_histogram_range(batch_min, batch_max, describe, spec.nonfinite)
         binning = histogram.plan_batch(
             hist,
-            finite.min.reshape(cells).astype(dtype).astype(np.float32),
-            finite.max.reshape(cells).astype(dtype).astype(np.float32),
+            _cast(batch_min, dtype).astype(np.float32),
+            _cast(batch_max, dtype).astype(np.float32),
             spec.bins,
             dtype,
             spec.growth_limit,
+            empty_ok=ignore,
+            describe=describe,
         )
-        hist = histogram.finish(binning, stream.counts(batch, binning))
-    shape = stream.layout.encoding_shape
+        if ignore:  # no NaN / inf is counted: histc's collapsed-range failure cannot happen
+            binning = dataclasses.replace(binning, strict=np.zeros_like(binning.strict))
+        hist = histogram.finish(binning, stream.counts(batch, binning, describe))
+    shape = layout.encoding_shape
     if spec.analyzer == "percentile":
         rmin, rmax = histogram.percentile_range(hist, spec.percentile, num_steps, spec.symmetric)
     else:
         rmin, rmax = histogram.sqnr_range(hist, num_steps, spec.symmetric)
-    return rmin.reshape(shape), rmax.reshape(shape)
+    observed = MinMax(hist.min.reshape(shape), hist.max.reshape(shape))
+    empty = ~hist.started
+    if empty.any():  # no finite value (only under ignore): the min-max zero range
+        zero_min, zero_max = grid.minmax_range(
+            np.full(int(empty.sum()), np.inf, dtype),
+            np.full(int(empty.sum()), -np.inf, dtype),
+            num_steps,
+            spec.symmetric,
+            dtype,
+        )
+        rmin, rmax = rmin.copy(), rmax.copy()
+        rmin[empty], rmax[empty] = zero_min, zero_max
+        observed = MinMax(
+            np.where(empty, np.inf, hist.min).reshape(shape),
+            np.where(empty, -np.inf, hist.max).reshape(shape),
+        )
+    return rmin.reshape(shape), rmax.reshape(shape), observed
+
+
+def _check_histogram_range(batch_min, batch_max, describe, nonfinite: str) -> None:
+    """float64 arithmetic (--compute-dtype input): a finite range beyond float32 cannot be
+    binned by AIMET's float32 histograms (torch.histc raises): HistogramError under "keep",
+    else NonFiniteError, as for any range that overflows float32."""
+    bad = beyond_float32(batch_min) | beyond_float32(batch_max)
+    if not bad.any():
+        return
+    cell = int(np.flatnonzero(bad)[0])
+    where = describe(cell)
+    span = f"range [{float(batch_min[cell]):.9g}, {float(batch_max[cell]):.9g}]"
+    if nonfinite == "keep":
+        raise HistogramError(
+            f"{where}: {span} is beyond float32: AIMET's float32 histogram cannot bin it "
+            "(torch.histc: range is not finite)"
+        )
+    raise RangeOverflowError(
+        describe(cell),
+        f"{span} overflows float32 arithmetic: AIMET's float32 histogram cannot bin it",
+    )
 
 
 def _check_batch(first: TensorRef, batch: TensorRef, layout) -> None:
@@ -137,13 +259,17 @@ def _check_batch(first: TensorRef, batch: TensorRef, layout) -> None:
 class _Stream:
     """Streams one batch in chunks along axis 0 and reduces each chunk to its cells."""
 
-    def __init__(self, layout, spec: Spec, progress: Progress, chunk_bytes: int) -> None:
+    def __init__(
+        self, layout, spec: Spec, progress: Progress, chunk_bytes: int, float32_inf: bool = False
+    ) -> None:
         self.layout, self.spec, self.progress, self.chunk_bytes = (
             layout,
             spec,
             progress,
             chunk_bytes,
         )
+        # a float64 tensor in float32 arithmetic: values beyond float32 are ±inf there
+        self.float32_inf = float32_inf
 
     def _chunks(self, ref: TensorRef):
         for chunk in ref.chunks(self.chunk_bytes, self.layout.row_multiple):
@@ -151,18 +277,28 @@ class _Stream:
 
     def minmax(self, ref: TensorRef, finite_only: bool = False) -> MinMax:
         """Per-cell min-max of one batch (keepdims shape); non-finite values handled per
-        --nonfinite, or always left out with `finite_only` (a histogram's range)."""
+        --nonfinite, or always left out with `finite_only` (a histogram's range). With
+        `float32_inf`, float64 values beyond float32 are ±inf (dtypes.float32_view)."""
         layout = self.layout
         parts: list[MinMax] = []
         total: Optional[MinMax] = None
         nonfinite = NonFiniteCount()
+        beyond = 0
         for chunk in ref.chunks(self.chunk_bytes, layout.row_multiple):
             chunk = np.asarray(chunk)
+            values = None
             stats = short_rows_minmax(*layout.cell_view(chunk))  # bf16 blocks: no widening
             if stats is None:
-                stats = reduce_minmax(*layout.cell_view(widen(chunk)))
+                values = widen(chunk)
+                stats = reduce_minmax(*layout.cell_view(values))
+            if self.float32_inf and not _within_float32(stats):  # rare: NaN, or huge values
+                values, changed = float32_view(widen(chunk) if values is None else values)
+                if changed:
+                    beyond += changed
+                    stats = reduce_minmax(*layout.cell_view(values))
             if not is_all_finite(stats):
-                finite, count = finite_minmax(*layout.cell_view(widen(chunk)))
+                values = widen(chunk) if values is None else values
+                finite, count = finite_minmax(*layout.cell_view(values), stats)
                 if self.spec.nonfinite == "error":
                     nonfinite = nonfinite + count
                 elif finite_only or self.spec.nonfinite == "ignore":
@@ -174,9 +310,15 @@ class _Stream:
             if not finite_only:
                 self.progress.advance(chunk.nbytes)
         if nonfinite.total:
+            counted = (
+                f", counting {beyond} float64 value{'s' if beyond != 1 else ''} beyond the "
+                "float32 range as inf (float32 arithmetic; see --compute-dtype)"
+                if beyond
+                else ""
+            )
             raise NonFiniteError(
                 f"{ref.source}: tensor '{ref.name}' holds {nonfinite.nan} NaN, "
-                f"{nonfinite.posinf} +inf and {nonfinite.neginf} -inf values "
+                f"{nonfinite.posinf} +inf and {nonfinite.neginf} -inf values{counted} "
                 f"(--nonfinite ignore skips them, keep encodes them as AIMET does)"
             )
         if layout.rows_are_cells:
@@ -186,8 +328,9 @@ class _Stream:
         assert total is not None
         return total
 
-    def counts(self, ref: TensorRef, binning) -> np.ndarray:
-        """Histogram counts of one batch, chunk by chunk (counts are additive)."""
+    def counts(self, ref: TensorRef, binning, describe=None) -> np.ndarray:
+        """Histogram counts of one batch, chunk by chunk (counts are additive); `describe`
+        names a cell in errors (histogram.count)."""
         from qcalc.core import histogram
 
         layout = self.layout
@@ -195,17 +338,29 @@ class _Stream:
         start = 0
         workspace: dict = {}  # count's work arrays, reused chunk after chunk
         for chunk, values in self._chunks(ref):
+            if values.dtype == FLOAT64:  # histograms are float32 (count() casts anyway)
+                with np.errstate(over="ignore"):  # beyond float32: ±inf, as in float32 models
+                    values = values.astype(FLOAT32)
             if self.spec.nonfinite == "ignore":
                 values = np.where(np.isfinite(values), values, np.float32(np.nan))
             cells = layout.cells(values)
             if layout.rows_are_cells:  # this chunk's rows hold a contiguous run of cells
                 part = slice(start, start + cells.shape[0])
-                histogram.count(cells, binning.rows(part), total[part], workspace)
+                named = None if describe is None else (lambda k, s=start: describe(s + k))
+                histogram.count(cells, binning.rows(part), total[part], workspace, named)
                 start += cells.shape[0]
             else:
-                histogram.count(cells, binning, total, workspace)
+                histogram.count(cells, binning, total, workspace, describe)
             self.progress.advance(chunk.nbytes)
         return total
+
+
+def _within_float32(stats: MinMax) -> bool:
+    """Whether every min and max is below float32's overflow threshold (False with NaN)."""
+    return bool(
+        (np.abs(stats.min) < FLOAT32_OVERFLOW).all()
+        and (np.abs(stats.max) < FLOAT32_OVERFLOW).all()
+    )
 
 
 def _describe_sources(batches: list[TensorRef]) -> str:

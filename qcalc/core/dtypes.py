@@ -7,6 +7,10 @@ import numpy as np
 FLOAT32 = np.dtype(np.float32)
 FLOAT64 = np.dtype(np.float64)
 ML_FLOATS = ("bfloat16", "float8_e4m3fn", "float8_e5m2")  # ml_dtypes' types qcalc reads
+# The smallest float64 magnitude that rounds to inf as a float32: float32's max plus half its
+# last step, 2^128 - 2^103 (round to nearest even: that tie goes to inf). A float64 value is
+# "beyond float32" from here on; below it, it rounds to a finite float32 (at most float32 max).
+FLOAT32_OVERFLOW = 2.0**128 - 2.0**103
 
 
 SHORT_NAMES = {
@@ -58,3 +62,19 @@ def widen(values: np.ndarray) -> np.ndarray:
     if values.dtype in (FLOAT32, FLOAT64):
         return values
     return values.astype(opmath_dtype(values.dtype))
+
+
+def beyond_float32(values: np.ndarray) -> np.ndarray:
+    """Where float64 `values` round to ±inf as float32 (NaN is not beyond)."""
+    return np.abs(values) >= FLOAT32_OVERFLOW
+
+
+def float32_view(values: np.ndarray) -> tuple[np.ndarray, int]:
+    """float64 `values` as float32 arithmetic sees them, and how many changed: every value
+    beyond float32 becomes ±inf (what a float32 model holds), every other value is kept as it
+    is (its own float32 rounding is finite). A copy only when some value changes."""
+    beyond = beyond_float32(values)
+    count = int(np.count_nonzero(beyond))
+    if not count:
+        return values, 0
+    return np.where(beyond, np.copysign(np.inf, values), values), count

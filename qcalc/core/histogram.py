@@ -88,6 +88,22 @@ def _round_to(x: np.ndarray, dtype: np.dtype) -> np.ndarray:
         return x.astype(dtype).astype(F32)
 
 
+def _round_cells(x: np.ndarray, dtype: np.dtype, merged: Optional[np.ndarray]) -> np.ndarray:
+    """`_round_to(x, dtype)` in the cells (axis 0 of `x`) whose stats have the input dtype;
+    cells whose stats are float32 (`merged`: after a merge) keep x. None: no cell merged."""
+    if dtype == F32 or (merged is not None and merged.all()):
+        return _f32(x)
+    rounded = _round_to(x, dtype)
+    if merged is None or not merged.any():
+        return rounded
+    return np.where(merged.reshape((-1,) + (1,) * (rounded.ndim - 1)), _f32(x), rounded)
+
+
+def _cell(index: int) -> str:
+    """How errors name a cell when the caller gives no `describe`."""
+    return f"histogram: cell {index}"
+
+
 def _vector_part(inner: int) -> int:
     """How many leading elements of an inner loop of `inner` floats torch's CPU kernels take
     through the vector path (pairs of vectors); the rest goes through the scalar tail."""
@@ -120,16 +136,17 @@ def _cell_tail(cells: int) -> np.ndarray:
     return index - start >= size - size % (2 * TORCH_VECTOR_FLOATS)
 
 
-def _bin_start_step(mn: np.ndarray, mx: np.ndarray, dtype: np.dtype, bins: int):
+def _bin_start_step(mn: np.ndarray, mx: np.ndarray, dtype: np.dtype, bins: int, merged=None):
     """AIMET's ``_create_bin_edges``: (lo, step), float32, with ``edges[i] = _edge(lo, step, i)``.
 
     A cell with ``min == max`` is widened by 0.5 each way first, in the stats dtype
-    (float16 rounding for float16 stats).
+    (float16 rounding for float16 stats; float32 in the `merged` cells).
     """
     mn, mx = _f32(mn), _f32(mx)
     same = mn == mx
-    lo = np.where(same, _round_to(mn - np.float32(0.5), dtype), mn)
-    hi = np.where(same, _round_to(mx + np.float32(0.5), dtype), mx)
+    with np.errstate(over="ignore"):
+        lo = np.where(same, _round_cells(mn - np.float32(0.5), dtype, merged), mn)
+        hi = np.where(same, _round_cells(mx + np.float32(0.5), dtype, merged), mx)
     with np.errstate(all="ignore"):
         step = (hi - lo) / np.float32(bins)
     return lo, step
@@ -151,6 +168,12 @@ class Histogram:
     unlimited). `dtype` is the dtype AIMET's min/max tensors have: the input dtype after the
     first batch, float32 after any merge (``torch.clamp`` promotes them). It decides where
     the analyzers round, so the range functions take it from here.
+
+    `started` marks the cells that have seen a finite value and `merged` those whose stats
+    went through a merge (float32 stats, whatever `dtype` says). They differ from cell to cell
+    only under --nonfinite ignore, where a batch in which a cell has no finite value leaves it
+    as it was (and a cell that never had one stays unstarted: its counts are 0, its range the
+    placeholder [0, 0]).
     """
 
     counts: np.ndarray  # (cells, bins) float32
@@ -159,6 +182,8 @@ class Histogram:
     left: np.ndarray
     right: np.ndarray
     dtype: np.dtype
+    started: np.ndarray  # (cells,) bool
+    merged: np.ndarray  # (cells,) bool
 
     @property
     def bins(self) -> int:
@@ -193,6 +218,8 @@ class Binning:
     right: np.ndarray
     dtype: np.dtype
     strict: np.ndarray
+    started: np.ndarray
+    merged: np.ndarray
 
     @property
     def cells(self) -> int:
@@ -212,23 +239,19 @@ class Binning:
         return np.zeros((self.cells, self.bins + 2), dtype=np.int64)
 
 
-def _batch_edges(batch_min, batch_max, dtype: np.dtype, bins: int, what: str):
+def _batch_edges(batch_min, batch_max, dtype: np.dtype, bins: int, describe):
     """The batch's own histogram range (AIMET's collect_stats runs histc on it for every batch,
-    first or not): raises where torch.histc would, returns (first edge, last edge, degenerate)."""
-    if not (np.isfinite(batch_min).all() and np.isfinite(batch_max).all()):
-        bad = int(np.flatnonzero(~(np.isfinite(batch_min) & np.isfinite(batch_max)))[0])
-        raise HistogramError(
-            f"{what}: cell {bad} has no finite value; AIMET's histogram observer cannot "
-            "bin it (torch.histc: range of [nan, nan] is not finite)"
-        )
+    first or not): raises where torch.histc would, returns (first edge, last edge, degenerate).
+    Every cell's range must be finite."""
     lo, step = _bin_start_step(batch_min, batch_max, dtype, bins)
     first, last = _edge(lo, step, 0), _edge(lo, step, bins)
     ok = np.isfinite(first) & np.isfinite(last)
     if not ok.all():
         bad = int(np.flatnonzero(~ok)[0])
         raise HistogramError(
-            f"{what}: cell {bad} spans [{batch_min[bad]!r}, {batch_max[bad]!r}], whose "
-            "histogram bin edges overflow float32 (torch.histc: range is not finite)"
+            f"{describe(bad)}: range [{float(batch_min[bad]):.9g}, {float(batch_max[bad]):.9g}] "
+            "overflows float32 arithmetic: AIMET's histogram bin edges are not finite "
+            "(torch.histc raises)"
         )
     return first, last, first == last
 
@@ -250,74 +273,135 @@ def plan_batch(
     bins: int,
     dtype,
     growth_limit: Optional[float] = None,
+    *,
+    empty_ok: bool = False,
+    describe=None,
 ) -> Binning:
     """Plan the counting of one batch (NOTES.md section 7).
 
     `batch_min` / `batch_max`: (cells,) float32 holding the batch's finite min / max per cell
     (input-dtype values); a cell with no finite value (+inf / -inf here) raises
-    HistogramError, as AIMET does (torch.histc is handed a NaN range). `dtype` is the input
-    dtype AIMET sees (float32, float16 or bfloat16). `growth_limit` (tf-enhanced: 3.0) only
-    matters for the first batch, which fixes the limits; None is unlimited.
+    HistogramError, as AIMET does (torch.histc is handed a NaN range), unless `empty_ok`
+    (--nonfinite ignore): then the batch leaves that cell as it was (see Histogram). `dtype`
+    is the input dtype AIMET sees (float32, float16 or bfloat16). `growth_limit`
+    (tf-enhanced: 3.0) only matters for a cell's first batch, which fixes its limits; None is
+    unlimited. `describe(cell)` names a cell in errors.
     """
     dtype = _check_dtype(dtype)
+    describe = describe or _cell
     batch_min, batch_max = _f32(batch_min).ravel(), _f32(batch_max).ravel()
-    first, last, degenerate = _batch_edges(batch_min, batch_max, dtype, bins, "histogram")
     cells = batch_min.shape[0]
-    if previous is None:
-        g = np.float32(np.inf if growth_limit is None else growth_limit)
-        with np.errstate(all="ignore"):
-            spread = (last - first) * g / np.float32(2)
-            left, right = first - spread, last + spread
-        lo, hi, _ = _histc_range(first, last)
-        return Binning(
-            lo=lo,
-            hi=hi,
-            below=_round_to(first, dtype),
-            above=_round_to(last, dtype),
-            bins=bins,
-            carried=None,
-            min=batch_min,
-            max=batch_max,
-            left=left,
-            right=right,
-            dtype=dtype,
-            strict=degenerate,
-        )
-    if previous.bins != bins or previous.cells != cells:
+    if previous is not None and (previous.bins != bins or previous.cells != cells):
         raise ValueError(
             f"batch has {cells} cells x {bins} bins, the histogram {previous.cells} x "
             f"{previous.bins}"
         )
-    p_lo, p_step = _bin_start_step(previous.min, previous.max, previous.dtype, bins)
+    has = np.isfinite(batch_min) & np.isfinite(batch_max)
+    if not has.all():
+        bad = int(np.flatnonzero(~has)[0])
+        if not empty_ok:
+            raise HistogramError(
+                f"{describe(bad)}: no finite value; AIMET's histogram observer cannot "
+                "bin it (torch.histc: range of [nan, nan] is not finite)"
+            )
+        zero = np.float32(0)  # a placeholder range for the cells this batch leaves alone
+        batch_min, batch_max = np.where(has, batch_min, zero), np.where(has, batch_max, zero)
+    first, last, degenerate = _batch_edges(batch_min, batch_max, dtype, bins, describe)
+    # each cell's first batch (every cell's when there is no previous histogram)
+    g = np.float32(np.inf if growth_limit is None else growth_limit)
+    with np.errstate(all="ignore"):
+        spread = (last - first) * g / np.float32(2)
+        left, right = first - spread, last + spread
+    lo, hi, _ = _histc_range(first, last)
+    plan = {
+        "lo": lo,
+        "hi": hi,
+        "below": _round_to(first, dtype),
+        "above": _round_to(last, dtype),
+        "min": batch_min,
+        "max": batch_max,
+        "left": left,
+        "right": right,
+        "strict": degenerate & has,
+        "started": has,
+        "merged": np.zeros(cells, dtype=bool),
+    }
+    carried = None
+    before = np.zeros(cells, dtype=bool) if previous is None else previous.started
+    if previous is not None and before.any():
+        carried = _merge(
+            previous, batch_min, batch_max, has, before, degenerate, dtype, plan, describe
+        )
+    return Binning(bins=bins, carried=carried, dtype=F32 if plan["merged"].all() else dtype, **plan)
+
+
+def _merge(previous, batch_min, batch_max, has, before, degenerate, dtype, plan, describe):
+    """AIMET's merge into `previous` for the cells that have a histogram already (`before`):
+    `plan` (the first-batch plan) is updated in place for them; returns the carried counts,
+    (cells, bins) float32 (zeros for the cells that start now or have not started)."""
+    bins = previous.bins
+    merge = has & before  # finite values now and a histogram already
+    carry = before & ~has  # no finite value in this batch: the cell is left as it was
+    p_lo, p_step = _bin_start_step(
+        previous.min, previous.max, previous.dtype, bins, previous.merged
+    )
     p_first, p_last = _edge(p_lo, p_step, 0), _edge(p_lo, p_step, bins)
     # new_min.clamp(left, edges[0]) and new_max.clamp(edges[-1], right): 0-d float32 tensors,
     # torch's scalar path (NaN bounds give NaN, ties keep the clamped value's zero sign)
     umin = _torch_min(_torch_max(batch_min, previous.left, True), p_first, True)
     umax = _torch_min(_torch_max(batch_max, p_last, True), previous.right, True)
-    if not (np.isfinite(umin).all() and np.isfinite(umax).all()):
-        raise HistogramError("histogram merge: the merged range is not finite (torch.histc)")
-    reuse = (umin == previous.min) & (umax == previous.max)
-    carried = previous.counts.copy()
-    if not reuse.all():
-        rows = np.flatnonzero(~reuse)
-        carried[rows] = _rebin(
-            previous.counts[rows], p_lo[rows], p_step[rows], umin[rows], umax[rows], bins
+    broken = merge & ~(np.isfinite(umin) & np.isfinite(umax))
+    if broken.any():
+        raise HistogramError(
+            f"{describe(int(np.flatnonzero(broken)[0]))}: the histogram merge gives a range "
+            "that is not finite (AIMET: torch.histc raises)"
         )
+    reuse = (umin == previous.min) & (umax == previous.max)
+    carried = np.zeros((previous.cells, bins), dtype=F32)
+    carried[before] = previous.counts[before]
+    rows = np.flatnonzero(merge & ~reuse)
+    if rows.size:
+        try:
+            carried[rows] = _rebin(
+                previous.counts[rows], p_lo[rows], p_step[rows], umin[rows], umax[rows], bins
+            )
+        except _IndexOutOfRange as error:
+            cell = int(rows[error.args[0]])
+            raise HistogramError(
+                f"{describe(cell)}: merging the range [{float(umin[cell]):.9g}, "
+                f"{float(umax[cell]):.9g}] into the histogram overflows float32 arithmetic "
+                "(AIMET: index_add_ raises, index out of range)"
+            ) from None
     lo, hi, same = _histc_range(umin, umax)
-    return Binning(
-        lo=lo,
-        hi=hi,
-        below=_round_to(umin, dtype),
-        above=_round_to(umax, dtype),
-        bins=bins,
-        carried=carried,
-        min=umin,
-        max=umax,
-        left=previous.left,
-        right=previous.right,
-        dtype=F32,
-        strict=degenerate | same,
-    )
+    merged = {
+        "lo": lo,
+        "hi": hi,
+        "below": _round_to(umin, dtype),
+        "above": _round_to(umax, dtype),
+        "min": umin,
+        "max": umax,
+        "left": previous.left,
+        "right": previous.right,
+        "strict": degenerate | same,
+        "started": np.ones(merge.shape, dtype=bool),
+        "merged": np.ones(merge.shape, dtype=bool),
+    }
+    kept = {  # nothing of theirs is counted: count() sees only NaN in them
+        "lo": p_first,
+        "hi": p_last,
+        "below": p_first,
+        "above": p_last,
+        "min": previous.min,
+        "max": previous.max,
+        "left": previous.left,
+        "right": previous.right,
+        "strict": np.zeros(merge.shape, dtype=bool),
+        "started": np.ones(merge.shape, dtype=bool),
+        "merged": previous.merged,
+    }
+    for key in plan:
+        plan[key] = np.where(merge, merged[key], np.where(carry, kept[key], plan[key]))
+    return carried
 
 
 def _trunc_index(x: np.ndarray, bins: int) -> np.ndarray:
@@ -341,7 +425,14 @@ def _rebin(counts, lo, step, umin, umax, bins):
         part = np.minimum(split, counts)
         other = _trunc_index(((start + dw) - umin) / dw, bins)
         rest = np.where(part < counts, counts - part, np.float32(0))
+    broken = (dest < 0).any(axis=1) | (other < 0).any(axis=1)
+    if broken.any():  # an index whose float32 quotient overflowed int32 (an inf: INT32_MIN)
+        raise _IndexOutOfRange(int(np.flatnonzero(broken)[0]))
     return _index_add(dest, part, other, rest, bins)
+
+
+class _IndexOutOfRange(Exception):
+    """A rebinning index out of range in row `args[0]`: torch's index_add_ raises."""
 
 
 def _index_add(dest, part, other, rest, bins):
@@ -378,6 +469,7 @@ def count(
     binning: Binning,
     out: Optional[np.ndarray] = None,
     workspace: Optional[dict] = None,
+    describe=None,
 ) -> np.ndarray:
     """Counts of one chunk, (cells, bins + 2) int64, additive over chunks.
 
@@ -390,7 +482,7 @@ def count(
     With `out` (an accumulator from ``binning.zeros()``) the counts are added to it in place
     and it is returned: for small chunks this scatters only the chunk's elements instead of
     building a whole (cells, bins) array per chunk. `workspace` (any dict, kept across the
-    chunks of a batch) holds reused work arrays.
+    chunks of a batch) holds reused work arrays. `describe(cell)` names a cell in errors.
     """
     x = np.asarray(values)
     if x.dtype != F32:
@@ -406,7 +498,7 @@ def count(
     if binning.strict.any() and not np.isfinite(x[binning.strict]).all():
         bad = int(np.flatnonzero(binning.strict & ~np.isfinite(x).all(axis=1))[0])
         raise HistogramError(
-            f"histogram: cell {bad} holds a single finite value and NaN or inf; AIMET's "
+            f"{(describe or _cell)(bad)}: holds a single finite value and NaN or inf; AIMET's "
             "torch.histc then derives a non-finite range and raises"
         )
     workspace = {} if workspace is None else workspace
@@ -486,7 +578,10 @@ def finish(binning: Binning, counts: np.ndarray) -> Histogram:
         hist += binning.carried
     hist[:, 0] += counts[:, nb].astype(F32)
     hist[:, -1] += counts[:, nb + 1].astype(F32)
-    return Histogram(hist, binning.min, binning.max, binning.left, binning.right, binning.dtype)
+    return Histogram(
+        hist, binning.min, binning.max, binning.left, binning.right, binning.dtype,
+        binning.started, binning.merged,
+    )  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- percentile
@@ -534,11 +629,11 @@ def percentile_range(
     else:
         imin = _searchsorted_left(cum, vmin)
         imax = _searchsorted_left(cum, vmax)
-    lo, step = _bin_start_step(h.min, h.max, h.dtype, h.bins)
+    lo, step = _bin_start_step(h.min, h.max, h.dtype, h.bins, h.merged)
     cmin = _edge(lo, step, imin.astype(F32))
     cmax = _edge(lo, step, imax.astype(F32))
     cmin, cmax = _adjust_min_max(cmin, cmax, n, symmetric)
-    return _round_to(cmin, h.dtype), _round_to(cmax, h.dtype)
+    return _round_cells(cmin, h.dtype, h.merged), _round_cells(cmax, h.dtype, h.merged)
 
 
 def _cumulative_counts(counts: np.ndarray) -> np.ndarray:
@@ -608,7 +703,7 @@ def sqnr_candidates(
     with np.errstate(all="ignore"):
         mn = _torch_min(h.min, np.float32(0), tail)
         mx = _torch_max(h.max, np.float32(0), tail)
-        mx = np.maximum(mx, _round_to(mn + np.float32(ms * n), dtype))
+        mx = np.maximum(mx, _round_cells(mn + np.float32(ms * n), dtype, h.merged))
         nf = np.float32(n)
         if symmetric:
             md = (np.float32(2) * np.maximum(mx, -mn)) / nf
@@ -617,7 +712,7 @@ def sqnr_candidates(
             deltas = np.maximum(deltas, np.float32(ms))
             offsets = np.full_like(deltas, np.float32((-n) // 2))
             return deltas, offsets
-        md = _round_to(mx - mn, dtype) / nf
+        md = _round_cells(mx - mn, dtype, h.merged) / nf
         observed = np.rint(mn / md)
         omin = md * observed
         omax = omin + md * nf
@@ -717,7 +812,7 @@ def sqnr_noise(
         workers = min(4, os.cpu_count() or 1)
     cells, ncand = deltas.shape
     nb = h.bins
-    lo, step = _bin_start_step(h.min, h.max, h.dtype, nb)
+    lo, step = _bin_start_step(h.min, h.max, h.dtype, nb, h.merged)
     with np.errstate(all="ignore"):
         first = _edge(lo, step, 0)
         width = _edge(lo, step, 1) - first
@@ -795,4 +890,4 @@ def sqnr_range(
     with np.errstate(all="ignore"):
         rmin = o * d
         rmax = rmin + np.float32(num_steps) * d
-    return _round_to(rmin, h.dtype), _round_to(rmax, h.dtype)
+    return _round_cells(rmin, h.dtype, h.merged), _round_cells(rmax, h.dtype, h.merged)

@@ -55,6 +55,17 @@ class Layout:
         contiguous run of cells, else every chunk touches every cell."""
         return self.channel_axis is not None and 0 in (self.channel_axis, self.block_axis)
 
+    def cell_name(self, index: int) -> str:
+        """How errors name cell `index` (flat C order of the encoding grid): "" per tensor,
+        "channel 3" per channel, "channel 3 block 5" per block."""
+        if self.channel_axis is None:
+            return ""
+        position = np.unravel_index(index, self.encoding_shape)
+        name = f"channel {int(position[self.channel_axis])}"
+        if self.block_axis is not None:
+            name += f" block {int(position[self.block_axis])}"
+        return name
+
     def cell_view(self, values: np.ndarray) -> tuple[np.ndarray, tuple[int, ...]]:
         """`values` (a chunk: whole rows of the tensor) with each kept axis split out, and the
         axes to reduce over to get one value per cell (keeping the kept axes in place)."""

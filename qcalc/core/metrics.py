@@ -9,6 +9,10 @@ each chunk's (cells, elements) matrix, and each chunk row's sums of squares are 
 dot products (relative error ~1e-6), added up across chunks in float64. Other cases (float64
 grids, --compute-dtype input, NaN / inf in a chunk) take a general path with float64 errors.
 Errors are exact in float32 except for clipped elements, whose chunks switch to float64.
+
+Non-finite elements are counted and left out of the sums; a float64 tensor measured in float32
+arithmetic (the default --compute-dtype) counts its values beyond float32 as ±inf, which is
+what they are in the float32 model (qcalc.core.dtypes.FLOAT32_OVERFLOW).
 """
 
 from __future__ import annotations
@@ -58,6 +62,9 @@ class _Accumulator:
         self.levels = encoding.qmax - encoding.qmin + 1
         self.sum_x2 = np.zeros(self.cells, dtype=FLOAT64)
         self.sum_e2 = np.zeros(self.cells, dtype=FLOAT64)
+        # the sums are in units of 2^(2 unit): 0, except in cells of float64 values so small
+        # (below TINY) that their squares would underflow; see _add_scaled
+        self.unit = np.zeros(self.cells, dtype=np.int64)
         self.level_lo = np.full(self.cells, np.inf)
         self.level_hi = np.full(self.cells, -np.inf)
         self.max_error = 0.0
@@ -132,6 +139,9 @@ class _Accumulator:
         sum_x2, sum_e2 = _row_dots(rows), _row_dots(err)
         if not (np.isfinite(sum_x2).all() and np.isfinite(sum_e2).all()):
             return False  # float32 squares overflowed (|x| > 1e19): float64 on the general path
+        small_x, small_e = sum_x2 < SMALL_SUM, sum_e2 < SMALL_SUM  # all-zero rows are common
+        if (small_x.any() and np.any(rows[small_x])) or (small_e.any() and np.any(err[small_e])):
+            return False  # squares of values below ~1e-19 underflow float32: float64 instead
         # a cell can lie wholly beyond one end of the grid: clamp both bounds both ways
         self.level_lo[cells] = np.minimum(self.level_lo[cells], np.clip(lo, qmin, qmax))
         self.level_hi[cells] = np.maximum(self.level_hi[cells], np.clip(hi, qmin, qmax))
@@ -150,13 +160,15 @@ class _Accumulator:
         if xv.size == 0:
             return
         xhat = widen(grid.quantize_dequantize(qv, scale, offset, enc.qmin, enc.qmax))
-        err = np.subtract(xv, xhat, dtype=FLOAT64)
-        x2 = np.square(xv, dtype=FLOAT64)
+        err = np.asarray(np.subtract(xv, xhat, dtype=FLOAT64))  # arrays even for 0-d tensors
+        x2 = np.asarray(np.square(xv, dtype=FLOAT64))
         sum_x2 = np.sum(x2, axis=axes, dtype=FLOAT64).ravel()
-        finite = np.isfinite(xv)
+        # a float64 tensor in float32 arithmetic: values beyond float32 are ±inf there
+        seen = qv if qv.dtype == FLOAT32 and xv.dtype == FLOAT64 else xv
+        finite = np.isfinite(seen)
         nonfinite = xv.size - int(np.count_nonzero(finite))
         if nonfinite:
-            count = NonFiniteCount.of(xv)
+            count = NonFiniteCount.of(seen)
             self.nan += count.nan
             self.inf += count.inf
             x2[~finite] = 0.0
@@ -170,16 +182,48 @@ class _Accumulator:
         if np.isnan(sum_e2).any():  # NaN levels (a NaN / zero scale): max() above dropped them
             self.max_error = math.nan
         cells = slice(start, start + sum_x2.size)
-        self.sum_x2[cells] += sum_x2
-        self.sum_e2[cells] += sum_e2
+        if xv.dtype == FLOAT64 and (np.any(sum_x2 < TINY_SUM) or np.any(self.unit[cells])):
+            x2[...] = np.where(finite, xv, 0.0)
+            err = np.asarray(np.subtract(xv, xhat, dtype=FLOAT64))
+            err[~finite] = 0.0
+            self._add_scaled(x2, err, axes, cells)
+        else:
+            self.sum_x2[cells] += sum_x2
+            self.sum_e2[cells] += sum_e2
         self._add_levels(qv, scale, offset, axes, finite, cells)
+
+    def _add_scaled(self, x, err, axes, cells) -> None:
+        """Add the sums of squares of finite float64 `x` and `err` per cell, each cell whose
+        values are all below TINY scaled exactly by a power of two first (its unit), so that
+        squares of values down to the subnormals do not underflow to 0 (an SQNR 0 / 0)."""
+        peak = np.maximum(
+            np.max(np.abs(x), axis=axes, keepdims=True),
+            np.max(np.abs(err), axis=axes, keepdims=True),
+        )
+        tiny = (peak < TINY) & (peak > 0)
+        exponent = np.where(tiny, np.frexp(peak)[1], 0).astype(np.int64)
+        x = np.ldexp(x, -exponent)
+        err = np.ldexp(err, -exponent)
+        sum_x2 = np.sum(np.square(x), axis=axes).ravel()
+        sum_e2 = np.sum(np.square(err), axis=axes).ravel()
+        unit = exponent.ravel()
+        held = self.unit[cells]
+        empty = (self.sum_x2[cells] == 0) & (self.sum_e2[cells] == 0)
+        merged = np.where(empty, unit, np.maximum(held, unit))
+        self.sum_x2[cells] = np.ldexp(self.sum_x2[cells], 2 * (held - merged)) + np.ldexp(
+            sum_x2, 2 * (unit - merged)
+        )
+        self.sum_e2[cells] = np.ldexp(self.sum_e2[cells], 2 * (held - merged)) + np.ldexp(
+            sum_e2, 2 * (unit - merged)
+        )
+        self.unit[cells] = merged
 
     def _add_levels(self, qv, scale, offset, axes, finite, cells) -> None:
         """Clipped elements (their level before clamping is off the grid) and each cell's
         lowest and highest level, from the chunk's finite elements."""
         enc = self.encoding
         q = grid.unclamped_levels(qv, scale, offset, enc.qmin, enc.qmax)
-        valid = finite & np.isfinite(q)
+        valid = finite & ~np.isnan(q)  # x / scale can overflow: an infinite level is clipped
         self.clipped += int(np.count_nonzero(valid & ((q < enc.qmin) | (q > enc.qmax))))
         q = np.clip(q, enc.qmin, enc.qmax)
         lo = np.min(q, axis=axes, where=valid, initial=np.inf).ravel()
@@ -188,8 +232,9 @@ class _Accumulator:
         self.level_hi[cells] = np.maximum(self.level_hi[cells], hi)
 
     def result(self) -> Metrics:
-        total_x2 = float(np.sum(self.sum_x2))
-        total_e2 = float(np.sum(self.sum_e2))
+        top = int(self.unit.max()) if self.cells else 0  # the common unit of the totals
+        total_x2 = float(np.sum(np.ldexp(self.sum_x2, 2 * (self.unit - top))))
+        total_e2 = float(np.sum(np.ldexp(self.sum_e2, 2 * (self.unit - top))))
         n = self.elements
         used = None
         if n:
@@ -202,7 +247,7 @@ class _Accumulator:
             worst_db = float(per_cell[worst])
         return Metrics(
             sqnr_db=float(_sqnr_db(np.float64(total_x2), np.float64(total_e2))),
-            mse=total_e2 / n if n else 0.0,
+            mse=math.ldexp(total_e2 / n, 2 * top) if n else 0.0,
             max_abs_error=self.max_error,
             clipped_fraction=self.clipped / n if n else 0.0,
             grid_used_fraction=used,
@@ -212,6 +257,13 @@ class _Accumulator:
             nan_count=self.nan,
             inf_count=self.inf,
         )
+
+
+# Sums of squares below this may have lost bits to underflow (float32: squares of values
+# below ~1e-19; float64: below ~1e-154): such chunks are summed again in scaled units.
+SMALL_SUM = 2.0**-60
+TINY = 2.0**-400  # float64 cells whose values are all below this are summed scaled
+TINY_SUM = 2.0**-700  # a float64 chunk with a cell's sum below this may hold such a cell
 
 
 def _row_dots(rows: np.ndarray) -> np.ndarray:

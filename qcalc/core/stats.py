@@ -120,7 +120,7 @@ def short_rows_minmax(values: np.ndarray, axes: Optional[tuple[int, ...]]) -> Op
     Any NaN in a row gives NaN min and max, as np.min / np.max do. A row holding both zeros
     gives -0.0 as its min and +0.0 as its max.
     """
-    if values.dtype.name != "bfloat16" or values.shape[-1] > SHORT_ROWS:
+    if values.dtype.name != "bfloat16" or values.ndim == 0 or values.shape[-1] > SHORT_ROWS:
         return None
     if not _last_axis_only(values, axes):
         return None

@@ -14,10 +14,10 @@ from qcalc.core.encoding import METRIC_FIELDS, Encoding, Metrics
 from qcalc.core.layout import layout_for
 from qcalc.core.spec import Spec
 from qcalc.core.tensor import DEFAULT_CHUNK_BYTES, Progress, Skipped, TensorRef
-from qcalc.errors import FilterError, SpecError
+from qcalc.errors import FilterError, HistogramError, NonFiniteError, SpecError
 from qcalc.ops.encode import (
     PathLike,
-    compute_encodings,
+    encode_tensor,
     gather,
     name_selected,
     tensor_spec,
@@ -150,27 +150,49 @@ def _check(
     paths, spec, thresholds, activations, include, exclude, recipe, encodings, chunk_bytes, progress
 ) -> CheckReport:
     if encodings is None:
-        result = compute_encodings(
-            paths,
-            spec,
-            activations=activations,
-            include=include,
-            exclude=exclude,
-            recipe=recipe,
-            metrics=True,
-            progress=progress,
-            chunk_bytes=chunk_bytes,
-        )
-        results = [
-            _verdict(enc, kind, thresholds)
-            for kind, encs in (("param", result.encodings), ("activation", result.activations))
-            for enc in encs
-        ]
-        return CheckReport(results, result.skipped, result.recipe_skipped, result.unmatched_rules)
+        return _check_computed(
+            paths, spec, thresholds, activations, include, exclude, recipe, chunk_bytes,
+            progress or Progress(),
+        )  # fmt: skip
     return _check_shipped(
         paths, spec, thresholds, activations, include, exclude, recipe, encodings, chunk_bytes,
         progress or Progress(),
     )  # fmt: skip
+
+
+def _check_computed(
+    paths, spec, thresholds, activations, include, exclude, recipe, chunk_bytes, progress
+) -> CheckReport:
+    """Each tensor under the encoding `compute_encodings` gives it. A tensor that cannot be
+    encoded (its range overflows float32 arithmetic, or AIMET's histogram cannot bin it)
+    fails with the reason instead of stopping the run, as NaN / inf values do."""
+    found = gather(paths, activations, include, exclude)
+    specs = {
+        kind: {name: tensor_spec(name, kind, spec, recipe) for name in group}
+        for kind, group in found.groups.items()
+    }
+    unmatched = [] if recipe is None else unmatched_rules(recipe, found.groups)
+    work = [
+        (kind, name, batches, specs[kind][name])
+        for kind, group in found.groups.items()
+        for name, batches in group.items()
+        if specs[kind][name] is not None
+    ]
+    progress.start(len(work), 2 * sum(ref.nbytes for *_, batches, _ in work for ref in batches))
+    results = []
+    for kind, name, batches, resolved in work:
+        try:
+            encoding = encode_tensor(name, batches, resolved, True, progress, chunk_bytes)
+        except (NonFiniteError, HistogramError) as error:  # not a NaN / inf count: ignore
+            reason = getattr(error, "reason", None) or str(error).removeprefix(
+                f"{batches[0].where}: "
+            )
+            results.append(TensorCheck(name, kind, (f"cannot be encoded: {reason}",)))
+            progress.tensor_done()
+            continue
+        results.append(_verdict(encoding, kind, thresholds))
+    recipe_skipped = [name for kind in specs for name, s in specs[kind].items() if s is None]
+    return CheckReport(results, found.skipped, recipe_skipped, unmatched)
 
 
 def _verdict(encoding: Encoding, kind: str, thresholds: Thresholds) -> TensorCheck:

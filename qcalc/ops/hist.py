@@ -41,7 +41,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from qcalc.core.dtypes import FLOAT64, short_dtype
+from qcalc.core.dtypes import FLOAT32, FLOAT64, arithmetic_dtype, float32_view, short_dtype
 from qcalc.core.encoding import Encoding, Metrics
 from qcalc.core.layout import channel_slice
 from qcalc.core.spec import Spec
@@ -71,13 +71,16 @@ class FiniteRange:
 
 
 def finite_range(
-    batches: Sequence[TensorRef], chunk_bytes: int = DEFAULT_CHUNK_BYTES
+    batches: Sequence[TensorRef],
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    float32_inf: bool = False,
 ) -> FiniteRange:
     """Stream `batches` once: min / max of the finite values (NaN, NaN when none is finite)
-    and the counts of finite, NaN, +inf and -inf values."""
+    and the counts of finite, NaN, +inf and -inf values. With `float32_inf` (float32
+    arithmetic), float64 values beyond float32 count as ±inf, as the encoding sees them."""
     lo, hi = math.inf, -math.inf
     finite, nonfinite = 0, NonFiniteCount()
-    for values in _chunks64(batches, chunk_bytes):
+    for values in _chunks64(batches, chunk_bytes, float32_inf):
         if values.size == 0:
             continue
         stats, count = finite_minmax(values, None)
@@ -94,31 +97,59 @@ def value_histogram(
     bins: int,
     value_range: tuple[float, float],
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    float32_inf: bool = False,
 ) -> np.ndarray:
     """int64 counts of the values of `batches` in `bins` equal bins over `value_range`
     (inclusive at both ends; values outside it and non-finite values are not counted), read
-    chunk by chunk: equal to ``np.histogram(all values as float64, bins, value_range)``."""
+    chunk by chunk: equal to ``np.histogram(all values as float64, bins, value_range)``
+    (computed on halved values when the range's width overflows float64, see `_binned`).
+    `value_range` must hold `bins` distinct bins (`plot_range` gives one that does)."""
     counts = np.zeros(bins, dtype=np.int64)
     lo, hi = float(value_range[0]), float(value_range[1])
-    for values in _chunks64(batches, chunk_bytes):
+    for values in _chunks64(batches, chunk_bytes, float32_inf):
         values = values[np.isfinite(values)] if values.size else values
         if values.size:
-            counts += np.histogram(values, bins=bins, range=(lo, hi))[0]
+            counts += _binned(values, bins, lo, hi)
     return counts
 
 
-def _chunks64(batches: Sequence[TensorRef], chunk_bytes: int):
-    """Each chunk of each batch, flattened and widened exactly to float64."""
+def _binned(values: np.ndarray, bins: int, lo: float, hi: float) -> np.ndarray:
+    """np.histogram's counts of `values` over [lo, hi]; when hi - lo overflows float64
+    (a range near ±float64 max), of the values and the range halved (exact scaling: the
+    bins are the same)."""
+    if math.isfinite(hi - lo):
+        return np.histogram(values, bins=bins, range=(lo, hi))[0]
+    values = values[(values >= lo) & (values <= hi)]
+    return np.histogram(values * 0.5, bins=bins, range=(lo * 0.5, hi * 0.5))[0]
+
+
+def plot_range(lo: float, hi: float, bins: int) -> tuple[float, float]:
+    """[lo, hi] (finite, lo <= hi) widened, if need be, so that `bins` equal float64 bins
+    fit in it: a single value gets a unit-wide range around it (wider for values so large
+    that ±0.5 vanishes), a range of a few float64 steps the same around its middle."""
+    middle = lo / 2 + hi / 2
+    half = max(0.5, abs(middle) * 2.0**-20)
+    if hi - lo > 2.0**-20 * max(abs(lo), abs(hi)) and hi - lo > 2.0**-1000:
+        return lo, hi  # at least 2^-20 of the magnitude and far from the subnormals
+    return middle - half, middle + half
+
+
+def _chunks64(batches: Sequence[TensorRef], chunk_bytes: int, float32_inf: bool = False):
+    """Each chunk of each batch, flattened and widened exactly to float64; with `float32_inf`
+    a float64 tensor's values beyond float32 become ±inf (dtypes.float32_view)."""
     for ref in batches:
         for chunk in ref.chunks(chunk_bytes):
-            yield np.asarray(chunk).astype(FLOAT64).ravel()
+            values = np.asarray(chunk).astype(FLOAT64).ravel()
+            if float32_inf and ref.dtype.name == "float64":
+                values = float32_view(values)[0]
+            yield values
 
 
 def column_of(value: float, lo: float, hi: float, bins: int) -> Optional[int]:
     """The bin `value` is counted in by `value_histogram` over (lo, hi), None outside."""
     if not (math.isfinite(value) and lo <= value <= hi):
         return None
-    counts = np.histogram(np.array([value], dtype=FLOAT64), bins=bins, range=(lo, hi))[0]
+    counts = _binned(np.array([value], dtype=FLOAT64), bins, lo, hi)
     return int(np.argmax(counts))
 
 
@@ -233,9 +264,12 @@ def hist(
                     f"the markers are not drawn per block"
                 )
 
-    data = finite_range(refs, chunk_bytes)
+    float32_inf = arithmetic_dtype(batches[0].dtype, resolved.compute_dtype) == FLOAT32
+    data = finite_range(refs, chunk_bytes, float32_inf)
     if not data.finite:
-        where = f"tensor '{tensor}'" + ("" if picked is None else f" channel {picked[1]}")
+        where = f"{encoding.source}: tensor '{tensor}'" + (
+            "" if picked is None else f" channel {picked[1]}"
+        )
         raise NonFiniteError(
             f"{where}: no finite value to draw ({data.nan} NaN, {data.posinf} +inf, "
             f"{data.neginf} -inf)"
@@ -247,9 +281,9 @@ def hist(
     lo, hi = data.min, data.max
     if grid_min is not None and grid_max is not None:
         lo, hi = min(lo, grid_min), max(hi, grid_max)
-    if not hi > lo:  # one value and no grid: a unit-wide plot around it
-        lo, hi = lo - 0.5, hi + 0.5
-    counts = value_histogram(refs, plot_columns(width), (lo, hi), chunk_bytes)
+    # one value and no grid: a unit-wide plot around it (and any range too narrow for bins)
+    lo, hi = plot_range(lo, hi, plot_columns(width))
+    counts = value_histogram(refs, plot_columns(width), (lo, hi), chunk_bytes, float32_inf)
 
     return HistView(
         tensor=tensor,

@@ -245,8 +245,14 @@ class _FloatStats:
     def result(self) -> tuple[Optional[float], Optional[float], Optional[float], Optional[float]]:
         if self.n == 0:
             return None, None, None, None
-        mean = math.ldexp(self.mean, self.exponent)
-        std = math.ldexp(math.sqrt(max(self.m2, 0.0) / self.n), self.exponent)
+        # the mean lies in [lo, hi] and the std is at most half the range (Popoviciu): rounding
+        # near ±float64 max must neither leave those bounds nor overflow
+        mean = min(max(math.ldexp(self.mean, self.exponent), self.lo), self.hi)
+        bound = self.hi / 2 - self.lo / 2
+        try:
+            std = min(math.ldexp(math.sqrt(max(self.m2, 0.0) / self.n), self.exponent), bound)
+        except OverflowError:
+            std = bound
         return self.lo, self.hi, mean, std
 
 
@@ -260,8 +266,8 @@ def _mean_m2(
     biggest = max(abs(lo), abs(hi))
     exponent = 0
     if biggest > 2.0**500 or 0 < biggest < 2.0**-500:
-        exponent = math.frexp(biggest)[1]
-        values = values * math.ldexp(1.0, -exponent)
+        exponent = math.frexp(biggest)[1]  # -1073 for the smallest subnormal: 2^1073 overflows,
+        values = np.ldexp(values, -exponent)  # so scale each value (exactly) instead
     total = float(np.dot(values, ones))
     squares = float(np.dot(values, values))
     mean = total / n
