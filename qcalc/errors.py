@@ -23,7 +23,8 @@ class SpecError(QcalcError):
 
 
 class NonFiniteError(QcalcError):
-    """A tensor holds NaN or infinite values and --nonfinite is 'error'."""
+    """A tensor holds NaN or infinite values and --nonfinite is 'error', or its encoding would
+    not be finite (a range that overflows float32) and --nonfinite is not 'keep'."""
 
 
 class FilterError(QcalcError):

@@ -154,7 +154,7 @@ def cli_args(case: dict) -> list[str]:
             args += ["--num-bins", str(config["num_bins"])]
     if case["tensor_dtype"] != "float32":
         args += ["--compute-dtype", "input"]
-    if has_nonfinite(case):
+    if has_nonfinite(case) or not is_finite_case(case):  # AIMET's own NaN / inf encodings
         args += ["--nonfinite", "keep"]
     return args + ["--format", "json"]
 

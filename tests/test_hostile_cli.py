@@ -213,3 +213,29 @@ def test_tables_survive_absurd_widths(command, columns, monkeypatch):
     result = runner.invoke(app, [command, sample, *(["--all"] if command == "check" else [])])
     assert result.exit_code == 0, result.output
     assert result.stdout.strip()
+
+
+def test_encodings_and_recipes_may_come_from_a_pipe(tmp_path):
+    """`qcalc show <(cmd)` and `--recipe <(cmd)`: a FIFO is read once, bounded, like a file."""
+    fifo = tmp_path / "pipe.toml"
+    os.mkfifo(fifo)
+    writer = subprocess.Popen(
+        ["sh", "-c", f"printf '[[rule]]\\nmatch = \"*\"\\nbitwidth = 4\\n' > {fifo}"]
+    )
+    sample = str(Path(__file__).parent.parent / "sample_tensors" / "seed.npy")
+    result = subprocess.run([sys.executable, "-m", "qcalc", "encode", sample, "--recipe", str(fifo), "-f", "json"],
+                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    writer.wait(timeout=10)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)[0]["bitwidth"] == 4
+
+
+def test_hist_channel_of_batches_of_different_ranks_is_an_error(tmp_path):
+    for folder, shape in (("b1", (3, 4, 6)), ("b2", (4, 6))):
+        (tmp_path / folder).mkdir()
+        np.save(tmp_path / folder / "x.npy", np.ones(shape, np.float32))
+    result = runner.invoke(app, ["hist", str(tmp_path / "b1" / "x.npy"), str(tmp_path / "b2" / "x.npy"),
+                                 "-t", "x", "--axis", "-1", "--channel", "0"])  # fmt: skip
+    assert_one_error_line(
+        result, "qcalc: error: tensor 'x': --channel needs batches of one rank, not ranks 2, 3"
+    )

@@ -447,7 +447,7 @@ def test_recipe_from_a_device_or_too_large(tmp_path):
     with pytest.raises(RecipeError) as error:
         Recipe.load("/dev/zero")
     assert str(error.value) == (
-        "/dev/zero: cannot read recipe: is a character device (only regular files are read)"
+        "/dev/zero: cannot read recipe: is a character device (only regular files and pipes are read)"
     )
     big = tmp_path / "big.toml"
     with open(big, "wb") as f:

@@ -114,13 +114,15 @@ def checked_layout(
     where: str,
     block_size: Optional[int] = None,
     block_axis: int = -1,
+    whose: str = "",
 ) -> Layout:
     """Channels along `axis` (and blocks of `block_size` along `block_axis`) of a tensor of
-    `shape`: the one place axes and blocks are checked, SpecError naming `where` otherwise."""
-    channel = normalise_axis(axis, shape, where, "axis")
+    `shape`: the one place axes and blocks are checked, SpecError naming `where` otherwise
+    (and `whose` axis it is: "encoding " for an encoding's own)."""
+    channel = normalise_axis(axis, shape, where, f"{whose}axis")
     if block_size is None:
         return Layout(tuple(shape), channel)
-    block = normalise_axis(block_axis, shape, where, "block axis")
+    block = normalise_axis(block_axis, shape, where, f"{whose}block axis")
     if block == channel:
         raise SpecError(f"{where}: block axis {block_axis} is the channel axis {axis}")
     if shape[block] % block_size:
@@ -140,10 +142,13 @@ def encoding_layout(encoding: Encoding, shape: tuple[int, ...], where: str) -> L
     ):
         layout = Layout(shape)
     elif encoding.axis is None or (encoding.block_size is not None and encoding.block_axis is None):
-        raise SpecError(f"{where}: the encoding does not record its channel and block axes")
+        axes = "channel axis" if encoding.block_size is None else "channel and block axes"
+        raise SpecError(f"{where}: the encoding does not record its {axes}")
     else:
         block_axis = -1 if encoding.block_axis is None else encoding.block_axis
-        layout = checked_layout(shape, encoding.axis, where, encoding.block_size, block_axis)
+        layout = checked_layout(
+            shape, encoding.axis, where, encoding.block_size, block_axis, whose="encoding "
+        )
     fits = (
         encoding.scale.size == 1
         if layout.channel_axis is None

@@ -47,7 +47,7 @@ from qcalc.core.layout import channel_slice
 from qcalc.core.spec import Spec
 from qcalc.core.stats import NonFiniteCount, finite_minmax
 from qcalc.core.tensor import DEFAULT_CHUNK_BYTES, Progress, TensorRef
-from qcalc.errors import FilterError, NonFiniteError
+from qcalc.errors import FilterError, NonFiniteError, SpecError
 from qcalc.ops.encode import PathLike, encode_tensor, gather, tensor_spec
 
 GUTTER = 9  # left of the plot: 7-character labels, a space, the axis character
@@ -325,6 +325,11 @@ def _channel(
 ) -> tuple[int, int, int]:
     """(axis, channel, channel count), normalised and checked against every batch."""
     where = f"tensor '{tensor}'"
+    ranks = sorted({len(ref.shape) for ref in batches})
+    if len(ranks) > 1:
+        raise SpecError(
+            f"{where}: --channel needs batches of one rank, not ranks {', '.join(map(str, ranks))}"
+        )
     axis = [channel_slice(tuple(ref.shape), axis, channel, where) for ref in batches][0][0]
     count = min(ref.shape[axis] for ref in batches)
     return axis, channel % count, count
