@@ -45,16 +45,20 @@ Examples:
 class _OneLineErrors(TyperGroup):
     """Usage errors (an unknown option, a bad choice, a missing argument) as one line on
     stderr and exit 2, like every other error: "qcalc: error: ... (see 'qcalc encode --help')".
-    A command given no argument at all still prints its help (on stderr, exit 2)."""
+    A command given no argument at all still prints its help (on stderr, exit 2). Ctrl-C and
+    SIGTERM outside a command's body (which `user_errors` covers) are one line too."""
 
     def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
         if not standalone_mode:
             return super().main(*args, standalone_mode=False, **kwargs)
         try:
             code = super().main(*args, standalone_mode=False, **kwargs)
-        except typer.Abort:
+        except (typer.Abort, KeyboardInterrupt):  # outside a command: while parsing
             say("interrupted")
             sys.exit(130)
+        except Terminated:
+            say("terminated")
+            sys.exit(143)
         except typer.TyperException as error:  # click's ClickException, UsageError, ...
             if type(error).__name__ == "NoArgsIsHelpError":  # `qcalc encode`: the help
                 error.show()
@@ -115,12 +119,6 @@ def main() -> None:
     except BrokenPipeError:  # `qcalc ... | head`: the reader left; not an error
         sys.stderr.close()
         sys.exit(0)
-    except KeyboardInterrupt:  # outside a command (while parsing): the same one line
-        say("interrupted")
-        sys.exit(130)
-    except Terminated:
-        say("terminated")
-        sys.exit(143)
 
 
 def _terminate(signum: int, frame: object) -> None:
