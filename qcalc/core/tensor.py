@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Optional
 
 import numpy as np
+
+from qcalc.core.graph import ParamRole
 
 # Chunks are slices along axis 0 holding at most this many bytes of source data (at least one
 # row), so memory stays bounded however large a tensor is. Small on purpose: a chunk's float32
@@ -28,6 +30,8 @@ class TensorRef:
     dtype: np.dtype
     shape: tuple[int, ...]
     load: Callable[[], np.ndarray] = field(repr=False, compare=False)
+    # What the tensor is to the model that holds it (ONNX initializers); None elsewhere.
+    param: Optional[ParamRole] = field(default=None, compare=False)
 
     @property
     def nbytes(self) -> int:

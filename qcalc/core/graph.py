@@ -1,0 +1,157 @@
+"""Computation graphs (ONNX models): nodes and tensors, and what each op means for
+quantization: which initializers are a layer's weight or bias, the weight's output-channel
+axis, the ops that only move data. Pure Python: no numpy, no onnx."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from typing import Any, Literal, Optional
+
+Role = Literal["weight", "bias", "other"]
+
+# Ops whose output holds the same values as their data input (input 0), rearranged or
+# selected: AIMET's export gives the output its input's encoding instead of observing it.
+DATA_MOVERS = frozenset(
+    {
+        "Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze", "Expand", "Tile",
+        "Gather", "GatherElements", "GatherND", "Slice", "Split", "SpaceToDepth",
+        "DepthToSpace", "MaxPool", "Identity", "Pad",
+    }
+)  # fmt: skip
+# Ops whose output quantizer AIMET ties with the quantizers that encode its inputs.
+TIED_OUTPUT_OPS = frozenset({"Concat"})
+# Ops that use an initializer only as a shape, index or axis list: never a parameter.
+_SHAPE_INPUTS = {
+    "Reshape": (1,), "Expand": (1,), "Tile": (1,), "Slice": (1, 2, 3, 4), "Squeeze": (1,),
+    "Unsqueeze": (1,), "Gather": (1,), "GatherElements": (1,), "GatherND": (1,), "Split": (1,),
+    "Pad": (1, 2, 3), "Resize": (1, 2, 3), "ConstantOfShape": (0,), "Range": (0, 1, 2),
+    "ReduceMean": (1,), "ReduceSum": (1,), "ReduceMax": (1,), "ReduceMin": (1,),
+    "TopK": (1,), "OneHot": (1, 2),
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Node:
+    """One node: its op type, name, input and output tensor names ("" for an omitted optional
+    input) and the attributes qcalc reads (integers, floats, strings and lists of them)."""
+
+    op: str
+    name: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    attributes: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+
+
+@dataclass(frozen=True)
+class ParamRole:
+    """What an initializer is to the first quantizable node that consumes it.
+
+    `axis` is the weight's output-channel axis (None: the op implies none, so a per-channel
+    request uses the command line's); `layer_input` is the activation the layer reads and
+    `weight` the weight a bias pairs with (a bias's int32 scale is their scales' product).
+    """
+
+    op: str
+    node: str
+    role: Role
+    axis: Optional[int] = None
+    layer_input: Optional[str] = None
+    weight: Optional[str] = None
+    known: bool = True  # False: qcalc does not know the op; its parameters stay per tensor
+
+
+@dataclass(frozen=True)
+class Graph:
+    """A model's nodes in file (topological) order, its input and output tensor names, and
+    its initializer names; `source` is the model file."""
+
+    source: str
+    nodes: tuple[Node, ...]
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    initializers: tuple[str, ...]
+
+    @functools.cached_property
+    def producers(self) -> dict[str, Node]:
+        """The node that outputs each tensor."""
+        return {name: node for node in self.nodes for name in node.outputs if name}
+
+    @functools.cached_property
+    def consumers(self) -> dict[str, list[tuple[Node, int]]]:
+        """Each tensor's consuming nodes, with the input position, in node order."""
+        found: dict[str, list[tuple[Node, int]]] = {}
+        for node in self.nodes:
+            for index, name in enumerate(node.inputs):
+                if name:
+                    found.setdefault(name, []).append((node, index))
+        return found
+
+    @functools.cached_property
+    def tensor_names(self) -> frozenset[str]:
+        """Every tensor name in the graph: inputs, initializers, node inputs and outputs."""
+        names = {*self.inputs, *self.outputs, *self.initializers, *self.producers}
+        return frozenset(names | set(self.consumers))
+
+    def producer_op(self, name: str) -> Optional[str]:
+        """The op type that outputs tensor `name` (None for graph inputs and initializers)."""
+        node = self.producers.get(name)
+        return None if node is None else node.op
+
+    def param_roles(self) -> dict[str, ParamRole]:
+        """The role of every initializer some node consumes as a parameter (not as a shape,
+        index or axis list), from its first such consumer in node order."""
+        roles: dict[str, ParamRole] = {}
+        initializers = set(self.initializers)
+        for node in self.nodes:
+            shape_inputs = _SHAPE_INPUTS.get(node.op, ())
+            for index, name in enumerate(node.inputs):
+                if name in initializers and name not in roles and index not in shape_inputs:
+                    roles[name] = self._role(node, index)
+        return roles
+
+    def _role(self, node: Node, index: int) -> ParamRole:
+        op, inputs = node.op, node.inputs
+        layer = dict(op=op, node=node.name, layer_input=inputs[0] or None)
+        if op in ("Conv", "ConvTranspose") and index in (1, 2):
+            if index == 1:
+                return ParamRole(**layer, role="weight", axis=0 if op == "Conv" else 1)
+            return ParamRole(**layer, role="bias", weight=inputs[1])
+        if op == "Gemm" and index in (1, 2):
+            if index == 1:
+                trans_b = int(node.attributes.get("transB", 0))
+                return ParamRole(**layer, role="weight", axis=0 if trans_b else 1)
+            return ParamRole(**layer, role="bias", weight=inputs[1])
+        if op == "MatMul" and index == 1:
+            return ParamRole(**layer, role="weight", axis=-1)
+        if op == "Add" and len(inputs) == 2:
+            bias = self._matmul_bias(node, index)
+            if bias is not None:
+                return bias
+        if op in _NORMS and index in (1, 2):
+            return ParamRole(**layer, role="weight" if index == 1 else "bias")
+        if op == "BatchNormalization" and index in (1, 2, 3, 4):
+            role: Role = {1: "weight", 2: "bias"}.get(index, "other")  # type: ignore[assignment]
+            return ParamRole(**layer, role=role)
+        return ParamRole(op, node.name, "other", known=op in _ELEMENTWISE)
+
+    def _matmul_bias(self, add: Node, index: int) -> Optional[ParamRole]:
+        """The bias of a linear layer exported as MatMul + Add (either input order): the Add's
+        other input is the sole use of a MatMul output whose weight is an initializer."""
+        matmul = self.producers.get(add.inputs[1 - index])
+        if matmul is None or matmul.op != "MatMul" or len(matmul.inputs) != 2:
+            return None
+        weight = matmul.inputs[1]
+        if weight not in self.initializers or len(self.consumers.get(matmul.outputs[0], ())) != 1:
+            return None
+        return ParamRole(
+            "Add", add.name, "bias", layer_input=matmul.inputs[0] or None, weight=weight
+        )
+
+
+_NORMS = frozenset({"LayerNormalization", "InstanceNormalization", "GroupNormalization"})
+# Ops whose constant operands are plain tensors with no channel axis: encoded per tensor
+# without a warning that the op is unknown.
+_ELEMENTWISE = frozenset(
+    {"Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Where", "Clip", "PRelu", "Concat"}
+)
