@@ -438,7 +438,7 @@ def test_bad_kind(value, shown):
 
 def test_missing_match():
     assert error_of('[[rule]]\nmatch = "a"\n[[rule]]\nbitwidth = 8\n') == (
-        'recipe.toml: rule 2: missing required key "match" (a tensor-name glob)'
+        'recipe.toml: rule 2: missing key "match" (a tensor-name glob), "op" or "role"'
     )
 
 

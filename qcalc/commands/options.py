@@ -105,11 +105,20 @@ RecipeOption = Annotated[
         show_default=False,
     ),
 ]
+ActivationBitwidth = Annotated[
+    Optional[int],
+    typer.Option(
+        "--activation-bitwidth",
+        help="Bitwidth of activations (default: the same as -b); recipe rules still win.",
+        show_default=False,
+    ),
+]
 # The options that pick a command's tensors and their per-tensor settings.
 SELECTION: dict[str, Any] = {
     "include": Include,
     "exclude": Exclude,
     "activations": Activations,
+    "activation_bitwidth": ActivationBitwidth,
     "recipe": RecipeOption,
 }
 
@@ -156,6 +165,8 @@ def with_spec(
             with user_errors():
                 spec = Spec(**flags)
                 picked = selection(**chosen)
+                if "axis" in names:  # a model's channel axes apply unless --axis is given
+                    picked["graph_axis"] = not _given("axis")
             return command(spec=spec, picked=picked, **arguments)
 
         parameters = [*own, *added]
@@ -245,11 +256,30 @@ def load_recipe(path: Optional[Path]):
 
 def selection(**options: Any) -> dict[str, Any]:
     """The library's keyword arguments for the SELECTION options given: lists for --include,
-    --exclude and --activations (empty when not given), the --recipe file loaded."""
-    return {
-        name: load_recipe(value) if name == "recipe" else (value or ())
-        for name, value in options.items()
-    }
+    --exclude and --activations (empty when not given), the --recipe file loaded, the
+    activation bitwidth checked as Spec checks bitwidths."""
+    picked = {}
+    for name, value in options.items():
+        if name == "recipe":
+            picked[name] = load_recipe(value)
+        elif name == "activation_bitwidth":
+            if value is not None:
+                Spec(bitwidth=value)  # the same bounds, the same message
+            picked[name] = value
+        else:
+            picked[name] = value or ()
+    return picked
+
+
+def _given(option: str) -> bool:
+    """Whether the running command's `option` was given on the command line (not its
+    default)."""
+    import click
+    from click.core import ParameterSource
+
+    context = click.get_current_context(silent=True)
+    source = context.get_parameter_source(option) if context is not None else None
+    return source not in (None, ParameterSource.DEFAULT)
 
 
 def report_skips(result) -> None:
@@ -261,6 +291,10 @@ def report_skips(result) -> None:
         note(f"recipe skipped {count} tensor{'s' if count != 1 else ''}")
     for rule in result.unmatched_rules:
         warn(f"recipe {rule.label} matched no tensor")
+    for text in getattr(result, "notes", ()):
+        note(text)
+    for text in getattr(result, "warnings", ()):
+        warn(text)
 
 
 def refuse_overwriting_inputs(output: Path, inputs: List[Path]) -> None:

@@ -3,8 +3,10 @@
 A recipe is a list of ``[[rule]]`` tables::
 
     [[rule]]
-    match = "*.weight"        # glob on the full tensor name (required)
+    match = "*.weight"        # glob on the full tensor name
     kind = "param"            # "param" | "activation" | "any" (default)
+    op = "Conv*"              # ONNX models: glob on the op type (see Matching)
+    role = "weight"           # ONNX models: "weight" | "bias" | "other"
     bitwidth = 8
     symmetric = true
     per_channel = true
@@ -24,6 +26,11 @@ Semantics (decisions where the issue was silent):
 - **Matching.** `fnmatch.fnmatchcase` on the full tensor name: case-sensitive, ``*`` crosses
   dots (``*.weight`` matches ``model.layers.0.mlp.up_proj.weight``). ``kind = "param"``
   matches the positional inputs, ``"activation"`` the ``--activations`` dumps, ``"any"`` both.
+  A rule needs ``match``, ``op`` or ``role`` (a missing ``match`` is ``"*"``); every key given
+  must match. ``op`` is a glob on the ONNX op type: the op that consumes a parameter (a
+  MatMul + Add bias: ``Add``), the op that produces an activation (graph inputs have none);
+  ``role`` is a parameter's role for that op. Tensors that do not come from an ONNX model
+  have neither, so ``op`` / ``role`` rules never match them.
 - **Keys are independent.** ``per_channel = false`` does not clear a block size, ``lpbq =
   false`` does not clear ``block_size``, and ``symmetric`` does not set ``signed``: a ``signed``
   left at the base's None keeps following AIMET's default (signed iff symmetric). Whether a
@@ -62,9 +69,10 @@ import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
-from typing import Any, Literal, Optional, Union, get_args, get_origin, get_type_hints
+from typing import Any, Literal, NamedTuple, Optional, Union, get_args, get_origin, get_type_hints
 
 from qcalc.core.choices import Kind
+from qcalc.core.graph import Role
 from qcalc.core.spec import Spec, int_text
 from qcalc.errors import RecipeError, SpecError
 from qcalc.io.text import byte_size, quote, read_utf8
@@ -84,7 +92,8 @@ SETTING_TYPES = {
     name: _without_none(kind) for name, kind in get_type_hints(Spec).items() if name not in RUN_WIDE
 }
 SETTING_KEYS = tuple(SETTING_TYPES)
-RULE_KEYS = ("match", "kind", *SETTING_KEYS, "skip")
+RULE_KEYS = ("match", "kind", "op", "role", *SETTING_KEYS, "skip")
+ROLES = get_args(Role)
 # Keys whose range Spec checks on the key alone, whatever the other settings are.
 _STANDALONE_CHECKS = (
     "bitwidth", "axis", "percentile", "num_bins", "block_size", "block_axis",
@@ -108,15 +117,33 @@ class Rule:
     kind: str = "any"
     settings: dict[str, Any] = field(default_factory=dict, hash=False)
     skip: Optional[bool] = None
+    op: Optional[str] = None
+    role: Optional[str] = None
 
     @property
     def label(self) -> str:
         """``rule 3 (match "*.bias")``, as error messages name the rule."""
-        return f"rule {self.index} (match {_quote(self.match)})"
+        return f"rule {self.index} ({_describe(self.match, self.op, self.role)})"
 
-    def matches(self, name: str, kind: str) -> bool:
-        """True when the rule applies to tensor `name` of `kind` ("param" or "activation")."""
-        return self.kind in (kind, "any") and fnmatchcase(name, self.match)
+    def matches(self, name: str | Tagged, kind: str) -> bool:
+        """True when the rule applies to tensor `name` of `kind` ("param" or "activation");
+        a plain name has no op or role."""
+        tagged = name if isinstance(name, Tagged) else Tagged(name)
+        return (
+            self.kind in (kind, "any")
+            and fnmatchcase(tagged.name, self.match)
+            and (self.op is None or tagged.op is not None and fnmatchcase(tagged.op, self.op))
+            and (self.role is None or tagged.role == self.role)
+        )
+
+
+class Tagged(NamedTuple):
+    """A tensor as rules see it: its name and, for tensors of an ONNX model, the op type and
+    (parameters) the role that `op` and `role` rules match."""
+
+    name: str
+    op: Optional[str] = None
+    role: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -165,12 +192,12 @@ class Recipe:
             raise RecipeError(f'{path}: "rule" must be an array of tables: write [[rule]]')
         return cls(path, tuple(_parse_rule(path, i, t) for i, t in enumerate(tables, 1)))
 
-    def matching(self, name: str, kind: str) -> list[Rule]:
+    def matching(self, name: str | Tagged, kind: str) -> list[Rule]:
         """The rules that apply to tensor `name` of `kind`, in file order."""
         _check_kind(kind)
         return [rule for rule in self.rules if rule.matches(name, kind)]
 
-    def spec_for(self, name: str, kind: str, base: Spec) -> Optional[Spec]:
+    def spec_for(self, name: str | Tagged, kind: str, base: Spec) -> Optional[Spec]:
         """The settings for tensor `name` of `kind` ("param" or "activation"), or None to skip it.
 
         `base` (the CLI flags) is returned as it is when no rule matches; otherwise the matching
@@ -193,12 +220,13 @@ class Recipe:
             labels = [rule.label for rule in rules]
             if len(labels) > 1:
                 labels[-2:] = [f"{labels[-2]} and {labels[-1]}"]
+            shown = name.name if isinstance(name, Tagged) else name
             raise RecipeError(
-                f"{self.path}: {kind} tensor {_quote(name)}, matched by {', '.join(labels)}: "
+                f"{self.path}: {kind} tensor {_quote(shown)}, matched by {', '.join(labels)}: "
                 f"{error}"
             ) from None
 
-    def skips(self, name: str, kind: str) -> bool:
+    def skips(self, name: str | Tagged, kind: str) -> bool:
         """Whether the rules matching tensor `name` of `kind` leave it out: the last of them
         that mentions ``skip`` decides."""
         skip = False
@@ -207,14 +235,14 @@ class Recipe:
                 skip = rule.skip
         return skip
 
-    def unmatched(self, names_by_kind: Mapping[str, Iterable[str]]) -> list[Rule]:
+    def unmatched(self, names_by_kind: Mapping[str, Iterable[str | Tagged]]) -> list[Rule]:
         """Rules that match no tensor of their kind, in file order.
 
         `names_by_kind` maps "param" and/or "activation" to tensor names. A rule of kind "any"
         is unmatched when it matches no name of any given kind; rules of a kind missing from
         the mapping are not reported (there was nothing of that kind to match).
         """
-        names: dict[str, list[str]] = {}
+        names: dict[str, list[str | Tagged]] = {}
         for kind, kind_names in names_by_kind.items():
             _check_kind(kind)
             names[kind] = list(kind_names)
@@ -227,19 +255,23 @@ class Recipe:
 
 
 def _parse_rule(path: str, index: int, table: dict[str, Any]) -> Rule:
-    match = table.get("match")
+    match, op, role = (table.get(key) for key in ("match", "op", "role"))
     prefix = f"{path}: rule {index}"
-    if isinstance(match, str) and match:
-        prefix += f" (match {_quote(match)})"
+    given = [value for value in (match, op, role) if value is not None]
+    if given and all(isinstance(value, str) and value for value in given):
+        prefix += f" ({_describe(match or '*', op, role)})"
     for key in table:
         if key not in RULE_KEYS:
             close = difflib.get_close_matches(key, RULE_KEYS, n=1)
             hint = f" (did you mean {_quote(close[0])}?)" if close else ""
             raise RecipeError(f"{prefix}: unknown key {_quote(key)}{hint}")
-    if match is None:
-        raise RecipeError(f'{prefix}: missing required key "match" (a tensor-name glob)')
-    if not isinstance(match, str) or not match:
-        raise RecipeError(f"{prefix}: match must be a non-empty string, got {_show(match)}")
+    if match is None and op is None and role is None:
+        raise RecipeError(f'{prefix}: missing key "match" (a tensor-name glob), "op" or "role"')
+    for key, value in (("match", match), ("op", op)):
+        if value is not None and (not isinstance(value, str) or not value):
+            raise RecipeError(f"{prefix}: {key} must be a non-empty string, got {_show(value)}")
+    if role is not None and role not in ROLES:
+        raise RecipeError(f"{prefix}: role must be one of {_choices(ROLES)}, got {_show(role)}")
     kind = table.get("kind", "any")
     if kind not in KINDS:
         raise RecipeError(f"{prefix}: kind must be one of {_choices(KINDS)}, got {_show(kind)}")
@@ -258,7 +290,9 @@ def _parse_rule(path: str, index: int, table: dict[str, Any]) -> Rule:
                 Spec(**{key: settings[key]})
             except SpecError as error:
                 raise RecipeError(f"{prefix}: {error}") from None
-    return Rule(index=index, match=match, kind=kind, settings=settings, skip=skip)
+    return Rule(
+        index=index, match=match or "*", kind=kind, settings=settings, skip=skip, op=op, role=role
+    )
 
 
 def _checked(prefix: str, key: str, value: Any, kind: Any) -> Any:
@@ -284,6 +318,13 @@ def _checked(prefix: str, key: str, value: Any, kind: Any) -> Any:
     else:  # a Spec field of a type recipes do not know yet
         raise TypeError(f"recipe key {key}: unsupported type {kind}")
     return value
+
+
+def _describe(match: str, op: Optional[str], role: Optional[str]) -> str:
+    """How a rule is named in messages: ``match "*.bias"``, ``op "Conv", role "bias"``."""
+    parts = [f"match {_quote(match)}"] if match != "*" or not (op or role) else []
+    parts += [f"{key} {_quote(value)}" for key, value in (("op", op), ("role", role)) if value]
+    return ", ".join(parts)
 
 
 def _check_kind(kind: str) -> None:

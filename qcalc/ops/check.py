@@ -17,10 +17,10 @@ from qcalc.core.tensor import DEFAULT_CHUNK_BYTES, Progress, Skipped, TensorRef
 from qcalc.errors import FilterError, HistogramError, NonFiniteError, SpecError
 from qcalc.ops.encode import (
     PathLike,
+    TensorSettings,
     encode_tensor,
     gather,
     name_selected,
-    tensor_spec,
     unmatched_rules,
 )
 
@@ -125,6 +125,8 @@ def check(
     encodings: Optional[PathLike] = None,
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
     progress=None,
+    activation_bitwidth: Optional[int] = None,
+    graph_axis: bool = True,
 ) -> CheckReport:
     """Evaluate every float tensor in `paths` (and `activations`) against `thresholds`, under
     the encodings qcalc computes with `spec` (and `recipe`), or under those in the AIMET
@@ -134,8 +136,9 @@ def check(
     that NaN / inf values are counted and reported instead of stopping the check."""
     if spec.nonfinite == "error":
         spec = dataclasses.replace(spec, nonfinite="ignore")
+    settings = TensorSettings(spec, recipe, None, activation_bitwidth, graph_axis)
     report = _check(
-        paths, spec, thresholds, activations, include, exclude, recipe, encodings, chunk_bytes,
+        paths, settings, thresholds, activations, include, exclude, encodings, chunk_bytes,
         progress,
     )  # fmt: skip
     if not report.results:
@@ -147,31 +150,33 @@ def check(
 
 
 def _check(
-    paths, spec, thresholds, activations, include, exclude, recipe, encodings, chunk_bytes, progress
+    paths, settings, thresholds, activations, include, exclude, encodings, chunk_bytes, progress
 ) -> CheckReport:
     if encodings is None:
         return _check_computed(
-            paths, spec, thresholds, activations, include, exclude, recipe, chunk_bytes,
+            paths, settings, thresholds, activations, include, exclude, chunk_bytes,
             progress or Progress(),
         )  # fmt: skip
     return _check_shipped(
-        paths, spec, thresholds, activations, include, exclude, recipe, encodings, chunk_bytes,
+        paths, settings, thresholds, activations, include, exclude, encodings, chunk_bytes,
         progress or Progress(),
     )  # fmt: skip
 
 
 def _check_computed(
-    paths, spec, thresholds, activations, include, exclude, recipe, chunk_bytes, progress
+    paths, settings, thresholds, activations, include, exclude, chunk_bytes, progress
 ) -> CheckReport:
     """Each tensor under the encoding `compute_encodings` gives it. A tensor that cannot be
     encoded (its range overflows float32 arithmetic, or AIMET's histogram cannot bin it)
     fails with the reason instead of stopping the run, as NaN / inf values do."""
     found = gather(paths, activations, include, exclude)
+    settings = dataclasses.replace(settings, graph=found.graph)
     specs = {
-        kind: {name: tensor_spec(name, kind, spec, recipe) for name in group}
+        kind: {name: settings.spec_for(batches[0], kind) for name, batches in group.items()}
         for kind, group in found.groups.items()
     }
-    unmatched = [] if recipe is None else unmatched_rules(recipe, found.groups)
+    recipe = settings.recipe
+    unmatched = [] if recipe is None else unmatched_rules(recipe, found.groups, found.graph)
     work = [
         (kind, name, batches, specs[kind][name])
         for kind, group in found.groups.items()
@@ -203,12 +208,14 @@ def _verdict(encoding: Encoding, kind: str, thresholds: Thresholds) -> TensorChe
 
 
 def _check_shipped(
-    paths, spec, thresholds, activations, include, exclude, recipe, encodings, chunk_bytes, progress
+    paths, settings, thresholds, activations, include, exclude, encodings, chunk_bytes, progress
 ) -> CheckReport:
     from qcalc.io import formats
 
     shipped = formats.read(encodings)
     found = gather(paths, activations, include, exclude)
+    settings = dataclasses.replace(settings, graph=found.graph)
+    recipe = settings.recipe
     entries = {
         "param": {enc.name: enc for enc in shipped.params},
         "activation": {enc.name: enc for enc in shipped.activations},
@@ -224,7 +231,7 @@ def _check_shipped(
     for kind, group in found.groups.items():
         other = "activation" if kind == "param" else "param"
         for name, batches in group.items():
-            resolved = tensor_spec(name, kind, spec, recipe)
+            resolved = settings.spec_for(batches[0], kind)
             if resolved is None:
                 recipe_skipped.append(name)
                 continue
@@ -244,7 +251,7 @@ def _check_shipped(
     for kind, entry in leftover:
         if name_selected(entry.name, include, exclude) and not _skipped(recipe, entry.name, kind):
             results.append(TensorCheck(entry.name, kind, ("not in the inputs",), encoding=entry))
-    unmatched = [] if recipe is None else unmatched_rules(recipe, found.groups)
+    unmatched = [] if recipe is None else unmatched_rules(recipe, found.groups, found.graph)
     return CheckReport(results, found.skipped, recipe_skipped, unmatched)
 
 

@@ -14,6 +14,7 @@ import numpy as np
 from qcalc.core.calibrate import encode_batches
 from qcalc.core.dtypes import is_float
 from qcalc.core.encoding import Encoding
+from qcalc.core.graph import Graph
 from qcalc.core.spec import Spec
 from qcalc.core.tensor import DEFAULT_CHUNK_BYTES, Progress, Skipped, TensorRef, array_ref
 from qcalc.errors import FilterError, SpecError
@@ -31,20 +32,45 @@ class EncodeResult:
     files: list[str] = field(default_factory=list)  # every file read, for overwrite checks
     recipe_skipped: list[str] = field(default_factory=list)  # names a recipe rule skipped
     unmatched_rules: list = field(default_factory=list)  # recipe rules that matched no tensor
+    notes: list[str] = field(default_factory=list)  # what the model rules want the user to know
+    warnings: list[str] = field(default_factory=list)
+    # AIMET's int32 bias encodings among `encodings`: written in 2.x files only, as AIMET does
+    int32_biases: list[str] = field(default_factory=list)
 
 
-def open_inputs(paths: Sequence[PathLike]) -> tuple[list[TensorRef], list[Skipped]]:
-    """Read the headers of every input, in command-line order."""
+def open_inputs(
+    paths: Sequence[PathLike], graphs: Optional[list[Graph]] = None
+) -> tuple[list[TensorRef], list[Skipped]]:
+    """Read the headers of every input, in command-line order; the graph of each ONNX model
+    among them is appended to `graphs` (None: models are refused)."""
     from qcalc.io.readers import open_input
 
     refs: list[TensorRef] = []
     skipped: list[Skipped] = []
     for path in paths:
-        for item in open_input(path):
+        if is_model(path):
+            from qcalc.io.readers import read_model
+
+            if graphs is None:
+                raise FilterError(
+                    f"{os.fspath(path)}: --activations takes calibration dumps (.safetensors, "
+                    ".npz, .npy), not a model"
+                )
+            model = read_model(path)
+            graphs.append(model.graph)
+            items = model.tensors
+        else:
+            items = open_input(path)
+        for item in items:
             (skipped if isinstance(item, Skipped) else refs).append(item)
     empty = [ref for ref in refs if 0 in ref.shape]
     skipped += [Skipped(ref.name, ref.source, "empty tensor, not encoded") for ref in empty]
     return [ref for ref in refs if 0 not in ref.shape], skipped
+
+
+def is_model(path: PathLike) -> bool:
+    """Whether `path` names an ONNX model (by its suffix; a directory never is)."""
+    return os.fspath(path).lower().endswith(".onnx") and not os.path.isdir(path)
 
 
 def select(
@@ -104,6 +130,7 @@ class Gathered:
     groups: dict[str, dict[str, list[TensorRef]]]
     skipped: list[Skipped]
     files: list[str]  # every file read, for overwrite checks
+    graph: Optional[Graph] = None  # the ONNX model among the inputs
 
 
 def gather(
@@ -112,15 +139,26 @@ def gather(
     include: Sequence[str] = (),
     exclude: Sequence[str] = (),
 ) -> Gathered:
-    """Open every input, apply --include / --exclude and group batches by name."""
-    param_refs, skipped = open_inputs(paths)
+    """Open every input, apply --include / --exclude and group batches by name. At most one
+    input may be an ONNX model; activation names must then be tensors of its graph."""
+    graphs: list[Graph] = []
+    param_refs, skipped = open_inputs(paths, graphs)
+    if len(graphs) > 1:
+        raise FilterError(
+            f"{graphs[1].source}: one ONNX model per run (already reading {graphs[0].source})"
+        )
+    graph = graphs[0] if graphs else None
     activation_refs, activation_skipped = open_inputs(activations)
+    if graph is not None:
+        from qcalc.ops.model import check_activation_names
+
+        check_activation_names(graph, dict.fromkeys(ref.name for ref in activation_refs))
     skipped += activation_skipped
     files = list(dict.fromkeys(item.source for item in (*param_refs, *activation_refs, *skipped)))
     if param_refs or activation_refs or include or exclude:
         param_refs, activation_refs = select_each([param_refs, activation_refs], include, exclude)
     groups = {"param": group_batches(param_refs), "activation": group_batches(activation_refs)}
-    return Gathered(groups, skipped, files)
+    return Gathered(groups, skipped, files, graph)
 
 
 def compute_encodings(
@@ -134,11 +172,18 @@ def compute_encodings(
     metrics: bool = False,
     progress: Optional[Progress] = None,
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    activation_bitwidth: Optional[int] = None,
+    graph_axis: bool = True,
 ) -> EncodeResult:
     """Encode every float tensor in `paths` (files or directories); tensors read from
     `activations` come back separately in `result.activations`, with the same settings except
     that activations are always per tensor (per-channel activation encodings are not used by
-    AIMET's QuantSim configs or QNN, and axis 0 of a dump is the batch).
+    AIMET's QuantSim configs or QNN, and axis 0 of a dump is the batch) and take
+    `activation_bitwidth` when it is given.
+
+    An ONNX model among `paths` contributes its parameters, each with the channel axis its
+    consumer implies (unless `graph_axis` is False: --axis was given), and the whole-model rules
+    of `qcalc.ops.model` apply: tied activations, data-movement copies, int32 biases.
 
     `recipe` (a qcalc.io.recipe.Recipe) adjusts `spec` tensor by tensor or skips tensors;
     `metrics` attaches each tensor's quantization error (qcalc.core.metrics) to its encoding,
@@ -149,11 +194,15 @@ def compute_encodings(
     0.013148537836968899
     """
     found = gather(paths, activations, include, exclude)
-    groups, skipped, files = found.groups, found.skipped, found.files
+    groups, skipped, files, graph = found.groups, found.skipped, found.files, found.graph
     if not any(groups.values()):
         return EncodeResult([], skipped, [], files)  # only integer / empty tensors: no error
-    specs = {kind: _tensor_specs(group, kind, spec, recipe) for kind, group in groups.items()}
-    unmatched = [] if recipe is None else unmatched_rules(recipe, groups)
+    settings = TensorSettings(spec, recipe, graph, activation_bitwidth, graph_axis)
+    specs = {
+        kind: {name: settings.spec_for(batches[0], kind) for name, batches in group.items()}
+        for kind, group in groups.items()
+    }
+    unmatched = [] if recipe is None else unmatched_rules(recipe, groups, graph)
     work = [
         groups[kind][name] for kind in groups for name, s in specs[kind].items() if s is not None
     ]
@@ -161,17 +210,40 @@ def compute_encodings(
     passes = 2 if metrics else 1  # the metrics read every tensor once more
     progress.start(len(work), passes * sum(ref.nbytes for batches in work for ref in batches))
 
-    def encode_all(kind: str) -> list[Encoding]:
-        return [
-            encode_tensor(name, batches, tensor_spec, metrics, progress, chunk_bytes)
-            for name, batches in groups[kind].items()
-            if (tensor_spec := specs[kind][name]) is not None
-        ]
+    def encode_all(kind: str, tied: Sequence[list[str]] = ()) -> list[Encoding]:
+        from qcalc.ops.model import interleaved
+
+        followers = {name: members for members in tied for name in members[1:]}
+        leaders = {members[0]: members for members in tied}
+        done: dict[str, Encoding] = {}
+        for name, batches in groups[kind].items():
+            tensor_spec = specs[kind][name]
+            if tensor_spec is None or name in followers:
+                continue
+            if name in leaders:
+                batches = interleaved([groups[kind][member] for member in leaders[name]])
+            done[name] = encode_tensor(name, batches, tensor_spec, metrics, progress, chunk_bytes)
+            for member in leaders.get(name, [])[1:]:
+                done[member] = dataclasses.replace(done[name], name=member)
+        return [done[name] for name in groups[kind] if name in done]
 
     recipe_skipped = [name for kind in specs for name, s in specs[kind].items() if s is None]
+    if graph is None:
+        return EncodeResult(
+            encode_all("param"), skipped, encode_all("activation"), files, recipe_skipped,
+            unmatched,
+        )  # fmt: skip
+    from qcalc.ops import model
+
+    encoded = [name for name, s in specs["activation"].items() if s is not None]
+    params = encode_all("param")
+    activation_encodings = encode_all("activation", model.tied_groups(graph, encoded))
+    refs = {name: batches[0] for name, batches in groups["param"].items()}
+    finished = model.finish(graph, params, activation_encodings, refs, metrics, chunk_bytes)
     return EncodeResult(
-        encode_all("param"), skipped, encode_all("activation"), files, recipe_skipped, unmatched
-    )
+        finished.params, skipped, finished.activations, files, recipe_skipped, unmatched,
+        notes=finished.notes, warnings=finished.warnings, int32_biases=finished.int32_biases,
+    )  # fmt: skip
 
 
 def encode_tensor(
@@ -195,26 +267,47 @@ def encode_tensor(
     return encoding
 
 
-def unmatched_rules(recipe, groups: dict[str, dict[str, list[TensorRef]]]) -> list:
+def unmatched_rules(recipe, groups: dict[str, dict[str, list[TensorRef]]], graph=None) -> list:
     """The recipe's rules that match no tensor; kinds without inputs are not checked (no
     --activations: activation rules have nothing to match)."""
-    return recipe.unmatched({kind: list(group) for kind, group in groups.items() if group})
+    from qcalc.ops.model import tagged
+
+    return recipe.unmatched(
+        {
+            kind: [tagged(graph, batches[0], kind) for batches in group.values()]
+            for kind, group in groups.items()
+            if group
+        }
+    )
 
 
-def _tensor_specs(
-    group: dict[str, list[TensorRef]], kind: str, spec: Spec, recipe
-) -> dict[str, Optional[Spec]]:
-    """Each tensor's Spec (None: a recipe skips it). Activations are always per tensor."""
-    return {name: tensor_spec(name, kind, spec, recipe) for name in group}
+@dataclass(frozen=True)
+class TensorSettings:
+    """How each tensor's Spec is resolved: the flags (`spec`), the activations' bitwidth,
+    the model's per-op settings (channel axes unless `graph_axis` is False), then the
+    recipe's rules."""
 
+    spec: Spec
+    recipe: object = None
+    graph: Optional[Graph] = None
+    activation_bitwidth: Optional[int] = None
+    graph_axis: bool = True
 
-def tensor_spec(name: str, kind: str, spec: Spec, recipe=None) -> Optional[Spec]:
-    """Tensor `name`'s Spec: `spec` (the flags) adjusted by the recipe's matching rules; None
-    when a rule skips it. Activations (`kind` "activation") are always per tensor."""
-    resolved = spec if recipe is None else recipe.spec_for(name, kind, spec)
-    if resolved is not None and kind == "activation":
-        resolved = per_tensor(resolved)
-    return resolved
+    def spec_for(self, ref: TensorRef, kind: str) -> Optional[Spec]:
+        """Tensor `ref`'s Spec, None when a recipe rule skips it. Activations are always per
+        tensor."""
+        from qcalc.ops.model import param_spec, tagged
+
+        base = self.spec
+        if kind == "activation" and self.activation_bitwidth is not None:
+            base = dataclasses.replace(base, bitwidth=self.activation_bitwidth)
+        if kind == "param":
+            base = param_spec(ref, base, self.graph_axis)
+        if self.recipe is not None:
+            base = self.recipe.spec_for(tagged(self.graph, ref, kind), kind, base)
+        if base is not None and kind == "activation":
+            base = per_tensor(base)
+        return base
 
 
 def per_tensor(spec: Spec) -> Spec:

@@ -48,7 +48,7 @@ from qcalc.core.spec import Spec
 from qcalc.core.stats import NonFiniteCount, finite_minmax
 from qcalc.core.tensor import DEFAULT_CHUNK_BYTES, Progress, TensorRef
 from qcalc.errors import FilterError, NonFiniteError, SpecError
-from qcalc.ops.encode import PathLike, encode_tensor, gather, tensor_spec
+from qcalc.ops.encode import PathLike, TensorSettings, encode_tensor, gather
 
 GUTTER = 9  # left of the plot: 7-character labels, a space, the axis character
 MIN_WIDTH = 40
@@ -212,6 +212,8 @@ def hist(
     width: int = 80,
     progress=None,
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    activation_bitwidth: Optional[int] = None,
+    graph_axis: bool = True,
 ) -> HistView:
     """The view of tensor `tensor` (exact name) in `paths` / `activations` under the
     encoding `qcalc encode` computes with `spec` and `recipe`; of its slice `channel` along
@@ -221,8 +223,10 @@ def hist(
 
     if spec.nonfinite == "error":  # count NaN / inf and draw the rest, as `check` does
         spec = dataclasses.replace(spec, nonfinite="ignore")
-    kind, batches = _find(gather(paths, activations), tensor)
-    resolved = tensor_spec(tensor, kind, spec, recipe)
+    found = gather(paths, activations)
+    kind, batches = _find(found, tensor)
+    settings = TensorSettings(spec, recipe, found.graph, activation_bitwidth, graph_axis)
+    resolved = settings.spec_for(batches[0], kind)
     if resolved is None:
         raise FilterError(f"tensor '{tensor}': skipped by a --recipe rule; nothing to draw")
     picked = None

@@ -1,0 +1,283 @@
+"""Whole ONNX models: the encodings AIMET's QuantSim export writes for a graph beyond the
+tensors it observes. Each rule names the section of tests/golden/models/README.md it follows.
+
+- op-aware parameter settings: the consumer's output-channel axis (section 4), parameters of
+  ops qcalc does not know per tensor;
+- activation names checked against the graph;
+- tied quantizers: a Concat's output shares one encoding with the tensors that feed it,
+  calibrated on all of them (section 3);
+- data-movement copies: Reshape / Transpose / Flatten ... outputs take their input's encoding,
+  a Clip's input and bound constants take its output's (section 3);
+- int32 biases: scale = float32(input scale x weight scale) per channel, or the statistical
+  32-bit encoding when there is no such pair (section 1); AIMET writes them in 2.x only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from typing import Iterable, Optional
+
+import numpy as np
+
+from qcalc.core.encoding import Encoding
+from qcalc.core.graph import DATA_MOVERS, TIED_OUTPUT_OPS, Graph
+from qcalc.core.spec import Spec
+from qcalc.core.tensor import TensorRef
+from qcalc.errors import FilterError
+
+INT32_BIAS_BITWIDTH = 32
+
+
+def tagged(graph: Optional[Graph], ref: TensorRef, kind: str):
+    """A tensor as recipe rules see it: name, op (consumer or producer) and role."""
+    from qcalc.io.recipe import Tagged
+
+    if kind == "param" and ref.param is not None:
+        return Tagged(ref.name, ref.param.op, ref.param.role)
+    if kind == "activation" and graph is not None:
+        return Tagged(ref.name, graph.producer_op(ref.name))
+    return Tagged(ref.name)
+
+
+def param_spec(ref: TensorRef, spec: Spec, graph_axis: bool) -> Spec:
+    """`spec` for a model parameter before recipe rules: the channel axis its consumer implies
+    (unless --axis was given), per tensor where the op has no channel axis."""
+    role = ref.param
+    if role is None:
+        return spec
+    if role.role == "other":
+        return dataclasses.replace(spec, per_channel=False, block_size=None, lpbq=False)
+    if graph_axis and role.axis is not None:
+        return dataclasses.replace(spec, axis=role.axis % max(len(ref.shape), 1))
+    return spec
+
+
+def check_activation_names(graph: Graph, names: Iterable[str]) -> None:
+    """Activation dumps must be keyed by the graph's tensor names: FilterError listing the
+    names that are not, each with the closest graph names."""
+    missing = [name for name in names if name not in graph.tensor_names]
+    if not missing:
+        return
+    candidates = sorted(graph.tensor_names)
+    shown = []
+    for name in missing[:5]:
+        close = difflib.get_close_matches(name, candidates, n=2, cutoff=0.5)
+        hint = f" (closest: {', '.join(repr(c) for c in close)})" if close else ""
+        shown.append(f"{name!r}{hint}")
+    more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+    raise FilterError(
+        f"{graph.source}: {len(missing)} activation name(s) are not tensors of the graph: "
+        f"{'; '.join(shown)}{more}"
+    )
+
+
+def tied_groups(graph: Graph, encoded: Iterable[str]) -> list[list[str]]:
+    """Sets of activations that share one quantizer (section 3): each Concat output with the
+    nearest encoded tensor behind each of its inputs (looking through data movers), merged
+    when they overlap; members in graph order, groups of two or more only."""
+    encoded = set(encoded)
+    parent: dict[str, str] = {}
+
+    def root(name: str) -> str:
+        while parent.get(name, name) != name:
+            name = parent[name]
+        return name
+
+    for node in graph.nodes:
+        if node.op not in TIED_OUTPUT_OPS or not node.outputs or node.outputs[0] not in encoded:
+            continue
+        for source in node.inputs:
+            source = _encoded_source(graph, source, encoded)
+            if source is not None:
+                parent[root(source)] = root(node.outputs[0])
+    order = {name: i for i, name in enumerate(_graph_order(graph))}
+    groups: dict[str, list[str]] = {}
+    for name in {*parent, *parent.values()}:
+        groups.setdefault(root(name), []).append(name)
+    return [
+        sorted(members, key=lambda n: order.get(n, len(order)))
+        for members in groups.values()
+        if len(members) > 1
+    ]
+
+
+def _encoded_source(graph: Graph, name: str, encoded: set[str]) -> Optional[str]:
+    """`name` if it is encoded, else the encoded tensor a chain of data movers copies it from."""
+    seen: set[str] = set()
+    while name and name not in encoded and name not in seen:
+        seen.add(name)
+        node = graph.producers.get(name)
+        if node is None or node.op not in DATA_MOVERS:
+            return None
+        name = node.inputs[0] if node.inputs else ""
+    return name if name in encoded else None
+
+
+def _graph_order(graph: Graph) -> list[str]:
+    return [*graph.inputs, *(name for node in graph.nodes for name in node.outputs)]
+
+
+def interleaved(members: list[list[TensorRef]]) -> list[TensorRef]:
+    """The observations of a tied quantizer in AIMET's order: batch by batch, and within a
+    batch in graph order (the order the quantizer is called in a forward pass)."""
+    rounds = max(len(batches) for batches in members)
+    return [b[i] for i in range(rounds) for b in members if i < len(b)]
+
+
+def derived_activations(graph: Graph, encodings: dict[str, Encoding]) -> list[Encoding]:
+    """Encodings AIMET's export adds for tensors no quantizer observed (section 3), in graph
+    order: a data mover's output copies its input's encoding (forward, in node order, so
+    chains follow); a Clip's unencoded input (when the Clip is its only consumer) and its bound
+    constants copy the Clip output's."""
+    known = dict(encodings)
+    added: list[Encoding] = []
+
+    def copy(name: str, source: str) -> None:
+        if name and name not in known and name in graph.tensor_names:
+            known[name] = dataclasses.replace(known[source], name=name)
+            added.append(known[name])
+
+    for node in graph.nodes:
+        if node.op in DATA_MOVERS and node.inputs and node.inputs[0] in known:
+            if np.size(known[node.inputs[0]].scale) == 1:
+                for output in node.outputs:
+                    copy(output, node.inputs[0])
+        if node.op == "Clip" and node.outputs and node.outputs[0] in known:
+            data, *bounds = node.inputs
+            if len(graph.consumers.get(data, ())) == 1 and data in graph.producers:
+                copy(data, node.outputs[0])
+            for bound in bounds:
+                if bound not in graph.initializers:
+                    copy(bound, node.outputs[0])
+    return added
+
+
+def int32_biases(
+    params: list[Encoding], refs: dict[str, TensorRef], activations: dict[str, Encoding]
+) -> tuple[list[Encoding], list[str]]:
+    """Biases encoded at 32 bits become AIMET's int32 bias encodings (section 1): scale =
+    float32(input scale x weight scale) per channel where the layer's input and weight are
+    encoded; the statistical 32-bit encoding otherwise. Returns the parameters (biases
+    replaced in place) and warnings for biases whose values overflow int32 on that scale."""
+    by_name = {enc.name: enc for enc in params}
+    result, warnings = [], []
+    for enc in params:
+        role = refs[enc.name].param if enc.name in refs else None
+        if role is None or role.role != "bias" or enc.spec.bitwidth != INT32_BIAS_BITWIDTH:
+            result.append(enc)
+            continue
+        weight = by_name.get(role.weight or "")
+        layer_input = activations.get(role.layer_input or "")
+        if weight is not None and layer_input is not None and np.size(layer_input.scale) == 1:
+            enc = _product_scale(enc, np.float32(layer_input.scale), weight)
+        warning = _overflow(enc, refs[enc.name])
+        if warning:
+            warnings.append(warning)
+        result.append(enc)
+    return result, warnings
+
+
+def _product_scale(bias: Encoding, input_scale: np.float32, weight: Encoding) -> Encoding:
+    scale = (input_scale * np.asarray(weight.scale, dtype=np.float32)).astype(np.float32)
+    per_channel = scale.size > 1
+    scale = scale.reshape(-1) if per_channel else scale.reshape(())
+    offset = np.zeros_like(scale)
+    return Encoding.on_grid(
+        bias.name, bias.source, bias.spec,
+        "per-channel" if per_channel else "per-tensor",
+        scale, offset, dtype=bias.dtype, shape=bias.shape, axis=0 if per_channel else None,
+    )  # fmt: skip
+
+
+def _overflow(bias: Encoding, ref: TensorRef) -> Optional[str]:
+    values = np.asarray(ref.load(), dtype=np.float64).reshape(-1)
+    scale = np.asarray(bias.scale, dtype=np.float64).reshape(-1)
+    if scale.size > 1 and scale.size != values.size:
+        return None
+    with np.errstate(divide="ignore", invalid="ignore"):
+        steps = np.abs(values / scale)
+    if not (steps > 2**31 - 1).any():
+        return None
+    return (
+        f"bias '{bias.name}': its values reach {float(np.nanmax(steps)):.3g} steps of its "
+        f"int32 scale (input scale x weight scale), beyond int32; they will be clipped"
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Finished:
+    """A model's encodings after the whole-model rules, and what the user should be told."""
+
+    params: list[Encoding]
+    activations: list[Encoding]
+    notes: list[str]
+    warnings: list[str]
+    int32_biases: list[str]  # AIMET writes these in 2.x files only
+
+
+def finish(
+    graph: Graph,
+    params: list[Encoding],
+    activations: list[Encoding],
+    refs: dict[str, TensorRef],
+    metrics: bool = False,
+    chunk_bytes: Optional[int] = None,
+) -> Finished:
+    """Apply the whole-model rules to a model's calibrated encodings: derived activation
+    copies, then int32 bias scales from them. Without activations there is no input scale:
+    32-bit biases are left out, with a note."""
+    notes = _unknown_op_notes(refs[enc.name] for enc in params if enc.name in refs)
+    warnings: list[str] = []
+    is_int32 = lambda enc: _is_int32_bias(enc, refs)  # noqa: E731
+    if activations:
+        activations = [*activations, *derived_activations(graph, _by_name(activations))]
+        params, warnings = int32_biases(params, refs, _by_name(activations))
+        if metrics:
+            params = [_remeasured(enc, refs[enc.name], chunk_bytes) if is_int32(enc) else enc
+                      for enc in params]  # fmt: skip
+    else:
+        dropped = [enc.name for enc in params if is_int32(enc)]
+        params = [enc for enc in params if not is_int32(enc)]
+        if dropped:
+            notes.append(
+                f"{len(dropped)} int32 bias encoding(s) left out: their scale is the layer "
+                f"input's scale x the weight's; pass --activations to write them"
+            )
+    int32 = [enc.name for enc in params if is_int32(enc)]
+    return Finished(params, activations, notes, warnings, int32)
+
+
+def _by_name(encodings: list[Encoding]) -> dict[str, Encoding]:
+    return {enc.name: enc for enc in encodings}
+
+
+def _is_int32_bias(enc: Encoding, refs: dict[str, TensorRef]) -> bool:
+    ref = refs.get(enc.name)
+    return (
+        ref is not None
+        and ref.param is not None
+        and ref.param.role == "bias"
+        and enc.spec.bitwidth == INT32_BIAS_BITWIDTH
+    )
+
+
+def _remeasured(enc: Encoding, ref: TensorRef, chunk_bytes: Optional[int]) -> Encoding:
+    from qcalc.core.metrics import tensor_metrics
+
+    chunks = {} if chunk_bytes is None else {"chunk_bytes": chunk_bytes}
+    found = tensor_metrics([ref], enc, **chunks)
+    return dataclasses.replace(enc, metrics=found)
+
+
+def _unknown_op_notes(refs: Iterable[TensorRef]) -> list[str]:
+    """One note per op type qcalc does not know, naming its parameters."""
+    unknown: dict[str, list[str]] = {}
+    for ref in refs:
+        if ref.param is not None and not ref.param.known:
+            unknown.setdefault(ref.param.op, []).append(ref.name)
+    return [
+        f"op {op}: qcalc does not know its parameters' channel axis; encoded per tensor: "
+        f"{', '.join(names[:3])}{' ...' if len(names) > 3 else ''}"
+        for op, names in unknown.items()
+    ]
