@@ -48,6 +48,9 @@ class _OneLineErrors(TyperGroup):
     A command given no argument at all still prints its help (on stderr, exit 2). Ctrl-C and
     SIGTERM outside a command's body (which `user_errors` covers) are one line too."""
 
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, _spread_activations(self, ctx, args))
+
     def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
         if not standalone_mode:
             return super().main(*args, standalone_mode=False, **kwargs)
@@ -68,6 +71,37 @@ class _OneLineErrors(TyperGroup):
             say(f"error: {error.format_message()} (see '{path} --help')")
             sys.exit(error.exit_code)
         sys.exit(code or 0)
+
+
+def _spread_activations(group: TyperGroup, ctx: Any, args: list[str]) -> list[str]:
+    """`--activations a b c` after the INPUTs takes every path up to the next option, as the
+    option's help says (click options take one value each): each becomes `--activations a`.
+    With no INPUT before it, it takes one value, so `--activations calib/ model.onnx` still
+    reads model.onnx as the INPUT."""
+    command = group.get_command(ctx, args[0]) if args else None
+    if command is None or not any(p.name == "activations" for p in command.params):
+        return args
+    takes_value = {
+        flag
+        for p in command.params
+        if p.param_type_name == "option" and not p.is_flag and not p.count
+        for flag in p.opts
+    }
+    spread, positional, greedy, value_next = [args[0]], False, False, False
+    for i, token in enumerate(args[1:], 1):
+        if token == "--":
+            return spread + args[i:]
+        if value_next:
+            value_next = False
+        elif token.startswith("-") and token != "-":
+            greedy = token == "--activations" and positional
+            value_next = token in takes_value
+        elif greedy:
+            spread.append("--activations")
+        else:
+            positional = True
+        spread.append(token)
+    return spread
 
 
 app = typer.Typer(

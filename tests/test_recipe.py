@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from qcalc.errors import QcalcError, RecipeError
-from qcalc.io.recipe import Recipe, Rule
 from qcalc.core.spec import Spec
+from qcalc.errors import QcalcError, RecipeError
+from qcalc.io.recipe import Recipe, Rule, Tagged
 
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 BASE = Spec()
@@ -671,9 +671,8 @@ LPBQ4 = Spec(
 )
 
 
-@pytest.mark.parametrize("name", ["w8a8.toml", "aimet-default-per-channel.toml"])
-def test_w8a8_and_aimet_default(name):
-    r = Recipe.load(RECIPES / name)
+def test_w8a8():
+    r = Recipe.load(RECIPES / "w8a8.toml")
     for weight in ["conv1.weight", "fc.weight", "model.layers.0.self_attn.q_proj.weight"]:
         assert r.spec_for(weight, "param", BASE) == W8_PER_CHANNEL
     for bias in ["conv1.bias", "model.layers.0.self_attn.q_proj.bias"]:
@@ -689,6 +688,85 @@ def test_w8a8_and_aimet_default(name):
     loud = Spec(bitwidth=4, symmetric=True, strict_symmetric=True, per_channel=True)
     assert r.spec_for("conv1.weight", "param", loud) == W8_PER_CHANNEL
     assert r.spec_for("conv1.out", "activation", loud) == A8
+
+
+@pytest.mark.parametrize("name", ["aimet-default-per-channel.toml", "aimet-default.toml"])
+def test_aimet_defaults_leave_bitwidths_and_analyzer_to_the_command_line(name):
+    r = Recipe.load(RECIPES / name)
+    weight = dataclasses.replace(W8_PER_CHANNEL, per_channel=name.endswith("channel.toml"))
+    for base in (BASE, Spec(bitwidth=4, analyzer="tf-enhanced")):
+        for tensor in ["conv1.weight", "model.layers.0.self_attn.q_proj.weight"]:
+            assert r.spec_for(tensor, "param", base) == dataclasses.replace(
+                weight, bitwidth=base.bitwidth, analyzer=base.analyzer
+            )
+        assert r.spec_for("conv1.bias", "param", base) is None  # no graph: no int32 bias
+        assert r.spec_for("conv1.out", "activation", base) == dataclasses.replace(
+            A8, bitwidth=base.bitwidth, analyzer=base.analyzer
+        )
+
+
+@pytest.mark.parametrize("name", ["aimet-default-per-channel.toml", "aimet-default.toml"])
+def test_aimet_defaults_on_graph_tensors(name):
+    """The rules that match op types and roles (tests/golden/models/README.md sections 1-5)."""
+    r = Recipe.load(RECIPES / name)
+    base = Spec(bitwidth=4, analyzer="tf-enhanced")
+    weight = r.spec_for(Tagged("0.weight", "Conv", "weight"), "param", base)
+    assert (weight.bitwidth, weight.symmetric, weight.signed) == (4, True, True)
+    assert weight.per_channel == name.endswith("channel.toml")
+    for bias in (Tagged("0.bias", "Conv", "bias"), Tagged("fc.bias", "Add", "bias")):
+        spec = r.spec_for(bias, "param", base)  # AIMET's int32 bias: min-max, 32 bits
+        assert (spec.bitwidth, spec.symmetric, spec.per_channel, spec.analyzer) == (
+            32,
+            True,
+            False,
+            "minmax",
+        )
+    norm = r.spec_for(Tagged("ln.weight", "LayerNormalization", "weight"), "param", base)
+    assert (norm.symmetric, norm.signed, norm.per_channel) == (False, False, False)
+    for skipped in (
+        Tagged("bn.weight", "BatchNormalization", "weight"),
+        Tagged("bn.bias", "BatchNormalization", "bias"),
+        Tagged("bn.running_mean", "BatchNormalization", "other"),
+        Tagged("W", "MatMul", "weight"),  # a Parameter in torch.matmul
+        Tagged("scale", "Mul", "other"),
+    ):
+        assert r.spec_for(skipped, "param", base) is None, skipped
+    assert r.spec_for(Tagged("onnx::MatMul_19", "MatMul", "weight"), "param", base) is not None
+
+
+def test_op_and_role_rules():
+    r = Recipe.from_text(
+        '[[rule]]\nop = "Conv*"\nbitwidth = 4\n'
+        '[[rule]]\nrole = "bias"\nkind = "param"\nskip = true\n'
+        '[[rule]]\nmatch = "x.*"\nop = "Gemm"\nbitwidth = 6\n'
+    )
+    assert r.spec_for(Tagged("a", "ConvTranspose", "weight"), "param", BASE).bitwidth == 4
+    assert r.spec_for(Tagged("a", "Conv", "bias"), "param", BASE) is None
+    assert r.spec_for(Tagged("a", "Relu"), "activation", BASE).bitwidth == 8
+    assert r.spec_for(Tagged("a"), "param", BASE) == BASE  # no op: op rules never match
+    assert r.spec_for("a", "param", BASE) == BASE
+    assert r.spec_for(Tagged("x.w", "Gemm", "weight"), "param", BASE).bitwidth == 6
+    assert r.spec_for(Tagged("y.w", "Gemm", "weight"), "param", BASE) == BASE
+    assert [rule.label for rule in r.rules] == [
+        'rule 1 (op "Conv*")',
+        'rule 2 (role "bias")',
+        'rule 3 (match "x.*", op "Gemm")',
+    ]
+    assert r.unmatched({"param": ["nothing"]}) == []  # op / role rules are never reported
+
+
+@pytest.mark.parametrize(
+    "table, message",
+    [
+        ('role = "weights"', 'role must be one of "weight", "bias", "other", got "weights"'),
+        ("op = 3", "op must be a non-empty string, got 3"),
+        ('op = ""', 'op must be a non-empty string, got ""'),
+    ],
+)
+def test_bad_op_and_role(table, message):
+    with pytest.raises(RecipeError) as error:
+        Recipe.from_text(f"[[rule]]\n{table}\n", "r.toml")
+    assert message in str(error.value)
 
 
 def test_aimet_default_quantizes_every_non_bias_parameter():

@@ -84,10 +84,15 @@ def encode(
             from qcalc.io import formats
 
             refuse_overwriting_inputs(output, [Path(f) for f in result.files])
-            data = formats.EncodingFile(params=result.encodings, activations=result.activations)
+            params = result.encodings
+            if encoding_version in formats.LEGACY_VERSIONS:  # AIMET: int32 biases in 2.x only
+                params = [enc for enc in params if enc.name not in result.int32_biases]
+            data = formats.EncodingFile(
+                params=params, activations=result.activations, model_export=result.from_model
+            )
             formats.write(output, data, encoding_version)
             note(
-                f"wrote {len(result.encodings)} parameter and {len(result.activations)} "
+                f"wrote {len(params)} parameter and {len(result.activations)} "
                 f"activation encodings to {output} (version {encoding_version})"
             )
         if output_format is not None or output is None:

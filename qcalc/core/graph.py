@@ -49,7 +49,8 @@ class ParamRole:
 
     `axis` is the weight's output-channel axis (None: the op implies none, so a per-channel
     request uses the command line's); `layer_input` is the activation the layer reads and
-    `weight` the weight a bias pairs with (a bias's int32 scale is their scales' product).
+    `layer_output` the one it writes (for MatMul + Add, the Add's); `weight` is the weight a
+    bias pairs with (a bias's int32 scale is their scales' product), `bias` a weight's bias.
     """
 
     op: str
@@ -58,6 +59,8 @@ class ParamRole:
     axis: Optional[int] = None
     layer_input: Optional[str] = None
     weight: Optional[str] = None
+    layer_output: Optional[str] = None
+    bias: Optional[str] = None
     known: bool = True  # False: qcalc does not know the op; its parameters stay per tensor
 
 
@@ -112,17 +115,20 @@ class Graph:
 
     def _role(self, node: Node, index: int) -> ParamRole:
         op, inputs = node.op, node.inputs
-        layer = dict(op=op, node=node.name, layer_input=inputs[0] or None)
-        if op in ("Conv", "ConvTranspose") and index in (1, 2):
-            if index == 1:
-                return ParamRole(**layer, role="weight", axis=0 if op == "Conv" else 1)
-            return ParamRole(**layer, role="bias", weight=inputs[1])
-        if op == "Gemm" and index in (1, 2):
-            if index == 1:
-                trans_b = int(node.attributes.get("transB", 0))
-                return ParamRole(**layer, role="weight", axis=0 if trans_b else 1)
-            return ParamRole(**layer, role="bias", weight=inputs[1])
+        output = node.outputs[0] if node.outputs else None
+        layer = dict(op=op, node=node.name, layer_input=inputs[0] or None, layer_output=output)
+        bias = inputs[2] if len(inputs) > 2 and inputs[2] else None
+        if op in ("Conv", "ConvTranspose", "Gemm") and index in (1, 2):
+            if index == 2:
+                return ParamRole(**layer, role="bias", weight=inputs[1])
+            axis = 0 if op == "Conv" else 1
+            if op == "Gemm":
+                axis = 0 if int(node.attributes.get("transB", 0)) else 1
+            return ParamRole(**layer, role="weight", axis=axis, bias=bias)
         if op == "MatMul" and index == 1:
+            add = self._bias_add(node)
+            if add is not None:
+                layer.update(layer_output=add[0].outputs[0], bias=add[0].inputs[1 - add[1]])
             return ParamRole(**layer, role="weight", axis=-1)
         if op == "Add" and len(inputs) == 2:
             bias = self._matmul_bias(node, index)
@@ -136,17 +142,28 @@ class Graph:
         return ParamRole(op, node.name, "other", known=op in _ELEMENTWISE)
 
     def _matmul_bias(self, add: Node, index: int) -> Optional[ParamRole]:
-        """The bias of a linear layer exported as MatMul + Add (either input order): the Add's
-        other input is the sole use of a MatMul output whose weight is an initializer."""
+        """The bias of a linear layer exported as MatMul + Add (either input order)."""
         matmul = self.producers.get(add.inputs[1 - index])
-        if matmul is None or matmul.op != "MatMul" or len(matmul.inputs) != 2:
-            return None
-        weight = matmul.inputs[1]
-        if weight not in self.initializers or len(self.consumers.get(matmul.outputs[0], ())) != 1:
+        if matmul is None or matmul.op != "MatMul" or self._bias_add(matmul) != (add, 1 - index):
             return None
         return ParamRole(
-            "Add", add.name, "bias", layer_input=matmul.inputs[0] or None, weight=weight
-        )
+            "Add", add.name, "bias", layer_input=matmul.inputs[0] or None,
+            weight=matmul.inputs[1], layer_output=add.outputs[0] if add.outputs else None,
+        )  # fmt: skip
+
+    def _bias_add(self, matmul: Node) -> Optional[tuple[Node, int]]:
+        """The Add (and the MatMul output's position in it) that adds an initializer bias to
+        `matmul`'s output, when that output has no other use and the weight is an
+        initializer: a linear layer exported as MatMul + Add."""
+        if len(matmul.inputs) != 2 or matmul.inputs[1] not in self.initializers:
+            return None
+        uses = self.consumers.get(matmul.outputs[0], ()) if matmul.outputs else ()
+        if len(uses) != 1:
+            return None
+        add, position = uses[0]
+        if add.op != "Add" or len(add.inputs) != 2 or not add.outputs:
+            return None
+        return (add, position) if add.inputs[1 - position] in self.initializers else None
 
 
 _NORMS = frozenset({"LayerNormalization", "InstanceNormalization", "GroupNormalization"})

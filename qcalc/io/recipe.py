@@ -52,7 +52,8 @@ Semantics (decisions where the issue was silent):
   tensor is never checked.
 - **Unmatched rules.** `Recipe.unmatched` reports rules that match no tensor of their kind;
   kinds missing from its argument are not checked, so a caller without activation dumps gets
-  no report for activation rules.
+  no report for activation rules. Rules with ``op`` or ``role`` are never reported: a recipe
+  for graphs names op kinds that a given model may not have.
 - **Limits.** A recipe file holds at most 1 MiB (`MAX_RECIPE_BYTES`); arrays nested deeper
   than tomllib's recursion allows, or an integer of more than 4300 digits, is invalid TOML.
 - **Empty recipes** (no ``[[rule]]``) are an error: a file with no rules is a mistake.
@@ -248,6 +249,8 @@ class Recipe:
             names[kind] = list(kind_names)
         result = []
         for rule in self.rules:
+            if rule.op is not None or rule.role is not None:
+                continue  # op kinds a recipe for graphs covers that this model may not have
             kinds = list(names) if rule.kind == "any" else [k for k in names if k == rule.kind]
             if kinds and not any(rule.matches(n, k) for k in kinds for n in names[k]):
                 result.append(rule)

@@ -36,6 +36,7 @@ class EncodeResult:
     warnings: list[str] = field(default_factory=list)
     # AIMET's int32 bias encodings among `encodings`: written in 2.x files only, as AIMET does
     int32_biases: list[str] = field(default_factory=list)
+    from_model: bool = False  # the inputs held an ONNX model: a whole model's encodings
 
 
 def open_inputs(
@@ -243,6 +244,7 @@ def compute_encodings(
     return EncodeResult(
         finished.params, skipped, finished.activations, files, recipe_skipped, unmatched,
         notes=finished.notes, warnings=finished.warnings, int32_biases=finished.int32_biases,
+        from_model=True,
     )  # fmt: skip
 
 

@@ -20,6 +20,7 @@ from typing import Iterable, Optional
 
 import numpy as np
 
+from qcalc.core import grid
 from qcalc.core.encoding import Encoding
 from qcalc.core.graph import DATA_MOVERS, TIED_OUTPUT_OPS, Graph
 from qcalc.core.spec import Spec
@@ -153,6 +154,81 @@ def derived_activations(graph: Graph, encodings: dict[str, Encoding]) -> list[En
     return added
 
 
+# Layers whose weight AIMET's compute_encodings adjusts against bias overflow and requant
+# scale underflow, then resets through set_range (aimet_torch nn/true_quant.py,
+# _compute_encodings_with_overflow_protection); MatMul stands for nn.Linear.
+PROTECTED_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
+_BIAS_LIMIT = 2**31 - 2**15  # AIMET's headroom below int32 for the accumulated bias
+_UNDERFLOW = np.float32(2**-23.5)  # smallest requant scale AIMET allows, over sy / sx
+
+
+def protect_weights(
+    params: list[Encoding], refs: dict[str, TensorRef], observed: dict[str, Encoding]
+) -> list[Encoding]:
+    """AIMET's final step on Conv / ConvTranspose / Linear weights (section 7 of the models
+    README): when the layer's input and output are both observed (a fused Conv + ReLU has no
+    output quantizer), the weight scale grows where a bias would overflow int32 or the
+    requant scale underflow, and the range is set again from the grid's ends, recomputing the
+    scale as (max - min) / steps in float32 (one ulp off the analyzer's for some channels)."""
+    result = []
+    for enc in params:
+        role = refs[enc.name].param if enc.name in refs else None
+        x = observed.get(role.layer_input or "") if role is not None else None
+        y = observed.get(role.layer_output or "") if role is not None else None
+        if (
+            role is None or role.role != "weight" or role.op not in PROTECTED_OPS
+            or x is None or y is None or np.size(x.scale) != 1 or np.size(y.scale) != 1
+            or enc.granularity not in ("per-tensor", "per-channel")
+        ):  # fmt: skip
+            result.append(enc)
+            continue
+        bias = refs.get(role.bias or "")
+        values = np.zeros((), np.float32) if bias is None else _float32(bias)
+        result.append(_protected(enc, values, x, y))
+    return result
+
+
+def _float32(ref: TensorRef) -> np.ndarray:
+    return np.asarray(ref.load(), dtype=np.float32)
+
+
+@np.errstate(all="ignore")
+def _protected(weight: Encoding, bias: np.ndarray, x: Encoding, y: Encoding) -> Encoding:
+    sx, sy = np.float32(x.scale), np.float32(y.scale)
+    oy = np.float32(y.offset)
+    sw = np.asarray(weight.scale, dtype=np.float32)
+    if sw.ndim == 0:
+        bias = np.max(np.abs(bias)) if bias.size else np.float32(0)
+    elif bias.size == sw.size:
+        bias = bias.reshape(sw.shape)
+    else:
+        return weight  # a bias that does not match the channels: AIMET's derivation fails too
+    bias = np.asarray(bias, dtype=np.float32)
+    w1 = _against_overflow(bias, sx, sw)
+    w2 = np.maximum(w1, (_UNDERFLOW * sy) / sx)
+    bias_scale = (sx * w2).astype(np.float32)
+    accumulated = np.rint(bias / bias_scale) + np.rint(oy * sy / bias_scale)
+    w3 = _against_overflow((accumulated * bias_scale).astype(np.float32), sx, w2)
+    lo, hi = grid.effective_range(w3, weight.offset, weight.qmin, weight.qmax)
+    scale, offset = grid.scale_offset(
+        lo, hi, weight.qmin, weight.qmax, weight.spec.symmetric,
+        weight.spec.symmetric_offset == "zero",
+    )  # fmt: skip
+    if weight.spec.symmetric:
+        offset = np.asarray(weight.offset, dtype=np.float32)
+    return Encoding.on_grid(
+        weight.name, weight.source, weight.spec, weight.granularity, scale, offset,
+        raw_min=weight.raw_min, raw_max=weight.raw_max, dtype=weight.dtype, shape=weight.shape,
+        axis=weight.axis, metrics=weight.metrics,
+    )  # fmt: skip
+
+
+def _against_overflow(bias: np.ndarray, sx: np.float32, sw: np.ndarray) -> np.ndarray:
+    """The weight scale at least |bias| / (limit x input scale), in float64 as AIMET."""
+    needed = np.abs(bias.astype(np.float64) / (_BIAS_LIMIT * np.float64(sx)))
+    return np.maximum(sw.astype(np.float64), needed).astype(np.float32)
+
+
 def int32_biases(
     params: list[Encoding], refs: dict[str, TensorRef], activations: dict[str, Encoding]
 ) -> tuple[list[Encoding], list[str]]:
@@ -171,9 +247,9 @@ def int32_biases(
         layer_input = activations.get(role.layer_input or "")
         if weight is not None and layer_input is not None and np.size(layer_input.scale) == 1:
             enc = _product_scale(enc, np.float32(layer_input.scale), weight)
-        warning = _overflow(enc, refs[enc.name])
-        if warning:
-            warnings.append(warning)
+            warning = _overflow(enc, refs[enc.name])
+            if warning:
+                warnings.append(warning)
         result.append(enc)
     return result, warnings
 
@@ -191,17 +267,18 @@ def _product_scale(bias: Encoding, input_scale: np.float32, weight: Encoding) ->
 
 
 def _overflow(bias: Encoding, ref: TensorRef) -> Optional[str]:
+    """A warning when the bias's values fall outside int32 on its product scale."""
     values = np.asarray(ref.load(), dtype=np.float64).reshape(-1)
     scale = np.asarray(bias.scale, dtype=np.float64).reshape(-1)
-    if scale.size > 1 and scale.size != values.size:
-        return None
-    with np.errstate(divide="ignore", invalid="ignore"):
-        steps = np.abs(values / scale)
-    if not (steps > 2**31 - 1).any():
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        steps = np.rint(values / scale)
+    outside = (steps < bias.qmin) | (steps > bias.qmax)
+    if not outside.any():
         return None
     return (
-        f"bias '{bias.name}': its values reach {float(np.nanmax(steps)):.3g} steps of its "
-        f"int32 scale (input scale x weight scale), beyond int32; they will be clipped"
+        f"bias '{bias.name}': {int(outside.sum())} of {values.size} values fall outside int32 "
+        f"on its scale (input scale x weight scale, {float(np.max(np.abs(steps))):.3g} steps); "
+        f"they will be clipped"
     )
 
 
@@ -224,13 +301,14 @@ def finish(
     metrics: bool = False,
     chunk_bytes: Optional[int] = None,
 ) -> Finished:
-    """Apply the whole-model rules to a model's calibrated encodings: derived activation
-    copies, then int32 bias scales from them. Without activations there is no input scale:
-    32-bit biases are left out, with a note."""
+    """Apply the whole-model rules to a model's calibrated encodings: weight protection
+    against bias overflow, derived activation copies, then int32 bias scales from them.
+    Without activations there is no input scale: 32-bit biases are left out, with a note."""
     notes = _unknown_op_notes(refs[enc.name] for enc in params if enc.name in refs)
     warnings: list[str] = []
     is_int32 = lambda enc: _is_int32_bias(enc, refs)  # noqa: E731
     if activations:
+        params = protect_weights(params, refs, _by_name(activations))
         activations = [*activations, *derived_activations(graph, _by_name(activations))]
         params, warnings = int32_biases(params, refs, _by_name(activations))
         if metrics:

@@ -11,7 +11,7 @@ True
 from __future__ import annotations
 
 from qcalc.core.choices import VERSIONS, Version
-from qcalc.io.formats.aimet import EncodingFile, FormatError
+from qcalc.io.formats.aimet import LEGACY_VERSIONS, EncodingFile, FormatError
 from qcalc.io.formats.aimet_convert import convert, convert_file
 from qcalc.io.formats.aimet_read import from_dict, loads, read
 from qcalc.io.formats.aimet_write import dumps, encoding_entry, file_dict, quantizer_args, write
@@ -19,6 +19,7 @@ from qcalc.io.formats.diff import DiffResult, NumericDelta, SettingChange, diff
 
 __all__ = [
     "VERSIONS",
+    "LEGACY_VERSIONS",
     "Version",
     "EncodingFile",
     "FormatError",

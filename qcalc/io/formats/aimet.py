@@ -26,6 +26,8 @@ class EncodingFile:
     `version` is the version the file was read as (None for computed encodings).
     `quantizer_args` and `excluded_layers` are 0.6.1 / 1.0.0 metadata kept from a file read;
     when `quantizer_args` is None the writer describes the encodings' own settings.
+    `model_export`: the encodings of a whole model, written as QuantSim's export writes them
+    (0.6.1 / 1.0.0 symmetry flags from the offsets; `is_symmetric` of the parameters).
 
     >>> EncodingFile(params=[]).encodings
     ()
@@ -36,6 +38,7 @@ class EncodingFile:
     version: Optional[str] = None
     quantizer_args: Optional[Mapping[str, Any]] = None
     excluded_layers: Sequence[str] = ()
+    model_export: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "params", tuple(self.params))

@@ -24,7 +24,7 @@ from typing import Any, Union
 import numpy as np
 
 from qcalc.core.encoding import Encoding
-from qcalc.core.spec import Spec
+from qcalc.core.spec import Spec, centre_offset
 from qcalc.errors import WriteError, os_errors
 from qcalc.io.formats.aimet import (
     INT32_MAX,
@@ -53,7 +53,9 @@ QUANT_SCHEMES = {
 }
 
 
-def encoding_entry(enc: Encoding, version: str, *, param_axis: bool = False) -> Any:
+def encoding_entry(
+    enc: Encoding, version: str, *, param_axis: bool = False, symmetry_from_values: bool = False
+) -> Any:
     """One tensor's entry, exactly as AIMET's ``to_qnn_encoding_dict(version)`` returns it.
 
     0.6.1 gives a list of per-channel (or per-block) dicts, the other versions a dict. A
@@ -72,9 +74,9 @@ def encoding_entry(enc: Encoding, version: str, *, param_axis: bool = False) -> 
     """
     check_version(version)
     if version == "0.6.1":
-        return _entry_0_6_1(enc)
+        return _entry_0_6_1(enc, symmetry_from_values)
     if version == "1.0.0":
-        return _entry_1_0_0(enc)
+        return _entry_1_0_0(enc, symmetry_from_values)
     return _entry_2(enc, version, param_axis)
 
 
@@ -115,7 +117,7 @@ def _int32(values: np.ndarray, enc: Encoding, field: str) -> list[int]:
     return np.where(nan, INT32_MIN, values).astype(np.int64).tolist()
 
 
-def _entry_0_6_1(enc: Encoding) -> list[dict[str, Any]]:
+def _entry_0_6_1(enc: Encoding, symmetry_from_values: bool = False) -> list[dict[str, Any]]:
     bitwidth = _bitwidth(enc, "0.6.1")
     offsets = _legacy_offsets(enc)
     if np.isnan(offsets).any():
@@ -123,7 +125,7 @@ def _entry_0_6_1(enc: Encoding) -> list[dict[str, Any]]:
             f"tensor {quote(enc.name)}: field 'offset' is NaN, which version 0.6.1 cannot hold "
             f"(AIMET: cannot convert float NaN to integer)"
         )
-    symmetric = str(bool(enc.spec.symmetric))
+    symmetric = str(legacy_symmetric(enc, symmetry_from_values))
     return [
         {
             "min": lo,
@@ -144,7 +146,17 @@ def _entry_0_6_1(enc: Encoding) -> list[dict[str, Any]]:
     ]
 
 
-def _entry_1_0_0(enc: Encoding) -> dict[str, Any]:
+def legacy_symmetric(enc: Encoding, from_values: bool = False) -> bool:
+    """`is_symmetric` / `is_sym` of 0.6.1 / 1.0.0 entries: the quantizer's setting, as
+    `to_qnn_encoding_dict` writes it; `from_values`: whether every offset sits at the grid
+    centre, as QuantSim's whole-model export writes it (an asymmetric 8-bit activation whose
+    offset came out at -128 is written symmetric: tests/golden/models/README.md)."""
+    if not from_values:
+        return bool(enc.spec.symmetric)
+    return bool(np.all(_flat(enc.offset) == np.float32(centre_offset(enc.qmin, enc.qmax))))
+
+
+def _entry_1_0_0(enc: Encoding, symmetry_from_values: bool = False) -> dict[str, Any]:
     if enc.granularity == "lpbq":
         return _entry_1_0_0_lpbq(enc)
     if is_blockwise(enc):
@@ -154,7 +166,7 @@ def _entry_1_0_0(enc: Encoding) -> dict[str, Any]:
     entry = {
         "dtype": "INT",
         "bw": _bitwidth(enc, "1.0.0"),
-        "is_sym": bool(enc.spec.symmetric),
+        "is_sym": legacy_symmetric(enc, symmetry_from_values),
         "scale": _flat(enc.scale).tolist(),
         "offset": _int32(_legacy_offsets(enc), enc, "offset"),
         "enc_type": enc_type,
@@ -412,7 +424,9 @@ def quantizer_args(data: EncodingFile) -> dict[str, Any]:
         "param_bitwidth": param.bitwidth,
         "activation_bitwidth": activation.bitwidth,
         "dtype": "int",
-        "is_symmetric": bool(param.symmetric),
+        "is_symmetric": (
+            any(e.spec.symmetric for e in data.params) if data.model_export else param.symmetric
+        ),
         "per_channel_quantization": any(e.granularity != "per-tensor" for e in data.params),
     }
 
@@ -434,9 +448,16 @@ def file_dict(data: EncodingFile, version: str) -> dict[str, Any]:
         return {**head, "encodings": entries}
 
     def section(encodings) -> Any:
+        model = data.model_export
         if version == "0.6.1":
-            return {enc.name: encoding_entry(enc, version) for enc in encodings}
-        return [{"name": enc.name, **encoding_entry(enc, version)} for enc in encodings]
+            return {
+                enc.name: encoding_entry(enc, version, symmetry_from_values=model)
+                for enc in encodings
+            }
+        return [
+            {"name": enc.name, **encoding_entry(enc, version, symmetry_from_values=model)}
+            for enc in encodings
+        ]
 
     args = data.quantizer_args
     return {
