@@ -10,17 +10,45 @@ from typing import Any, Literal, Optional
 
 Role = Literal["weight", "bias", "other"]
 
-# Ops whose output holds the same values as their data input (input 0), rearranged or
-# selected: AIMET's export gives the output its input's encoding instead of observing it.
-DATA_MOVERS = frozenset(
+# Ops whose output values lie on their input's grid (AIMET's grid-preserving ops), plus the
+# multi-input selectors and clippers: AIMET's export copies encodings across them where no
+# quantizer observed one side (aimet common/onnx/_utils.py, _derive_data_movement_op_encodings).
+GRID_PRESERVING = frozenset(
     {
-        "Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze", "Expand", "Tile",
-        "Gather", "GatherElements", "GatherND", "Slice", "Split", "SpaceToDepth",
-        "DepthToSpace", "MaxPool", "Identity", "Pad",
+        "Col2Im", "Compress", "DepthToSpace", "Dropout", "Expand", "Flatten", "Gather",
+        "GatherElements", "GatherND", "Identity", "MaxPool", "MaxRoiPool", "NonZero", "Pad",
+        "ReduceMax", "ReduceMin", "Reshape", "Slice", "SpaceToDepth", "Split",
+        "SplitToSequence", "Squeeze", "Tile", "TopK", "Transpose", "Unsqueeze",
     }
 )  # fmt: skip
-# Ops whose output quantizer AIMET ties with the quantizers that encode its inputs.
-TIED_OUTPUT_OPS = frozenset({"Concat"})
+DATA_MOVERS = GRID_PRESERVING | {
+    "Concat", "Scatter", "ScatterElements", "ScatterND", "Clip", "Max", "Min", "Where",
+}  # fmt: skip
+# The float inputs / outputs of those ops (by position; None: all), from the ONNX schemas:
+# shapes, indices, axes and conditions are not.
+FLOAT_INPUTS: dict[str, Optional[tuple[int, ...]]] = {
+    "Clip": None, "Max": None, "Min": None, "Concat": None, "Where": (1, 2), "Pad": (0, 2),
+    "Dropout": (0, 1), "MaxRoiPool": (0, 1), "Scatter": (0, 2), "ScatterElements": (0, 2),
+    "ScatterND": (0, 2),
+}  # fmt: skip
+FLOAT_OUTPUTS: dict[str, Optional[tuple[int, ...]]] = {
+    "Split": None,
+    "NonZero": (),
+    "SplitToSequence": (),
+}
+# Ops that pass a tensor's encoding along in AIMET's export (its quantized tensors keep their
+# encoding through these); any other op in between leaves a bias without an input scale.
+ENCODING_PASSTHROUGH = frozenset(
+    {
+        "Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze", "Split", "Gather",
+        "Expand", "Tile", "Slice", "Identity",
+    }
+)  # fmt: skip
+# Ops whose output quantizer AIMET ties with the quantizers that encode its inputs (quantsim
+# _propagate_encodings), looking through ops that do not change values.
+TIED_OUTPUT_OPS = frozenset({"Concat", "Scatter", "ScatterElements", "ScatterND", "Relu"})
+TIE_THROUGH = frozenset({"Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze", "Identity",
+                         "Cast"})  # fmt: skip
 # Ops that use an initializer only as a shape, index or axis list: never a parameter.
 _SHAPE_INPUTS = {
     "Reshape": (1,), "Expand": (1,), "Tile": (1,), "Slice": (1, 2, 3, 4), "Squeeze": (1,),
@@ -95,6 +123,22 @@ class Graph:
         """Every tensor name in the graph: inputs, initializers, node inputs and outputs."""
         names = {*self.inputs, *self.outputs, *self.initializers, *self.producers}
         return frozenset(names | set(self.consumers))
+
+    def float_inputs(self, node: Node) -> list[str]:
+        """The inputs of a data mover that carry values (not shapes, indices or masks)."""
+        positions = FLOAT_INPUTS.get(node.op, (0,))
+        picked = node.inputs if positions is None else [
+            node.inputs[i] for i in positions if i < len(node.inputs)
+        ]  # fmt: skip
+        return [name for name in picked if name]
+
+    def float_outputs(self, node: Node) -> list[str]:
+        """The outputs of a data mover that carry values."""
+        positions = FLOAT_OUTPUTS.get(node.op, (0,))
+        picked = node.outputs if positions is None else [
+            node.outputs[i] for i in positions if i < len(node.outputs)
+        ]  # fmt: skip
+        return [name for name in picked if name]
 
     def producer_op(self, name: str) -> Optional[str]:
         """The op type that outputs tensor `name` (None for graph inputs and initializers)."""

@@ -22,7 +22,13 @@ import numpy as np
 
 from qcalc.core import grid
 from qcalc.core.encoding import Encoding
-from qcalc.core.graph import DATA_MOVERS, TIED_OUTPUT_OPS, Graph
+from qcalc.core.graph import (
+    DATA_MOVERS,
+    ENCODING_PASSTHROUGH,
+    TIE_THROUGH,
+    TIED_OUTPUT_OPS,
+    Graph,
+)
 from qcalc.core.spec import Spec
 from qcalc.core.tensor import TensorRef
 from qcalc.errors import FilterError
@@ -74,9 +80,10 @@ def check_activation_names(graph: Graph, names: Iterable[str]) -> None:
 
 
 def tied_groups(graph: Graph, encoded: Iterable[str]) -> list[list[str]]:
-    """Sets of activations that share one quantizer (section 3): each Concat output with the
-    nearest encoded tensor behind each of its inputs (looking through data movers), merged
-    when they overlap; members in graph order, groups of two or more only."""
+    """Sets of activations that share one quantizer (section 3): each Concat (Scatter, Relu)
+    output with the nearest encoded tensor behind each of its inputs (looking through
+    Reshape, Transpose ...), merged when they overlap; members in graph order, groups of two
+    or more only."""
     encoded = set(encoded)
     parent: dict[str, str] = {}
 
@@ -104,12 +111,13 @@ def tied_groups(graph: Graph, encoded: Iterable[str]) -> list[list[str]]:
 
 
 def _encoded_source(graph: Graph, name: str, encoded: set[str]) -> Optional[str]:
-    """`name` if it is encoded, else the encoded tensor a chain of data movers copies it from."""
+    """`name` if it is encoded, else the encoded tensor a chain of value-preserving ops
+    (Reshape, Transpose, ...) copies it from."""
     seen: set[str] = set()
     while name and name not in encoded and name not in seen:
         seen.add(name)
         node = graph.producers.get(name)
-        if node is None or node.op not in DATA_MOVERS:
+        if node is None or node.op not in TIE_THROUGH:
             return None
         name = node.inputs[0] if node.inputs else ""
     return name if name in encoded else None
@@ -126,32 +134,55 @@ def interleaved(members: list[list[TensorRef]]) -> list[TensorRef]:
     return [b[i] for i in range(rounds) for b in members if i < len(b)]
 
 
-def derived_activations(graph: Graph, encodings: dict[str, Encoding]) -> list[Encoding]:
-    """Encodings AIMET's export adds for tensors no quantizer observed (section 3), in graph
-    order: a data mover's output copies its input's encoding (forward, in node order, so
-    chains follow); a Clip's unencoded input (when the Clip is its only consumer) and its bound
-    constants copy the Clip output's."""
+def derived_activations(
+    graph: Graph, encodings: dict[str, Encoding], params: Iterable[str] = ()
+) -> list[Encoding]:
+    """Encodings AIMET's export adds for tensors no quantizer observed (section 3), in the
+    order it derives them: every data mover in graph order, then in reverse order. Backward:
+    when a mover's value outputs share one per-tensor encoding, each value input without one
+    (and with no other consumer) copies it, so a Clip's input and bound constants take the
+    Clip output's. Forward: a value output without an encoding copies the first input's, when
+    that is per-tensor and every value input has the same (Pad: the first input alone).
+    `params` names tensors that have a parameter encoding, never overwritten."""
     known = dict(encodings)
+    taken = set(params)
     added: list[Encoding] = []
-
-    def copy(name: str, source: str) -> None:
-        if name and name not in known and name in graph.tensor_names:
-            known[name] = dataclasses.replace(known[source], name=name)
-            added.append(known[name])
-
-    for node in graph.nodes:
-        if node.op in DATA_MOVERS and node.inputs and node.inputs[0] in known:
-            if np.size(known[node.inputs[0]].scale) == 1:
-                for output in node.outputs:
-                    copy(output, node.inputs[0])
-        if node.op == "Clip" and node.outputs and node.outputs[0] in known:
-            data, *bounds = node.inputs
-            if len(graph.consumers.get(data, ())) == 1 and data in graph.producers:
-                copy(data, node.outputs[0])
-            for bound in bounds:
-                if bound not in graph.initializers:
-                    copy(bound, node.outputs[0])
+    movers = [node for node in graph.nodes if node.op in DATA_MOVERS]
+    for node in [*movers, *reversed(movers)]:
+        found: dict[str, Encoding] = {}
+        inputs, outputs = graph.float_inputs(node), graph.float_outputs(node)
+        out = [known.get(name) for name in outputs]
+        if out and all(e is not None and _same(e, out[0]) for e in out) and _per_tensor(out[0]):
+            for name in inputs:
+                if name not in known and name not in taken:
+                    if len(graph.consumers.get(name, ())) <= 1:
+                        found[name] = dataclasses.replace(out[0], name=name)
+        first = known.get(node.inputs[0]) if node.inputs else None
+        if (
+            first is not None
+            and _per_tensor(first)
+            and (node.op == "Pad" or all(_same(known.get(name), first) for name in inputs))
+        ):
+            for name in outputs:
+                if name not in known and name not in taken:
+                    found[name] = dataclasses.replace(first, name=name)
+        known.update(found)
+        added += found.values()
     return added
+
+
+def _per_tensor(enc: Encoding) -> bool:
+    return enc.granularity == "per-tensor"
+
+
+def _same(a: Optional[Encoding], b: Encoding) -> bool:
+    """Whether two encodings have the same grid (AIMET compares the exported entries)."""
+    return (
+        a is not None
+        and (a.qmin, a.qmax) == (b.qmin, b.qmax)
+        and np.array_equal(a.scale, b.scale)
+        and np.array_equal(a.offset, b.offset)
+    )
 
 
 # Layers whose weight AIMET's compute_encodings adjusts against bias overflow and requant
@@ -309,7 +340,8 @@ def finish(
     is_int32 = lambda enc: _is_int32_bias(enc, refs)  # noqa: E731
     if activations:
         params = protect_weights(params, refs, _by_name(activations))
-        activations = [*activations, *derived_activations(graph, _by_name(activations))]
+        derived = derived_activations(graph, _by_name(activations), _by_name(params))
+        activations = [*activations, *derived]
         params, warnings = int32_biases(params, refs, _by_name(activations))
         if metrics:
             params = [_remeasured(enc, refs[enc.name], chunk_bytes) if is_int32(enc) else enc
