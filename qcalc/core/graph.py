@@ -119,7 +119,7 @@ class Graph:
             return ParamRole(**layer, role="bias", weight=inputs[1])
         if op == "Gemm" and index in (1, 2):
             if index == 1:
-                trans_b = int(node.attributes.get("transB", 0))
+                trans_b = node.attributes.get("transB", 0)  # any type from a file: no int()
                 return ParamRole(**layer, role="weight", axis=0 if trans_b else 1)
             return ParamRole(**layer, role="bias", weight=inputs[1])
         if op == "MatMul" and index == 1:
