@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
+import re
+import signal
+from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
+import pytest
+from hypothesis import event
+from typer.testing import CliRunner
 
+from qcalc.cli import app
 from qcalc.commands.render.encodings import render_encodings
 from qcalc.core import histogram
 from qcalc.core.encoding import Encoding
 from qcalc.core.spec import Spec
 from qcalc.core.stats import finite_minmax
+from qcalc.errors import ReadError
 from qcalc.io.formats import EncodingFile
+from qcalc.io.readers import Skipped, open_input
 from qcalc.ops.encode import encode_array
 
 
@@ -118,3 +128,108 @@ def entries(doc: dict) -> dict[str, tuple[str | None, object]]:
             rest = dict(entry)
             found[rest.pop("name")] = (None, rest)
     return found
+
+
+# ------------------------------------------------ hostile inputs: the readers' contract
+
+
+def write(path: Path, content: bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(content)
+    return path
+
+
+@contextlib.contextmanager
+def deadline(seconds: int):
+    """Fail instead of hanging (a blocking open() is interrupted by the alarm)."""
+
+    def expired(*_):
+        raise TimeoutError(f"still running after {seconds} s")
+
+    if not hasattr(signal, "SIGALRM"):  # not POSIX: no guard
+        yield
+        return
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def read_all(path) -> list:
+    """open_input, then every chunk of every tensor (Skipped ones too) read: the items."""
+    items = open_input(path)
+    for item in items:
+        ref = item.ref if isinstance(item, Skipped) else item
+        if ref is None:
+            continue
+        loaded = ref.load()
+        assert (loaded.dtype, loaded.shape) == (ref.dtype, ref.shape)
+        total = sum(np.ascontiguousarray(chunk).nbytes for chunk in ref.chunks(max_bytes=4096))
+        assert total == ref.nbytes
+    return items
+
+
+def error(path) -> str:
+    """The ReadError message for `path` (opened and read in full), checked to be one line."""
+    with deadline(20), pytest.raises(ReadError) as info:
+        read_all(path)
+    message = str(info.value)
+    assert message.isprintable(), message  # no newline, no control character
+    return message
+
+
+def check_contract(path, root: Path) -> str | None:
+    """Reads `path` in full; None when it reads, else its one-line ReadError message, which
+    names a file under `root`."""
+    with deadline(20):
+        try:
+            read_all(path)
+        except ReadError as exc:
+            message = str(exc)
+            assert message.isprintable(), repr(message)
+            assert message.startswith(str(root)), message
+            assert len(message) < 1200, message
+            event(re.sub(r"[^a-z ]", "", message[len(str(root)) :]).split(" ")[1:5])
+            return message
+    event("reads")
+    return None
+
+
+runner = CliRunner()
+
+
+def check_cli(path: Path, command: str = "ls") -> None:
+    """Exit 0, or 2 with exactly one stderr line "qcalc: error: ..."."""
+    with deadline(30):
+        result = runner.invoke(app, [command, str(path)])
+    assert result.exit_code in (0, 2), (result.exit_code, result.stderr, result.exception)
+    if result.exit_code == 2:
+        lines = result.stderr.splitlines()
+        assert len(lines) == 1 and lines[0].startswith("qcalc: error: "), result.stderr
+    else:
+        assert all(line.startswith("qcalc: note: ") for line in result.stderr.splitlines())
+
+
+def onnx_file(
+    path: Path, nodes, initializers=(), inputs=("x",), outputs=("y",), **save_kwargs
+) -> Path:
+    """An opset-20 model of `nodes` and `initializers` (a dict of numpy arrays by name, or
+    TensorProtos) saved at `path` (`save_kwargs`: onnx.save_model's, for external data)."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    tensors = [
+        item if isinstance(item, onnx.TensorProto) else numpy_helper.from_array(item[1], item[0])
+        for item in (initializers.items() if isinstance(initializers, dict) else initializers)
+    ]
+
+    def values(names):
+        return [helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None) for n in names]
+
+    graph = helper.make_graph(list(nodes), "g", values(inputs), values(outputs), tensors)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)])
+    onnx.save_model(model, str(path), **save_kwargs)
+    return path

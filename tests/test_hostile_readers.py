@@ -16,8 +16,6 @@ import io
 import itertools
 import json
 import os
-import re
-import signal
 import struct
 import time
 import warnings
@@ -27,14 +25,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, event, given, settings
+from helpers import check_cli, check_contract, error, read_all, runner, write
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from safetensors.numpy import save, save_file
-from typer.testing import CliRunner
 
 from qcalc.cli import app
 from qcalc.errors import ReadError
-from qcalc.io.readers import Skipped, open_input
+from qcalc.io.readers import open_input
 from qcalc.io.readers._common import MAX_RANK
 from qcalc.io.readers.npz import MAX_RATIO
 
@@ -88,86 +86,6 @@ def zip_of(members, method=zipfile.ZIP_STORED) -> bytes:
             for name, content in members:
                 archive.writestr(name, content)
     return buffer.getvalue()
-
-
-def write(path: Path, content: bytes) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(content)
-    return path
-
-
-@contextlib.contextmanager
-def deadline(seconds: int):
-    """Fail instead of hanging (a blocking open() is interrupted by the alarm)."""
-
-    def expired(*_):
-        raise TimeoutError(f"still running after {seconds} s")
-
-    if not hasattr(signal, "SIGALRM"):  # not POSIX: no guard
-        yield
-        return
-    previous = signal.signal(signal.SIGALRM, expired)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
-
-
-def read_all(path) -> list:
-    """open_input, then every chunk of every tensor (Skipped ones too) read: the items."""
-    items = open_input(path)
-    for item in items:
-        ref = item.ref if isinstance(item, Skipped) else item
-        if ref is None:
-            continue
-        loaded = ref.load()
-        assert (loaded.dtype, loaded.shape) == (ref.dtype, ref.shape)
-        total = sum(np.ascontiguousarray(chunk).nbytes for chunk in ref.chunks(max_bytes=4096))
-        assert total == ref.nbytes
-    return items
-
-
-def error(path) -> str:
-    """The ReadError message for `path` (opened and read in full), checked to be one line."""
-    with deadline(20), pytest.raises(ReadError) as info:
-        read_all(path)
-    message = str(info.value)
-    assert message.isprintable(), message  # no newline, no control character
-    return message
-
-
-def check_contract(path, root: Path) -> str | None:
-    """Reads `path` in full; None when it reads, else its one-line ReadError message, which
-    names a file under `root`."""
-    with deadline(20):
-        try:
-            read_all(path)
-        except ReadError as exc:
-            message = str(exc)
-            assert message.isprintable(), repr(message)
-            assert message.startswith(str(root)), message
-            assert len(message) < 1200, message
-            event(re.sub(r"[^a-z ]", "", message[len(str(root)) :]).split(" ")[1:5])
-            return message
-    event("reads")
-    return None
-
-
-runner = CliRunner()
-
-
-def check_cli(path: Path, command: str = "ls") -> None:
-    """Exit 0, or 2 with exactly one stderr line "qcalc: error: ..."."""
-    with deadline(30):
-        result = runner.invoke(app, [command, str(path)])
-    assert result.exit_code in (0, 2), (result.exit_code, result.stderr, result.exception)
-    if result.exit_code == 2:
-        lines = result.stderr.splitlines()
-        assert len(lines) == 1 and lines[0].startswith("qcalc: error: "), result.stderr
-    else:
-        assert all(line.startswith("qcalc: note: ") for line in result.stderr.splitlines())
 
 
 # ------------------------------------------------------------ 1. sizes and shapes trusted

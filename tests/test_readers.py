@@ -736,7 +736,7 @@ def test_unknown_file_type(tmp_path, name):
     path = write(tmp_path / name, b"whatever")
     assert read_error(path) == (
         f"{path}: unknown file type "
-        "(expected .npy, .npz, .safetensors, .safetensors.index.json or a directory)"
+        "(expected .npy, .npz, .safetensors, .safetensors.index.json, .onnx or a directory)"
     )
 
 

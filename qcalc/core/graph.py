@@ -167,7 +167,7 @@ class Graph:
                 return ParamRole(**layer, role="bias", weight=inputs[1])
             axis = 0 if op == "Conv" else 1
             if op == "Gemm":
-                axis = 0 if int(node.attributes.get("transB", 0)) else 1
+                axis = 0 if node.attributes.get("transB", 0) else 1  # any type from a file
             return ParamRole(**layer, role="weight", axis=axis, bias=bias)
         if op == "MatMul" and index == 1:
             add = self._bias_add(node)

@@ -24,7 +24,6 @@ from qcalc.core import grid
 from qcalc.core.encoding import Encoding
 from qcalc.core.graph import (
     DATA_MOVERS,
-    ENCODING_PASSTHROUGH,
     TIE_THROUGH,
     TIED_OUTPUT_OPS,
     Graph,

@@ -11,15 +11,18 @@ from qcalc.io.readers._common import kind_of, shown
 from qcalc.io.readers.directory import read_directory
 from qcalc.io.readers.npy import read_npy
 from qcalc.io.readers.npz import read_npz
+from qcalc.io.readers.onnx import OnnxModel, read_model
 from qcalc.io.readers.safetensors import read_safetensors
 from qcalc.io.readers.shards import read_index
 
 __all__ = [
+    "OnnxModel",
     "Skipped",
     "TensorRef",
     "open_input",
     "read_directory",
     "read_index",
+    "read_model",
     "read_npy",
     "read_npz",
     "read_safetensors",
@@ -27,7 +30,8 @@ __all__ = [
 
 
 def open_input(path: str | os.PathLike[str]) -> list[TensorRef | Skipped]:
-    """Every tensor in a `.npy`, `.npz`, `.safetensors`, shard index or directory, in order.
+    """Every tensor in a `.npy`, `.npz`, `.safetensors`, shard index or directory, in order,
+    or every parameter of an `.onnx` model (`read_model`: needs the onnx package).
 
     Only headers are read; tensor data is read when `TensorRef.load()` / `chunks()` is called.
     Integer and bool tensors come back as `Skipped`; anything unreadable raises `ReadError`,
@@ -54,7 +58,9 @@ def open_input(path: str | os.PathLike[str]) -> list[TensorRef | Skipped]:
         return read_safetensors(source)
     if kind == "index":
         return read_index(source)
+    if kind == "onnx":
+        return read_model(source).tensors
     raise ReadError(
         f"{source}: unknown file type "
-        "(expected .npy, .npz, .safetensors, .safetensors.index.json or a directory)"
+        "(expected .npy, .npz, .safetensors, .safetensors.index.json, .onnx or a directory)"
     )

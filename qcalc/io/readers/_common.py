@@ -1,5 +1,6 @@
-"""Helpers shared by the readers: which dtypes are encoded, skipped or refused; file kinds; the
-bounds every reader holds shapes to; JSON headers parsed with bounds; values shown in messages.
+"""Helpers shared by the readers: which dtypes are encoded, skipped or refused; the float dtypes
+by name (ml_dtypes imported only for bfloat16 / float8); file kinds; the bounds every reader
+holds shapes to; JSON headers parsed with bounds; values shown in messages.
 
 Every message names the file (and the tensor or member) and stays on one line: values taken
 from a file (names, shapes, descriptors) are shown through `shown`, which escapes control
@@ -32,6 +33,26 @@ MAX_BYTES = 2**63 - 1
 # included) are refused while parsing: every valid value fits in 64 bits (19 digits), and
 # Python would otherwise build a 4300-digit integer before any check.
 MAX_JSON_INT_CHARS = 20
+
+
+# The float dtypes qcalc reads, by name, and their item sizes (known without importing ml_dtypes).
+FLOAT_ITEMSIZE = {
+    "float64": 8, "float32": 4, "float16": 2, "bfloat16": 2, "float8_e4m3fn": 1, "float8_e5m2": 1,
+}  # fmt: skip
+
+
+@functools.cache
+def float_dtype(name: str) -> np.dtype:
+    """The little-endian dtype of a float qcalc reads, by name (a FLOAT_ITEMSIZE key): numpy's
+    float16 / float32 / float64, or ml_dtypes' bfloat16 / float8_e4m3fn / float8_e5m2 (ml_dtypes
+    is imported only for those)."""
+    if name not in FLOAT_ITEMSIZE:
+        raise ValueError(f"not a float dtype qcalc reads: {name!r}")
+    if name in ("float16", "float32", "float64"):
+        return np.dtype(name).newbyteorder("<")
+    import ml_dtypes
+
+    return np.dtype(getattr(ml_dtypes, name))
 
 
 class _Shown(reprlib.Repr):
@@ -161,11 +182,12 @@ INDEX_SUFFIX = ".safetensors.index.json"
 
 
 def kind_of(filename: str) -> str | None:
-    """'npy', 'npz', 'safetensors' or 'index' by file name (case-insensitive); None otherwise."""
+    """'npy', 'npz', 'safetensors', 'index' or 'onnx' by file name (case-insensitive); None
+    otherwise."""
     lower = filename.lower()
     if lower.endswith(INDEX_SUFFIX):
         return "index"
-    for kind in ("npy", "npz", "safetensors"):
+    for kind in ("npy", "npz", "safetensors", "onnx"):
         if lower.endswith("." + kind):
             return kind
     return None

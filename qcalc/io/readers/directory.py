@@ -6,7 +6,8 @@
 - `.npy` files directly in the input directory are separate tensors named by file stem.
 - `.npz`, `.safetensors` and `*.safetensors.index.json` files are read as if given directly;
   shards named by an index anywhere in the tree are read only through that index.
-- Other files, and entries whose name starts with "." (e.g. `.cache`), are ignored.
+- Other files (`.onnx` models too: give a model as an input of its own), and entries whose
+  name starts with "." (e.g. `.cache`), are ignored.
 
 The walk stays inside the tree:
 
@@ -99,7 +100,7 @@ def _walk(root: str) -> Iterator[_Unit]:
             stack.append(_list(path, (*folder.rel, name)))
             continue
         kind = kind_of(name)
-        if kind is None:
+        if kind is None or kind == "onnx":
             continue
         if kind != "npy":
             yield _Unit(kind, "", (path,))

@@ -24,18 +24,20 @@ import numpy as np
 from qcalc.core.tensor import Skipped, TensorRef
 from qcalc.errors import ReadError, one_line
 from qcalc.io.files import open_regular
-from qcalc.io.readers._common import check_size, parse_json, shown
+from qcalc.io.readers._common import FLOAT_ITEMSIZE, check_size, float_dtype, parse_json, shown
 
 # The reference implementation's limit on the JSON header.
 MAX_HEADER_BYTES = 100_000_000
 
-_NUMPY_DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2"}
-_ML_DTYPES = {"BF16": "bfloat16", "F8_E4M3": "float8_e4m3fn", "F8_E5M2": "float8_e5m2"}
+_FLOAT_DTYPES = {
+    "F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16",
+    "F8_E4M3": "float8_e4m3fn", "F8_E5M2": "float8_e5m2",
+}  # fmt: skip
 _SKIPPED_DTYPES = {
     "BOOL": "?", "U8": "u1", "I8": "i1", "U16": "<u2", "I16": "<i2", "U32": "<u4", "I32": "<i4",
     "U64": "<u8", "I64": "<i8",
 }  # fmt: skip
-_ITEMSIZE = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "F8_E4M3": 1, "F8_E5M2": 1}
+_ITEMSIZE = {name: FLOAT_ITEMSIZE[dtype] for name, dtype in _FLOAT_DTYPES.items()}
 _ITEMSIZE.update({name: np.dtype(code).itemsize for name, code in _SKIPPED_DTYPES.items()})
 
 
@@ -77,17 +79,13 @@ def read_safetensors(path: str | os.PathLike[str]) -> list[TensorRef | Skipped]:
     data_start = 8 + header_len
     entries = _validate(header, size - data_start, source)
 
-    dtypes = {name: np.dtype(code) for name, code in _NUMPY_DTYPES.items()}
-    if any(entry.dtype in _ML_DTYPES for entry in entries):
-        import ml_dtypes
-
-        for name, attr in _ML_DTYPES.items():
-            dtypes[name] = np.dtype(getattr(ml_dtypes, attr))
-
     items: list[TensorRef | Skipped] = []
     for entry in entries:
         skipped = entry.dtype in _SKIPPED_DTYPES
-        dtype = np.dtype(_SKIPPED_DTYPES[entry.dtype]) if skipped else dtypes[entry.dtype]
+        if skipped:
+            dtype = np.dtype(_SKIPPED_DTYPES[entry.dtype])
+        else:
+            dtype = float_dtype(_FLOAT_DTYPES[entry.dtype])
         load = functools.partial(_load, source, dtype, entry.shape, data_start + entry.begin, size)
         ref = TensorRef(entry.name, source, dtype, entry.shape, load)
         if skipped:  # still readable through Skipped.ref (qcalc ls)
