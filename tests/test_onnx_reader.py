@@ -95,8 +95,12 @@ def test_conv_weight_and_bias(tmp_path):
     node = helper.make_node("Conv", ["x", "w", "b"], ["y"], name="conv0")
     path = onnx_file(tmp_path / "m.onnx", [node], {"w": w, "b": b})
     tensors = by_name(read_model(path).tensors)
-    assert tensors["w"].param == ParamRole("Conv", "conv0", "weight", 0, layer_input="x")
-    assert tensors["b"].param == ParamRole("Conv", "conv0", "bias", layer_input="x", weight="w")
+    assert tensors["w"].param == ParamRole(
+        "Conv", "conv0", "weight", 0, layer_input="x", layer_output="y", bias="b"
+    )
+    assert tensors["b"].param == ParamRole(
+        "Conv", "conv0", "bias", layer_input="x", weight="w", layer_output="y"
+    )
     for name, array in (("w", w), ("b", b)):
         ref = tensors[name]
         assert (ref.source, ref.dtype, ref.shape) == (str(path), np.dtype("<f4"), array.shape)
@@ -129,8 +133,12 @@ def test_matmul_add_is_a_linear_layer(tmp_path, order):
     ]
     path = onnx_file(tmp_path / "m.onnx", nodes, {"w": rng_array((16, 32)), "b": rng_array(32)})
     found = roles(path)
-    assert found["w"] == ParamRole("MatMul", "mm", "weight", -1, layer_input="x")
-    assert found["b"] == ParamRole("Add", "add", "bias", layer_input="x", weight="w")
+    assert found["w"] == ParamRole(
+        "MatMul", "mm", "weight", -1, layer_input="x", layer_output="y", bias="b"
+    )
+    assert found["b"] == ParamRole(
+        "Add", "add", "bias", layer_input="x", weight="w", layer_output="y"
+    )
 
 
 def test_layer_norm_scale_and_bias(tmp_path):
