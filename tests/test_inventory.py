@@ -27,7 +27,7 @@ from qcalc.io.readers import Skipped, TensorRef, open_input
 
 REPO = Path(__file__).resolve().parents[1]
 KEYS = ["name", "dtype", "shape", "elements", "bytes", "file", "min", "max", "mean", "std",
-        "nan", "inf"]  # fmt: skip
+        "nan", "inf", "op", "role", "axis"]  # fmt: skip
 BF16 = np.dtype(ml_dtypes.bfloat16)
 runner = CliRunner()
 
@@ -391,7 +391,7 @@ def test_json_and_jsonl(tmp_path):
     assert by_name["x"] == {
         "name": "x", "dtype": "float32", "shape": [2, 2], "elements": 4, "bytes": 16,
         "file": str(tmp_path / "x.npy"), "min": 1.0, "max": 3.0, "mean": 2.0, "std": 1.0,
-        "nan": 1, "inf": 1,
+        "nan": 1, "inf": 1, "op": None, "role": None, "axis": None,
     }  # fmt: skip
     assert [by_name["nan"][k] for k in ("min", "max", "mean", "std", "nan")] == [None] * 4 + [3]
     assert (by_name["ids"]["min"], by_name["ids"]["max"]) == (-5, 2**62)  # exact ints

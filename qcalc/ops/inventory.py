@@ -59,6 +59,10 @@ class TensorInfo:
     std: Optional[float]
     nan_count: int
     inf_count: int
+    # ONNX model parameters: the consuming op, the role for it, the output-channel axis
+    op: Optional[str] = None
+    role: Optional[str] = None
+    axis: Optional[int] = None
 
     def record(self) -> dict[str, Any]:
         """A JSON-ready dict with the documented keys, in order (shape as a list)."""
@@ -75,6 +79,9 @@ class TensorInfo:
             "std": self.std,
             "nan": self.nan_count,
             "inf": self.inf_count,
+            "op": self.op,
+            "role": self.role,
+            "axis": self.axis,
         }
 
 
@@ -158,7 +165,17 @@ def tensor_info(
         std=std,
         nan_count=stats.nan,
         inf_count=stats.inf,
+        **_param_fields(ref),
     )
+
+
+def _param_fields(ref: TensorRef) -> dict[str, Any]:
+    """op / role / axis of an ONNX parameter (the axis counted from the front)."""
+    role = ref.param
+    if role is None:
+        return {}
+    axis = None if role.axis is None else role.axis % max(len(ref.shape), 1)
+    return {"op": role.op, "role": role.role, "axis": axis}
 
 
 def _elements(ref: TensorRef) -> int:

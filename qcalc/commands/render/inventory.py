@@ -31,7 +31,7 @@ from qcalc.ops.inventory import TensorInfo
 
 FIELDS = (
     "name", "dtype", "shape", "elements", "bytes", "file", "min", "max", "mean", "std", "nan",
-    "inf",
+    "inf", "op", "role", "axis",
 )  # fmt: skip
 STATS = ("min", "max", "mean", "std")
 FILE_MIN = 12  # the file column is not shortened below this while shape or size can go
@@ -70,7 +70,9 @@ def render_inventory(
 
 # --- table -------------------------------------------------------------------------------
 
-HEADERS = ("tensor", "dtype", "shape", "size", "min", "max", "mean", "std", "nan", "inf", "file")
+HEADERS = (
+    "tensor", "dtype", "shape", "size", "min", "max", "mean", "std", "nan", "inf", "file", "use",
+)  # fmt: skip
 NUMERIC = {"size", "min", "max", "mean", "std", "nan", "inf"}
 
 
@@ -139,9 +141,18 @@ def table_rows(infos: Sequence[TensorInfo], labels: dict[str, str]) -> list[list
                 info.name, short_dtype(info.dtype), shape, size_text(info.nbytes),
                 _stat(info.min), _stat(info.max), _stat(info.mean), _stat(info.std),
                 str(info.nan_count), str(info.inf_count), labels.get(info.file, info.file),
+                _use(info),
             ]
         )  # fmt: skip
     return rows
+
+
+def _use(info: TensorInfo) -> str:
+    """What an ONNX parameter is to its consumer: "Conv weight ax0", "Add bias"."""
+    if info.op is None:
+        return ""
+    axis = "" if info.axis is None or info.role != "weight" else f" ax{info.axis}"
+    return f"{info.op} {info.role}{axis}"
 
 
 def table_title(infos: Sequence[TensorInfo], where: str = "") -> list[str]:
@@ -175,6 +186,7 @@ def columns_and_widths(rows: Sequence[Sequence[str]], width: int) -> tuple[list[
         (8, all(cell == "0" for cell in column(8))),
         (9, all(cell == "0" for cell in column(9))),
         (10, len(set(column(10))) <= 1),
+        (11, all(cell == "" for cell in column(11))),
     ):
         if redundant:
             shown.remove(i)
