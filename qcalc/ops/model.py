@@ -24,6 +24,7 @@ from qcalc.core import grid
 from qcalc.core.encoding import Encoding
 from qcalc.core.graph import (
     DATA_MOVERS,
+    ENCODING_PASSTHROUGH,
     TIE_THROUGH,
     TIED_OUTPUT_OPS,
     Graph,
@@ -33,6 +34,8 @@ from qcalc.core.tensor import TensorRef
 from qcalc.errors import FilterError
 
 INT32_BIAS_BITWIDTH = 32
+# AIMET's smallest scale on a 32-bit grid: float32(0.01 / (2^32 - 1))
+_INT32_MINIMUM_SCALE = np.float32(grid.minimum_scale(2**INT32_BIAS_BITWIDTH - 1))
 
 
 def tagged(graph: Optional[Graph], ref: TensorRef, kind: str):
@@ -260,13 +263,20 @@ def _against_overflow(bias: np.ndarray, sx: np.float32, sw: np.ndarray) -> np.nd
 
 
 def int32_biases(
-    params: list[Encoding], refs: dict[str, TensorRef], activations: dict[str, Encoding]
+    graph: Graph,
+    params: list[Encoding],
+    refs: dict[str, TensorRef],
+    activations: dict[str, Encoding],
+    observed: Iterable[str],
 ) -> tuple[list[Encoding], list[str]]:
     """Biases encoded at 32 bits become AIMET's int32 bias encodings (section 1): scale =
-    float32(input scale x weight scale) per channel where the layer's input and weight are
-    encoded; the statistical 32-bit encoding otherwise. Returns the parameters (biases
-    replaced in place) and warnings for biases whose values overflow int32 on that scale."""
+    float32(input scale x weight scale) per channel where the layer has a weight and its
+    input's encoding reaches it from an observed tensor through ops that keep it (Reshape,
+    Flatten ...: not MaxPool); otherwise the statistical 32-bit encoding, per element when
+    the weight is per channel. Returns the parameters (biases replaced in place) and
+    warnings for biases whose values overflow int32 on their product scale."""
     by_name = {enc.name: enc for enc in params}
+    observed = set(observed)
     result, warnings = [], []
     for enc in params:
         role = refs[enc.name].param if enc.name in refs else None
@@ -275,17 +285,46 @@ def int32_biases(
             continue
         weight = by_name.get(role.weight or "")
         layer_input = activations.get(role.layer_input or "")
-        if weight is not None and layer_input is not None and np.size(layer_input.scale) == 1:
+        if (
+            weight is not None and layer_input is not None and _per_tensor(layer_input)
+            and _reaches(graph, role.layer_input or "", observed)
+        ):  # fmt: skip
             enc = _product_scale(enc, np.float32(layer_input.scale), weight)
             warning = _overflow(enc, refs[enc.name])
             if warning:
                 warnings.append(warning)
+        elif weight is not None and weight.granularity == "per-channel":
+            enc = _per_element(enc, refs[enc.name])
         result.append(enc)
     return result, warnings
 
 
+def _reaches(graph: Graph, name: str, observed: set[str]) -> bool:
+    """Whether tensor `name` is observed or copies an observed tensor through ops that keep
+    a quantized tensor's encoding in AIMET's export."""
+    seen: set[str] = set()
+    while name not in observed:
+        node = graph.producers.get(name)
+        if name in seen or node is None or node.op not in ENCODING_PASSTHROUGH:
+            return False
+        seen.add(name)
+        name = node.inputs[0] if node.inputs else ""
+    return True
+
+
+def _per_element(bias: Encoding, ref: TensorRef) -> Encoding:
+    """The statistical int32 encoding of each bias element (AIMET shapes the bias quantizer
+    like the bias when the weight is per channel)."""
+    from qcalc.core.calibrate import encode_batches
+    from qcalc.core.tensor import DEFAULT_CHUNK_BYTES, Progress
+
+    spec = dataclasses.replace(bias.spec, per_channel=True, axis=0)
+    return encode_batches(bias.name, [ref], spec, Progress(), DEFAULT_CHUNK_BYTES)
+
+
 def _product_scale(bias: Encoding, input_scale: np.float32, weight: Encoding) -> Encoding:
     scale = (input_scale * np.asarray(weight.scale, dtype=np.float32)).astype(np.float32)
+    scale = np.maximum(scale, _INT32_MINIMUM_SCALE)
     per_channel = scale.size > 1
     scale = scale.reshape(-1) if per_channel else scale.reshape(())
     offset = np.zeros_like(scale)
@@ -338,10 +377,11 @@ def finish(
     warnings: list[str] = []
     is_int32 = lambda enc: _is_int32_bias(enc, refs)  # noqa: E731
     if activations:
+        observed = [enc.name for enc in activations]
         params = protect_weights(params, refs, _by_name(activations))
         derived = derived_activations(graph, _by_name(activations), _by_name(params))
         activations = [*activations, *derived]
-        params, warnings = int32_biases(params, refs, _by_name(activations))
+        params, warnings = int32_biases(graph, params, refs, _by_name(activations), observed)
         if metrics:
             params = [_remeasured(enc, refs[enc.name], chunk_bytes) if is_int32(enc) else enc
                       for enc in params]  # fmt: skip
