@@ -123,6 +123,9 @@ SELECTION: dict[str, Any] = {
 }
 
 
+CONTEXT = "qcalc_context"  # the parameter through which typer passes a command its context
+
+
 def with_spec(
     *names: str, select: tuple[str, ...] = tuple(SELECTION)
 ) -> Callable[[Callable], Callable]:
@@ -160,16 +163,18 @@ def with_spec(
 
         @functools.wraps(command)
         def run(**arguments: Any) -> Any:
+            context = arguments.pop(CONTEXT, None)
             flags = {name: arguments.pop(name) for name in names}
             chosen = {name: arguments.pop(name) for name in select}
             with user_errors():
                 spec = Spec(**flags)
                 picked = selection(**chosen)
                 if "axis" in names:  # a model's channel axes apply unless --axis is given
-                    picked["graph_axis"] = not _given("axis")
+                    picked["graph_axis"] = not _given(context, "axis")
             return command(spec=spec, picked=picked, **arguments)
 
-        parameters = [*own, *added]
+        context = inspect.Parameter(CONTEXT, kind, default=None, annotation=typer.Context)
+        parameters = [*own, *added, context]
         run.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
         run.__annotations__ = {p.name: p.annotation for p in parameters}
         return run
@@ -271,15 +276,11 @@ def selection(**options: Any) -> dict[str, Any]:
     return picked
 
 
-def _given(option: str) -> bool:
+def _given(context: Any, option: str) -> bool:
     """Whether the running command's `option` was given on the command line (not its
     default)."""
-    import click
-    from click.core import ParameterSource
-
-    context = click.get_current_context(silent=True)
     source = context.get_parameter_source(option) if context is not None else None
-    return source not in (None, ParameterSource.DEFAULT)
+    return source is not None and source.name != "DEFAULT"
 
 
 def report_skips(result) -> None:
