@@ -20,7 +20,8 @@ from qcalc.commands.options import Terminated, say  # noqa: E402
 
 HELP = """\
 Quantization encoding calculator: AIMET-exact min / max / scale / offset for tensors in
-.npy, .npz and .safetensors files (single files, sharded checkpoints, directories).
+.npy, .npz and .safetensors files (single files, sharded checkpoints, directories) and ONNX
+models.
 
 Examples:
 
@@ -33,6 +34,9 @@ Examples:
   qcalc encode model.safetensors --activations calib/ -o model.encodings
 
   qcalc encode model.safetensors --recipe recipes/w8a8.toml --metrics
+
+  qcalc encode model.onnx --activations calib/ --recipe recipes/aimet-default-per-channel.toml \
+-o model.encodings --encoding-version 2.0.0
 
   qcalc check model.safetensors --encodings model.encodings --min-sqnr 30
 

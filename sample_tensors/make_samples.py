@@ -15,7 +15,9 @@ Writes, next to this script:
   [2, 10]). The batches' ranges differ (conv1.relu peaks in batch 001, fc.out reaches its
   minimum in 000 and its maximum in 002), so merging batches matters.
 
-seed.npy is not written here: it is the seed article's example tensor, kept as is.
+seed.npy is not written here: it is the seed article's example tensor, kept as is; neither is
+convnet/, a copy of tests/golden/models/convnet-pc (model.onnx = float_model.onnx, calib/ =
+activations_batch_*.safetensors), AIMET's own reference model.
 """
 
 from __future__ import annotations

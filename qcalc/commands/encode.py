@@ -27,6 +27,10 @@ Compute encodings (min, max, scale, offset) for every floating-point tensor in I
 Tensors with the same name in several inputs (or the .npy files of one subdirectory) are \
 calibration batches of one tensor; their statistics merge in command-line order.
 
+An ONNX model as INPUT gives its parameters, each per channel on the axis its op implies; with \
+--activations dumps keyed by its tensor names and an aimet-default recipe, -o writes the whole \
+file AIMET's QuantSim export writes (int32 biases, derived encodings).
+
 Examples:
 
   qcalc encode sample_tensors/seed.npy
@@ -39,6 +43,9 @@ Examples:
 --block-size 64 --lpbq
 
   qcalc encode sample_tensors/model_bf16.safetensors --recipe recipes/w8a8.toml --metrics
+
+  qcalc encode sample_tensors/convnet/model.onnx --activations sample_tensors/convnet/calib \
+--recipe recipes/aimet-default-per-channel.toml
 """
 
 

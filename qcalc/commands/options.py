@@ -76,7 +76,7 @@ def optional(kind: Any, *flags: str, help: str) -> Any:
 Inputs = Annotated[
     List[Path],
     typer.Argument(
-        help="Files (.npy, .npz, .safetensors, *.safetensors.index.json) or directories.",
+        help="Files (.npy, .npz, .safetensors, *.safetensors.index.json, .onnx) or directories.",
         metavar="INPUT...",
         show_default=False,
     ),
@@ -93,7 +93,8 @@ Activations = Annotated[
     Optional[List[Path]],
     typer.Option(
         "--activations",
-        help="Calibration dumps (file or directory, repeatable) for activation_encodings.",
+        help="Calibration dumps (files or directories) for activation_encodings; after the "
+        "INPUTs it takes every path up to the next option.",
         show_default=False,
     ),
 ]

@@ -11,8 +11,9 @@ file has no field for blocks (AIMET writes the cells as if they were channels), 
 that version refuse them; 1.0.0 files refuse an LPBQ grid whose block axis comes before its
 channel axis, which a reader could not put back in order.
 
-Not written: the int32 bias encodings AIMET's 2.0.0 export adds (qcalc quantizes no biases
-unless asked to), and non-finite encodings (NaN / infinity; AIMET would write them).
+Not written: non-finite encodings (NaN / infinity; AIMET would write them). The int32 bias
+encodings of a whole model are ordinary 32-bit entries here; `qcalc encode` leaves them out
+of 0.6.1 / 1.0.0 files, as AIMET's export does.
 """
 
 from __future__ import annotations
