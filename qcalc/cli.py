@@ -15,7 +15,7 @@ import typer  # noqa: E402
 from typer.core import TyperGroup  # noqa: E402
 
 from qcalc import __version__  # noqa: E402
-from qcalc.commands import check, diff, encode, hist, ls, show  # noqa: E402
+from qcalc.commands import check, diff, encode, hist, lint, ls, show  # noqa: E402
 from qcalc.commands.options import Terminated, say  # noqa: E402
 
 HELP = """\
@@ -144,6 +144,7 @@ for command, help_text, name in (
     (show.show, show.SHOW_HELP, "show"),
     (show.convert, show.CONVERT_HELP, "convert"),
     (diff.diff, diff.HELP, "diff"),
+    (lint.lint, lint.HELP, "lint"),
 ):
     app.command(name=name, help=help_text, no_args_is_help=True)(command)
 

@@ -115,6 +115,12 @@ def read(path: PathLike, version: Optional[str] = None) -> EncodingFile:
 
 def loads(text: str, version: Optional[str] = None, *, source: str = "<string>") -> EncodingFile:
     """Parse the text of an encodings file; `source` names it in error messages."""
+    return from_dict(parse_json(text, source), version, source=source)
+
+
+def parse_json(text: str, source: str = "<string>") -> Any:
+    """The JSON value of an encodings file's text, strict (no duplicate keys, bounded
+    nesting); FormatError naming `source` otherwise."""
     try:
         obj = json.loads(text, object_pairs_hook=_unique_keys)
     except json.JSONDecodeError as e:
@@ -134,7 +140,7 @@ def loads(text: str, version: Optional[str] = None, *, source: str = "<string>")
             f"{source}: not valid JSON: an integer has more than "
             f"{sys.get_int_max_str_digits()} digits"
         ) from None
-    return from_dict(obj, version, source=source)
+    return obj
 
 
 def from_dict(obj: Any, version: Optional[str] = None, *, source: str = "<dict>") -> EncodingFile:
