@@ -386,7 +386,7 @@ def test_external_data_is_checked_again_on_load(tmp_path):
     with pytest.raises(ReadError) as info:
         ref.load()
     assert str(info.value) == (
-        f"{path}: tensor 'w': external data 'w.bin': the file changed since the model was "
+        f"{path}: tensor 'w': external data 'w.bin': the file changed since it was "
         "opened (64 bytes then, 68 now)"
     )
 

@@ -126,19 +126,11 @@ class Graph:
 
     def float_inputs(self, node: Node) -> list[str]:
         """The inputs of a data mover that carry values (not shapes, indices or masks)."""
-        positions = FLOAT_INPUTS.get(node.op, (0,))
-        picked = node.inputs if positions is None else [
-            node.inputs[i] for i in positions if i < len(node.inputs)
-        ]  # fmt: skip
-        return [name for name in picked if name]
+        return _picked(node.inputs, FLOAT_INPUTS.get(node.op, (0,)))
 
     def float_outputs(self, node: Node) -> list[str]:
         """The outputs of a data mover that carry values."""
-        positions = FLOAT_OUTPUTS.get(node.op, (0,))
-        picked = node.outputs if positions is None else [
-            node.outputs[i] for i in positions if i < len(node.outputs)
-        ]  # fmt: skip
-        return [name for name in picked if name]
+        return _picked(node.outputs, FLOAT_OUTPUTS.get(node.op, (0,)))
 
     def producer_op(self, name: str) -> Optional[str]:
         """The op type that outputs tensor `name` (None for graph inputs and initializers)."""
@@ -208,6 +200,12 @@ class Graph:
         if add.op != "Add" or len(add.inputs) != 2 or not add.outputs:
             return None
         return (add, position) if add.inputs[1 - position] in self.initializers else None
+
+
+def _picked(names: tuple[str, ...], positions: Optional[tuple[int, ...]]) -> list[str]:
+    """The non-empty `names` at `positions` (None: all)."""
+    chosen = names if positions is None else [names[i] for i in positions if i < len(names)]
+    return [name for name in chosen if name]
 
 
 _NORMS = frozenset({"LayerNormalization", "InstanceNormalization", "GroupNormalization"})

@@ -191,3 +191,38 @@ def kind_of(filename: str) -> str | None:
         if lower.endswith("." + kind):
             return kind
     return None
+
+
+def map_region(
+    path: str,
+    where: str,
+    dtype: np.dtype,
+    shape: tuple[int, ...],
+    offset: int,
+    size: int,
+    doing: str = "",
+) -> np.ndarray:
+    """The array of `shape` at byte `offset` of the regular file `path`, memory-mapped
+    read-only; the file must still have the `size` it had when its header was checked
+    (ReadError naming `where` otherwise)."""
+    import math
+    import os
+
+    from qcalc.io.files import open_regular
+
+    nbytes = math.prod(shape) * dtype.itemsize
+    with open_regular(path, doing=doing) as fp:
+        now = os.fstat(fp.fileno()).st_size
+        if now != size:
+            raise ReadError(
+                f"{where}: the file changed since it was opened ({size} bytes then, {now} now)"
+            )
+        if nbytes == 0:  # mmap cannot map zero bytes
+            return np.empty(shape, dtype)
+        if not shape:
+            fp.seek(offset)
+            return np.frombuffer(fp.read(nbytes), dtype).reshape(())
+        try:
+            return np.memmap(fp, mode="r", dtype=dtype, offset=offset, shape=shape)
+        except (ValueError, OSError) as exc:  # the file shrank between the check and the map
+            raise ReadError(f"{where}: cannot map the data ({one_line(exc)})") from None

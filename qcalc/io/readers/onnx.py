@@ -40,7 +40,14 @@ from qcalc.core.graph import Graph, Node, ParamRole
 from qcalc.core.tensor import Skipped, TensorRef
 from qcalc.errors import ReadError, one_line
 from qcalc.io.files import open_regular
-from qcalc.io.readers._common import FLOAT_ITEMSIZE, check_size, float_dtype, shown, skip_reason
+from qcalc.io.readers._common import (
+    FLOAT_ITEMSIZE,
+    check_size,
+    float_dtype,
+    map_region,
+    shown,
+    skip_reason,
+)
 
 # protobuf refuses to parse a message of 2 GiB or more; larger models keep their weights in
 # external data files.
@@ -350,20 +357,4 @@ def _load_external(
     offset: int,
     size: int,
 ) -> np.ndarray:
-    nbytes = math.prod(shape) * dtype.itemsize
-    with open_regular(data_path, doing=label) as fp:
-        now = os.fstat(fp.fileno()).st_size
-        if now != size:
-            raise ReadError(
-                f"{where}: the file changed since the model was opened ({size} bytes then, "
-                f"{now} now)"
-            )
-        if nbytes == 0:  # mmap cannot map zero bytes
-            return np.empty(shape, dtype)
-        if not shape:
-            fp.seek(offset)
-            return np.frombuffer(fp.read(nbytes), dtype).reshape(())
-        try:
-            return np.memmap(fp, mode="r", dtype=dtype, offset=offset, shape=shape)
-        except (ValueError, OSError) as exc:  # the file shrank since the check
-            raise ReadError(f"{where}: cannot map the data ({one_line(exc)})") from None
+    return map_region(data_path, where, dtype, shape, offset, size, doing=label)

@@ -15,16 +15,22 @@ again on load (regular files only) and must still have the size it had.
 from __future__ import annotations
 
 import functools
-import math
 import os
 from typing import Any, NamedTuple
 
 import numpy as np
 
 from qcalc.core.tensor import Skipped, TensorRef
-from qcalc.errors import ReadError, one_line
+from qcalc.errors import ReadError
 from qcalc.io.files import open_regular
-from qcalc.io.readers._common import FLOAT_ITEMSIZE, check_size, float_dtype, parse_json, shown
+from qcalc.io.readers._common import (
+    FLOAT_ITEMSIZE,
+    check_size,
+    float_dtype,
+    map_region,
+    parse_json,
+    shown,
+)
 
 # The reference implementation's limit on the JSON header.
 MAX_HEADER_BYTES = 100_000_000
@@ -167,19 +173,4 @@ def _load(
     source: str, dtype: np.dtype, shape: tuple[int, ...], offset: int, size: int
 ) -> np.ndarray:
     """The tensor's data at `offset` (from the start of the file) in a file of `size` bytes."""
-    nbytes = math.prod(shape) * dtype.itemsize
-    with open_regular(source) as fp:
-        now = os.fstat(fp.fileno()).st_size
-        if now != size:
-            raise ReadError(
-                f"{source}: the file changed since it was opened ({size} bytes then, {now} now)"
-            )
-        if nbytes == 0:  # mmap cannot map zero bytes
-            return np.empty(shape, dtype)
-        if not shape:
-            fp.seek(offset)
-            return np.frombuffer(fp.read(nbytes), dtype).reshape(())
-        try:
-            return np.memmap(fp, mode="r", dtype=dtype, offset=offset, shape=shape)
-        except ValueError as exc:  # the file shrank between the check and the mapping
-            raise ReadError(f"{source}: cannot map the data ({one_line(exc)})") from None
+    return map_region(source, source, dtype, shape, offset, size)
