@@ -66,9 +66,10 @@ RULES: dict[str, Rule] = {
         ),
         Rule(
             "block-fields", "error",
-            "PER_BLOCK without block_size or scale; LPBQ without block_size, compressed_bw, "
-            "per_block_int_scale or scale, or a per_block_int_scale outside "
-            "1 .. 2^(bw - compressed_bw)",
+            "PER_BLOCK without block_size; LPBQ without block_size, compressed_bw or "
+            "per_block_int_scale (2.x: per-block entries without block_size or axis, LPBQ "
+            "ones without their multipliers, per-channel scales, block_size or axis), or a "
+            "per_block_int_scale outside 1 .. 2^(bw - compressed_bw)",
             "AIMET's block and LPBQ exports; the converter rejects incomplete entries",
         ),
         Rule(
@@ -77,12 +78,15 @@ RULES: dict[str, Rule] = {
             "one tensor has one quantization datatype in QNN",
         ),
         Rule(
-            "scale-range", "error", "a scale that is not finite or lies outside 1e-10 .. 1e10",
+            "scale-range", "error",
+            "a scale that is not finite or lies outside 1e-10 .. 1e10 (AIMET's minimum scale "
+            "is a dead-channel instead)",
             "such scales overflow or underflow the converter's fixed-point arithmetic",
         ),
         Rule(
             "dead-channel", "warning",
-            "a scale at AIMET's minimum (2^-23 for 8 and 16 bits): the channel held only zeros",
+            "a scale at AIMET's minimum (2^-23 for 8 and 16 bits, 0.01 / (2^32 - 1) for "
+            "int32 biases): the channel held only zeros",
             "AIMET's minimum-scale rule; usually a pruned or dead channel worth a look",
         ),
         Rule(
