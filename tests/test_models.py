@@ -242,3 +242,32 @@ def test_unknown_ops_encode_their_parameters_per_tensor(tmp_path):
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)[0]["granularity"] == "per-tensor"
     assert "op Einsum: qcalc does not know its parameters' channel axis" in result.stderr
+
+
+def test_statistical_bias_fallback_is_per_element(tmp_path):
+    """MaxPool -> Conv with only the model input dumped: the MaxPool output is a derived copy,
+    so AIMET derives no product scale for the Conv bias; with a per-channel weight its
+    statistical int32 encoding is per element: |b| / 2^31 (2|b| / (2^32 - 1) in float32)."""
+    rng = np.random.default_rng(1)
+    bias = np.array([0.5, -0.25, 0.125], np.float32)
+    nodes = [
+        helper.make_node("MaxPool", ["x"], ["p"], name="pool", kernel_shape=[2, 2]),
+        helper.make_node("Conv", ["p", "w", "b"], ["y"], name="conv"),
+    ]
+    weight = rng.standard_normal((3, 2, 1, 1)).astype(np.float32)
+    model = onnx_file(tmp_path / "m.onnx", nodes, {"w": weight, "b": bias})
+    save_file(
+        {"x": rng.standard_normal((1, 2, 4, 4)).astype(np.float32)}, tmp_path / "x.safetensors"
+    )
+    out = tmp_path / "out.encodings"
+    result = runner.invoke(
+        app,
+        ["encode", str(model), "--activations", str(tmp_path / "x.safetensors"), "--recipe",
+         str(REPO / "recipes" / "aimet-default-per-channel.toml"), "-o", str(out),
+         "--encoding-version", "2.0.0"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    found = {e["name"]: e for e in json.loads(out.read_text())["encodings"]}
+    expected = np.float32(2) * np.abs(bias) / np.float32(2**32 - 1)
+    assert found["b"] == {"name": "b", "output_dtype": "int32",
+                          "y_scale": expected.tolist(), "axis": 0}  # fmt: skip

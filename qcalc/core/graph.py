@@ -162,7 +162,7 @@ class Graph:
                 axis = 0 if node.attributes.get("transB", 0) else 1  # any type from a file
             return ParamRole(**layer, role="weight", axis=axis, bias=bias)
         if op == "MatMul" and index == 1:
-            add = self._bias_add(node)
+            add = self.bias_add(node)
             if add is not None:
                 layer.update(layer_output=add[0].outputs[0], bias=add[0].inputs[1 - add[1]])
             return ParamRole(**layer, role="weight", axis=-1)
@@ -180,14 +180,14 @@ class Graph:
     def _matmul_bias(self, add: Node, index: int) -> Optional[ParamRole]:
         """The bias of a linear layer exported as MatMul + Add (either input order)."""
         matmul = self.producers.get(add.inputs[1 - index])
-        if matmul is None or matmul.op != "MatMul" or self._bias_add(matmul) != (add, 1 - index):
+        if matmul is None or matmul.op != "MatMul" or self.bias_add(matmul) != (add, 1 - index):
             return None
         return ParamRole(
             "Add", add.name, "bias", layer_input=matmul.inputs[0] or None,
             weight=matmul.inputs[1], layer_output=add.outputs[0] if add.outputs else None,
         )  # fmt: skip
 
-    def _bias_add(self, matmul: Node) -> Optional[tuple[Node, int]]:
+    def bias_add(self, matmul: Node) -> Optional[tuple[Node, int]]:
         """The Add (and the MatMul output's position in it) that adds an initializer bias to
         `matmul`'s output, when that output has no other use and the weight is an
         initializer: a linear layer exported as MatMul + Add."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-from typing import Iterable, Optional
+from typing import Iterable, Mapping, Optional
 
 import numpy as np
 
@@ -28,12 +28,15 @@ from qcalc.core.graph import (
     TIE_THROUGH,
     TIED_OUTPUT_OPS,
     Graph,
+    ParamRole,
 )
 from qcalc.core.spec import Spec
 from qcalc.core.tensor import TensorRef
 from qcalc.errors import FilterError
 
 INT32_BIAS_BITWIDTH = 32
+# The recipes' int32 bias rule: 32 bits, symmetric, signed, min-max, per tensor.
+INT32_BIAS_SPEC = Spec(bitwidth=INT32_BIAS_BITWIDTH, symmetric=True, signed=True)
 # AIMET's smallest scale on a 32-bit grid: float32(0.01 / (2^32 - 1))
 _INT32_MINIMUM_SCALE = np.float32(grid.minimum_scale(2**INT32_BIAS_BITWIDTH - 1))
 
@@ -69,16 +72,19 @@ def check_activation_names(graph: Graph, names: Iterable[str]) -> None:
     if not missing:
         return
     candidates = sorted(graph.tensor_names)
-    shown = []
-    for name in missing[:5]:
-        close = difflib.get_close_matches(name, candidates, n=2, cutoff=0.5)
-        hint = f" (closest: {', '.join(repr(c) for c in close)})" if close else ""
-        shown.append(f"{name!r}{hint}")
+    shown = [f"{name!r}{closest_hint(name, candidates)}" for name in missing[:5]]
     more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
     raise FilterError(
         f"{graph.source}: {len(missing)} activation name(s) are not tensors of the graph: "
         f"{'; '.join(shown)}{more}"
     )
+
+
+def closest_hint(name: str, candidates: list[str]) -> str:
+    """The hint naming the two `candidates` closest to `name` (difflib): " (closest: 'a',
+    'b')", or "" when none is close."""
+    close = difflib.get_close_matches(name, candidates, n=2, cutoff=0.5)
+    return f" (closest: {', '.join(repr(c) for c in close)})" if close else ""
 
 
 def tied_groups(graph: Graph, encoded: Iterable[str]) -> list[list[str]]:
@@ -154,7 +160,7 @@ def derived_activations(
         found: dict[str, Encoding] = {}
         inputs, outputs = graph.float_inputs(node), graph.float_outputs(node)
         out = [known.get(name) for name in outputs]
-        if out and all(e is not None and _same(e, out[0]) for e in out) and _per_tensor(out[0]):
+        if out and all(e is not None and same_grid(e, out[0]) for e in out) and per_tensor(out[0]):
             for name in inputs:
                 if name not in known and name not in taken:
                     if len(graph.consumers.get(name, ())) <= 1:
@@ -162,8 +168,8 @@ def derived_activations(
         first = known.get(node.inputs[0]) if node.inputs else None
         if (
             first is not None
-            and _per_tensor(first)
-            and (node.op == "Pad" or all(_same(known.get(name), first) for name in inputs))
+            and per_tensor(first)
+            and (node.op == "Pad" or all(same_grid(known.get(name), first) for name in inputs))
         ):
             for name in outputs:
                 if name not in known and name not in taken:
@@ -173,14 +179,15 @@ def derived_activations(
     return added
 
 
-def _per_tensor(enc: Encoding) -> bool:
+def per_tensor(enc: Encoding) -> bool:
     return enc.granularity == "per-tensor"
 
 
-def _same(a: Optional[Encoding], b: Encoding) -> bool:
+def same_grid(a: Optional[Encoding], b: Optional[Encoding]) -> bool:
     """Whether two encodings have the same grid (AIMET compares the exported entries)."""
     return (
         a is not None
+        and b is not None
         and (a.qmin, a.qmax) == (b.qmin, b.qmax)
         and np.array_equal(a.scale, b.scale)
         and np.array_equal(a.offset, b.offset)
@@ -269,12 +276,10 @@ def int32_biases(
     activations: dict[str, Encoding],
     observed: Iterable[str],
 ) -> tuple[list[Encoding], list[str]]:
-    """Biases encoded at 32 bits become AIMET's int32 bias encodings (section 1): scale =
-    float32(input scale x weight scale) per channel where the layer has a weight and its
-    input's encoding reaches it from an observed tensor through ops that keep it (Reshape,
-    Flatten ...: not MaxPool); otherwise the statistical 32-bit encoding, per element when
-    the weight is per channel. Returns the parameters (biases replaced in place) and
-    warnings for biases whose values overflow int32 on their product scale."""
+    """Biases encoded at 32 bits become AIMET's int32 bias encodings (section 1): the product
+    scale where `product_bias` derives one, otherwise the statistical 32-bit encoding (per
+    element when the weight is per channel). Returns the parameters (biases replaced in
+    place) and warnings for biases whose values overflow int32 on their product scale."""
     by_name = {enc.name: enc for enc in params}
     observed = set(observed)
     result, warnings = [], []
@@ -283,20 +288,73 @@ def int32_biases(
         if role is None or role.role != "bias" or enc.spec.bitwidth != INT32_BIAS_BITWIDTH:
             result.append(enc)
             continue
-        weight = by_name.get(role.weight or "")
-        layer_input = activations.get(role.layer_input or "")
-        if (
-            weight is not None and layer_input is not None and _per_tensor(layer_input)
-            and _reaches(graph, role.layer_input or "", observed)
-        ):  # fmt: skip
-            enc = _product_scale(enc, np.float32(layer_input.scale), weight)
-            warning = _overflow(enc, refs[enc.name])
-            if warning:
-                warnings.append(warning)
-        elif weight is not None and weight.granularity == "per-channel":
-            enc = _per_element(enc, refs[enc.name])
-        result.append(enc)
+        product = product_bias(graph, enc, role, by_name, activations, observed)
+        if product is None:
+            result.append(statistical_bias(enc, refs[enc.name], by_name.get(role.weight or "")))
+            continue
+        warning = _overflow(product, refs[enc.name])
+        if warning:
+            warnings.append(warning)
+        result.append(product)
     return result, warnings
+
+
+def product_bias(
+    graph: Graph,
+    bias: Encoding,
+    role: ParamRole,
+    params: Mapping[str, Encoding],
+    activations: Mapping[str, Encoding],
+    observed: set[str],
+) -> Optional[Encoding]:
+    """`bias` on AIMET's product scale, float32(input scale x weight scale) per channel
+    (floored at the 32-bit minimum scale), when AIMET derives one: the layer's weight has an
+    encoding in `params` and its input a per-tensor one in `activations` that reaches it from
+    an `observed` tensor through ops that keep it (Reshape, Flatten ...: not MaxPool); else
+    None."""
+    weight = params.get(role.weight or "")
+    layer_input = activations.get(role.layer_input or "")
+    if (
+        weight is None or layer_input is None or not per_tensor(layer_input)
+        or not _reaches(graph, role.layer_input or "", observed)
+    ):  # fmt: skip
+        return None
+    return _product_scale(bias, np.float32(layer_input.scale), weight)
+
+
+def statistical_bias(
+    bias: Optional[Encoding], ref: TensorRef, weight: Optional[Encoding]
+) -> Encoding:
+    """A bias's statistical 32-bit encoding when there is no product scale: `bias` (computed
+    with the recipes' bias settings; None: computed here with INT32_BIAS_SPEC), per element
+    when the weight is per channel (AIMET shapes the bias quantizer like the bias then)."""
+    spec = INT32_BIAS_SPEC if bias is None else bias.spec
+    if weight is not None and weight.granularity == "per-channel":
+        return _per_element(ref, spec)
+    return bias if bias is not None else _calibrated(ref, spec)
+
+
+def _calibrated(ref: TensorRef, spec: Spec) -> Encoding:
+    from qcalc.core.calibrate import encode_batches
+    from qcalc.core.tensor import DEFAULT_CHUNK_BYTES, Progress
+
+    return encode_batches(ref.name, [ref], spec, Progress(), DEFAULT_CHUNK_BYTES)
+
+
+def _per_element(ref: TensorRef, spec: Spec) -> Encoding:
+    """A 1-D bias encoded element by element: calibrated as a column (C, 1) per channel on
+    axis 0 (Specs keep rank-1 tensors per tensor), then laid back on the bias, axis 0."""
+    from qcalc.core.tensor import array_ref
+
+    column = np.asarray(ref.load()).reshape(-1, 1)
+    spec = dataclasses.replace(spec, per_channel=True, axis=0)
+    enc = _calibrated(array_ref(column, ref.name), spec)
+    flat = lambda values: np.asarray(values).reshape(-1)  # noqa: E731
+    return Encoding.on_grid(
+        ref.name, ref.source, spec, "per-channel", flat(enc.scale), flat(enc.offset),
+        raw_min=flat(enc.raw_min), raw_max=flat(enc.raw_max), dtype=enc.dtype,
+        shape=tuple(ref.shape), axis=0,
+    )  # fmt: skip
 
 
 def _reaches(graph: Graph, name: str, observed: set[str]) -> bool:
@@ -310,16 +368,6 @@ def _reaches(graph: Graph, name: str, observed: set[str]) -> bool:
         seen.add(name)
         name = node.inputs[0] if node.inputs else ""
     return True
-
-
-def _per_element(bias: Encoding, ref: TensorRef) -> Encoding:
-    """The statistical int32 encoding of each bias element (AIMET shapes the bias quantizer
-    like the bias when the weight is per channel)."""
-    from qcalc.core.calibrate import encode_batches
-    from qcalc.core.tensor import DEFAULT_CHUNK_BYTES, Progress
-
-    spec = dataclasses.replace(bias.spec, per_channel=True, axis=0)
-    return encode_batches(bias.name, [ref], spec, Progress(), DEFAULT_CHUNK_BYTES)
 
 
 def _product_scale(bias: Encoding, input_scale: np.float32, weight: Encoding) -> Encoding:
@@ -337,18 +385,30 @@ def _product_scale(bias: Encoding, input_scale: np.float32, weight: Encoding) ->
 
 def _overflow(bias: Encoding, ref: TensorRef) -> Optional[str]:
     """A warning when the bias's values fall outside int32 on its product scale."""
-    values = np.asarray(ref.load(), dtype=np.float64).reshape(-1)
-    scale = np.asarray(bias.scale, dtype=np.float64).reshape(-1)
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        steps = np.rint(values / scale)
-    outside = (steps < bias.qmin) | (steps > bias.qmax)
-    if not outside.any():
+    outside, size, steps = overflow_steps(bias, np.asarray(ref.load()))
+    if not outside:
         return None
     return (
-        f"bias '{bias.name}': {int(outside.sum())} of {values.size} values fall outside int32 "
-        f"on its scale (input scale x weight scale, {float(np.max(np.abs(steps))):.3g} steps); "
-        f"they will be clipped"
+        f"bias '{bias.name}': {outside} of {size} values fall outside int32 on its scale "
+        f"(input scale x weight scale, {steps:.3g} steps); they will be clipped"
     )
+
+
+def overflow_steps(enc: Encoding, values: np.ndarray, slack: int = 0) -> tuple[int, int, float]:
+    """How many of `values` quantize off `enc`'s grid by more than `slack` levels
+    (round(x / scale) - offset outside qmin .. qmax, per element for a grid of one cell per
+    value), of how many, and the largest |round(x / scale)|; (0, n, 0.0) when the grid does
+    not match the values."""
+    values = np.asarray(values, dtype=np.float64).reshape(-1)
+    scale = np.asarray(enc.scale, dtype=np.float64).reshape(-1)
+    offset = np.asarray(enc.offset, dtype=np.float64).reshape(-1)
+    if scale.size not in (1, values.size) or not values.size:
+        return 0, values.size, 0.0
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        steps = np.rint(values / scale)
+    levels = steps - offset
+    outside = (levels < enc.qmin - slack) | (levels > enc.qmax + slack)
+    return int(outside.sum()), values.size, float(np.max(np.abs(steps)))
 
 
 @dataclasses.dataclass(frozen=True)

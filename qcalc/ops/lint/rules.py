@@ -111,10 +111,11 @@ RULES: dict[str, Rule] = {
         ),
         Rule(
             "unencoded-tensor", "warning",
-            "a tensor the converter will quantize (an input or output of a quantizable op) "
-            "without an encoding, except outputs the converter fuses away (a Conv / Gemm / "
-            "MatMul output feeding only a Relu / Clip, a linear layer's MatMul before its bias "
-            "Add)",
+            "a tensor the converter will quantize (an activation input or output of a "
+            "quantizable op, a layer's weight) without an encoding, except what the converter "
+            "fuses away (a Conv / Gemm / MatMul output feeding only a Relu / Clip, a linear "
+            "layer's MatMul before its bias Add, a BatchNormalization folded into its conv) "
+            "and constants",
             "the converter quantizes it with its own defaults or leaves it in float: the "
             "'24% of the tensors in float' failure",
             model=True,
@@ -128,13 +129,16 @@ RULES: dict[str, Rule] = {
         Rule(
             "data-movement-mismatch", "error",
             "a data-movement op (Reshape, Transpose, Flatten, Squeeze, Unsqueeze, Concat, "
-            "Gather, ...) whose output encoding differs from its input's, or is missing",
+            "Gather, ...) whose output encoding differs from its input's, or is missing where "
+            "AIMET's export derives one; a Clip whose fused input or bounds differ from its "
+            "output",
             "AIMET derives the output's encoding from the input's; the converter requantizes",
             model=True, fixable=True,
         ),
         Rule(
             "probability-range", "error",
-            "a Sigmoid or Softmax output whose encoding does not lie within [0, 1]",
+            "a Sigmoid or Softmax output whose encoding reaches beyond [0, 1] by more than "
+            "one grid step",
             "wasted grid levels on values the op never produces",
             model=True,
         ),
@@ -146,7 +150,8 @@ RULES: dict[str, Rule] = {
         ),
         Rule(
             "bias-overflow", "error",
-            "bias values that do not fit int32 at the bias entry's scale",
+            "bias values that do not fit int32 at the bias entry's scale (more than the "
+            "symmetric grid's one level at its edge)",
             "they are clipped on the device",
             model=True,
         ),
