@@ -82,14 +82,17 @@ def f32(value) -> np.ndarray:
 
 
 def allowed_warnings(findings: list[dict], aimet_doc: dict, model: Path) -> set:
-    """What may remain on a clean file: unencoded-tensor warnings on initializers AIMET's
-    own file leaves float too (mlp's W, a Parameter used in torch.matmul)."""
+    """The findings a clean file may not have: all but unencoded-tensor warnings on
+    initializers AIMET's own file leaves float too (mlp's W, a Parameter used in
+    torch.matmul) and the file-level qnn-bias-bitwidth warning (AIMET's 0.6.1 / 1.0.0 exports
+    carry no bias: qnn-onnx-converter then needs --bias_bitwidth 32)."""
     names = {entry["name"] for entry in aimet_doc["encodings"]}
     graph = {init.name for init in onnx_load(str(model)).graph.initializer}
     return {
         (f["rule"], f["name"])
         for f in findings
-        if f["rule"] != "unencoded-tensor" or f["name"] in names or f["name"] not in graph
+        if f["rule"] != "qnn-bias-bitwidth"
+        and (f["rule"] != "unencoded-tensor" or f["name"] in names or f["name"] not in graph)
     }
 
 
@@ -150,7 +153,8 @@ def test_unknown_name_legacy_params_must_be_initializers(tmp_path):
     code, findings = lint(planted(tmp_path, doc), MODELS / "convnet-pc" / "model.onnx")
     assert code == 1
     assert ("unknown-name", "/0/Conv_output_0") in pairs(findings)
-    assert "is not an initializer of the model" in findings[0]["message"]
+    (unknown,) = [f for f in findings if f["rule"] == "unknown-name"]
+    assert "is not an initializer of the model" in unknown["message"]
 
 
 def test_unencoded_tensor(tmp_path):
@@ -187,10 +191,11 @@ def test_missing_bias(tmp_path):
 
 
 def test_missing_bias_is_for_qairt_files_only(tmp_path):
-    """AIMET's 0.6.1 / 1.0.0 files carry no bias: nothing to report for qnn."""
+    """AIMET's 0.6.1 / 1.0.0 files carry no bias: no missing-bias for qnn (the file rule
+    qnn-bias-bitwidth says what the converter needs instead)."""
     code, findings = lint(MODELS / "convnet-pc" / "encodings_1.0.0.json",
                           MODELS / "convnet-pc" / "model.onnx")  # fmt: skip
-    assert code == 0 and not findings
+    assert code == 0 and pairs(findings) == {("qnn-bias-bitwidth", None)}
 
 
 def test_data_movement_mismatch_down_a_chain(tmp_path):
@@ -444,8 +449,16 @@ def test_fix_centres_legacy_symmetric_offsets(version, tmp_path):
     enc = next(e for e in read(out).params if e.name == "0.weight")
     assert (enc.qmin, enc.qmax) == (-128, 127) and not np.any(enc.offset)
     code, findings = lint(out, MODELS / "convnet-pc" / "model.onnx")
-    assert code == 0 and not findings
+    assert code == 0 and pairs(findings) == {("qnn-bias-bitwidth", None)}  # a file rule
     assert written["quantizer_args"] == doc["quantizer_args"]
+    # the file rules find the planted offsets, and --fix through the CLI gives the same file
+    assert ("legacy-symmetric-offset", "0.weight") in pairs(
+        lint(path, MODELS / "convnet-pc" / "model.onnx")[1]
+    )
+    (tmp_path / "cli").mkdir()
+    cli, cli_out = fixed(tmp_path / "cli", path, MODELS / "convnet-pc" / "model.onnx")
+    assert cli.exit_code == 0, cli.output
+    assert json.loads(cli_out.read_text()) == written
 
 
 def test_fix_leaves_what_it_cannot_repair(tmp_path):
@@ -516,6 +529,6 @@ def test_fix_restores_aimets_file(version, tmp_path):
     expected = _by_name(aimet("movers-pc", version), version)
     del expected["output"]
     assert _by_name(json.loads(out.read_text()), version) == expected
-    after = pairs(lint(out, model)[1])
+    after = pairs(lint(out, model)[1]) - {("qnn-bias-bitwidth", None)}  # file rule, 1.0.0
     assert after == {("unencoded-tensor", "output")}
     assert {rule for rule, _ in before} >= {"unknown-name", "data-movement-mismatch"}

@@ -29,12 +29,22 @@ _ONLY_SYMMETRIC = f"QNN quantizes channels and blocks symmetrically only; {_REJE
 
 
 def check(subject: Subject) -> list[Finding]:
-    """Every file-level finding; fills `subject.encodings` with the entries the reader takes
-    (all but those with an error finding: warnings leave an entry usable)."""
+    """Every file-level finding; fills `subject.encodings` with the entries the reader takes.
+    Entries missing a field are not read (the reader would only repeat the finding); those
+    with a bad value are, so that the model rules still see them, and a refusal by the reader
+    is then not reported twice."""
     findings = _schema(subject)
+    unreadable = {f.name for f in findings if f.rule in _UNREADABLE}
     flagged = {f.name for f in findings if f.severity == "error"}
-    findings += read_entries(subject, skip=flagged)
+    findings += [
+        f for f in read_entries(subject, skip=unreadable)
+        if not (f.rule == "invalid-entry" and f.name in flagged)
+    ]  # fmt: skip
     return findings
+
+
+# Findings that leave an entry without what the reader needs.
+_UNREADABLE = frozenset({"missing-field", "unpaired-field", "block-fields", "mixed-channels"})
 
 
 def _schema(subject: Subject) -> list[Finding]:
@@ -352,14 +362,16 @@ def _scale_rules(
     minimum, 0.01 / (2^32 - 1), lies below 1e-10."""
     with np.errstate(over="ignore", invalid="ignore"):
         dead = (scales * factor).astype(np.float32) == minimum
-        fine = np.isfinite(scales) & (scales >= LOWEST_SCALE) & (scales <= HIGHEST_SCALE)
+        # int32 biases' scales lie below 1e-10 as a rule: their floor is AIMET's minimum
+        lowest = np.minimum(LOWEST_SCALE, np.asarray(minimum, dtype=np.float64))
+        fine = np.isfinite(scales) & (scales >= lowest) & (scales <= HIGHEST_SCALE)
     bad = ~fine & ~dead
     found = []
     if bad.any():
         first = float(scales.flat[int(np.argmax(bad))])
         why = (
             "not a finite number" if not np.isfinite(first) else "not > 0" if first <= 0
-            else f"outside {LOWEST_SCALE:g} .. {HIGHEST_SCALE:g}"
+            else f"outside {float(np.min(lowest)):g} .. {HIGHEST_SCALE:g}"
         )  # fmt: skip
         found.append(Finding(
             "scale-range", name,

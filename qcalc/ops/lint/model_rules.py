@@ -102,11 +102,13 @@ def check(subject: Subject) -> list[Finding]:
     m = Model.of(subject.graph)
     encodings = subject.encodings
     missing = missing_copies(m, encodings)
-    skip = {enc.name for enc in missing}
+    # entries the reader refused are in the file all the same: another rule names them
+    unreadable = {e.name for e in subject.entries if e.name and e.name not in encodings}
+    skip = {enc.name for enc in missing} | unreadable
     return [
         *unknown_names(subject),
         *unencoded(m, encodings, skip),
-        *missing_biases(subject, m, encodings),
+        *missing_biases(subject, m, encodings, unreadable),
         *mismatches(m, encodings),
         *_missing_findings(m, encodings, missing),
         *probabilities(m, encodings),
@@ -243,13 +245,17 @@ def unencoded(m: Model, encodings: Encodings, skip: set[str]) -> list[Finding]:
             f"with its own defaults or leaves it in float",
         )
         for name, role in m.roles.items()
-        if role.role == "weight" and role.op in _WEIGHTED and name not in encodings
+        if role.role == "weight" and role.op in _WEIGHTED
+        and name not in encodings and name not in skip
     ]  # fmt: skip
     return [*found.values(), *weights]
 
 
-def missing_biases(subject: Subject, m: Model, encodings: Encodings) -> list[Finding]:
-    """2.x files for qairt: layer biases without an entry whose weight has one."""
+def missing_biases(
+    subject: Subject, m: Model, encodings: Encodings, skip: set[str] = frozenset()
+) -> list[Finding]:
+    """2.x files for qairt: layer biases without an entry whose weight has one (`skip`:
+    entries the file has but the reader refused)."""
     if subject.version in LEGACY or subject.target != "qairt":
         return []
     return [
@@ -259,7 +265,8 @@ def missing_biases(subject: Subject, m: Model, encodings: Encodings) -> list[Fin
             f"{role.weight!r} has one: QAIRT quantizes it with its own default",
         )
         for name, role in m.roles.items()
-        if role.role == "bias" and role.weight in encodings and name not in encodings
+        if role.role == "bias" and role.weight in encodings
+        and name not in encodings and name not in skip
     ]  # fmt: skip
 
 
