@@ -17,7 +17,10 @@ Writes, next to this script:
 
 seed.npy is not written here: it is the seed article's example tensor, kept as is; neither is
 convnet/, a copy of tests/golden/models/convnet-pc (model.onnx = float_model.onnx, calib/ =
-activations_batch_*.safetensors), AIMET's own reference model.
+activations_batch_*.safetensors), AIMET's own reference model, with hand_edited.encodings:
+AIMET's encodings_2.0.0.json of it with three planted faults for the README's lint example
+(`output` renamed `outptu`, the `/3/Flatten_output_0` entry deleted, channel 3 of `0.bias`'s
+y_scale one float32 step up).
 """
 
 from __future__ import annotations

@@ -54,7 +54,8 @@ def test_readme_example_output_is_exact(command, expected, workdir, monkeypatch)
     result = CliRunner().invoke(app, argv[1:])
     differs = argv[1] == "diff" and "differ beyond" in expected
     fails = argv[1] == "check" and expected.startswith("FAILED")
-    assert result.exit_code == (1 if differs or fails else 0), result.output
+    errors = argv[1] == "lint" and re.search(r": [1-9]\d* errors?\b", expected) is not None
+    assert result.exit_code == (1 if differs or fails or errors else 0), result.output
     assert result.stdout == expected
 
 
@@ -77,3 +78,13 @@ def test_readme_error_example_is_what_qcalc_prints(monkeypatch):
     )
     assert result.exit_code == 2
     assert result.stderr.strip() == line
+
+
+def test_readme_and_help_list_every_lint_rule():
+    from qcalc.ops.lint.rules import RULES
+
+    section = README.split("## Lint:")[1].split("\n## ")[0]
+    help_text = CliRunner().invoke(app, ["lint", "--help"], env={"COLUMNS": "200"}).stdout
+    for rule in RULES:
+        assert f"| `{rule}` |" in section, rule
+        assert f"  {rule} (" in help_text, rule

@@ -58,10 +58,12 @@ def lint(
         help="The converter: qnn (qnn-onnx-converter, 0.6.1 / 1.0.0) or qairt "
         "(qairt-converter). Default: the one the file's version is for.",
     ) = None,
-    output_format: Annotated[
+    output_format: optional(
         Literal["table", "json", "jsonl"],
-        typer.Option("--format", "-f", help="Output format on stdout."),
-    ] = "table",
+        "--format",
+        "-f",
+        help="Output format on stdout. Default: table, or nothing when --fix writes a file.",
+    ) = None,
     fix: Annotated[
         bool, typer.Option("--fix", help="Write a corrected copy to -o (needs -o).")
     ] = False,
@@ -76,14 +78,15 @@ def lint(
             raise SpecError("--fix and -o go together: --fix -o FIXED.encodings")
         if not fix:
             report = lint_ops.lint(encodings, model, target)
-            render_findings(report, output_format, sys.stdout)
+            render_findings(report, output_format or "table", sys.stdout)
             sys.stdout.flush()
             raise typer.Exit(report.exit_code)
         from qcalc.io import formats
 
         refuse_overwriting_inputs(output, [encodings, *([model] if model else [])])
         report, fixed = lint_ops.lint_and_fix(encodings, model, target)
-        render_findings(report, output_format, sys.stdout)
+        if output_format is not None:
+            render_findings(report, output_format, sys.stdout)
         formats.write(output, fixed.file, report.version)
         for change in fixed.changes:
             note(f"fixed: {change}")
