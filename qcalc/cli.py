@@ -43,6 +43,8 @@ Examples:
   qcalc ls model.safetensors.index.json
 
   qcalc diff shipped.encodings model.encodings
+
+  qcalc lint model.encodings --model model.onnx
 """
 
 

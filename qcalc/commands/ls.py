@@ -10,7 +10,8 @@ HELP = """\
 List every tensor with its dtype, shape, size, file and statistics: elements, bytes, the \
 file holding it (the shard, for a sharded checkpoint), min / max / mean / std over the finite \
 values, NaN and inf counts. Integer and bool tensors (which encode skips) are listed too. \
-Reads the data once.
+Reads the data once. For an ONNX model: its parameters, each with the op that uses it, its \
+role there and its channel axis (column "use").
 
 Examples:
 
@@ -19,6 +20,8 @@ Examples:
   qcalc ls model.safetensors.index.json --include '*.mlp.*' --format csv
 
   qcalc ls sample_tensors/activations -f jsonl | jq -c 'select(.nan > 0)'
+
+  qcalc ls sample_tensors/convnet/model.onnx
 """
 
 
