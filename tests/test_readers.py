@@ -797,3 +797,21 @@ def test_float_safetensors_does_not_import_ml_dtypes(tmp_path):
         [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
     ).stdout
     assert out.strip() == "[]"
+
+
+def test_tensor_runs_do_not_import_the_model_code(tmp_path):
+    """`qcalc encode x.npy` starts without the graph, the whole-model rules or the ONNX
+    reader (the start-up budget of bench/bench_startup.py)."""
+    path = tmp_path / "t.npy"
+    np.save(path, np.ones(3, np.float32))
+    code = (
+        "import sys; from qcalc.__main__ import main; "
+        f"sys.argv = ['qcalc', 'encode', {str(path)!r}]\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "heavy = ('qcalc.core.graph', 'qcalc.ops.model', 'qcalc.io.readers.onnx', 'onnx')\n"
+        "print(sorted(m for m in heavy if m in sys.modules), file=sys.stderr)"
+    )
+    err = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
+    ).stderr
+    assert err.strip().splitlines()[-1] == "[]"

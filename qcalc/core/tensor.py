@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Optional
+from typing import TYPE_CHECKING, Callable, Iterator, Optional
 
 import numpy as np
 
-from qcalc.core.graph import ParamRole
+if TYPE_CHECKING:  # only models' tensors carry one; plain tensor runs never import graphs
+    from qcalc.core.graph import ParamRole
 
 # Chunks are slices along axis 0 holding at most this many bytes of source data (at least one
 # row), so memory stays bounded however large a tensor is. Small on purpose: a chunk's float32

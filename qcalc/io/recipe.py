@@ -73,7 +73,6 @@ from fnmatch import fnmatchcase
 from typing import Any, Literal, NamedTuple, Optional, Union, get_args, get_origin, get_type_hints
 
 from qcalc.core.choices import Kind
-from qcalc.core.graph import Role
 from qcalc.core.spec import Spec, int_text
 from qcalc.errors import RecipeError, SpecError
 from qcalc.io.text import byte_size, quote, read_utf8
@@ -94,7 +93,7 @@ SETTING_TYPES = {
 }
 SETTING_KEYS = tuple(SETTING_TYPES)
 RULE_KEYS = ("match", "kind", "op", "role", *SETTING_KEYS, "skip")
-ROLES = get_args(Role)
+ROLES = ("weight", "bias", "other")  # qcalc.core.graph.Role (not imported: start-up)
 # Keys whose range Spec checks on the key alone, whatever the other settings are.
 _STANDALONE_CHECKS = (
     "bitwidth", "axis", "percentile", "num_bins", "block_size", "block_axis",

@@ -7,17 +7,19 @@ import dataclasses
 import fnmatch
 import os
 from dataclasses import dataclass, field
-from typing import Iterable, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Iterable, Optional, Sequence, Union
 
 import numpy as np
 
 from qcalc.core.calibrate import encode_batches
 from qcalc.core.dtypes import is_float
 from qcalc.core.encoding import Encoding
-from qcalc.core.graph import Graph
 from qcalc.core.spec import Spec
 from qcalc.core.tensor import DEFAULT_CHUNK_BYTES, Progress, Skipped, TensorRef, array_ref
 from qcalc.errors import FilterError, SpecError
+
+if TYPE_CHECKING:
+    from qcalc.core.graph import Graph
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -212,8 +214,6 @@ def compute_encodings(
     progress.start(len(work), passes * sum(ref.nbytes for batches in work for ref in batches))
 
     def encode_all(kind: str, tied: Sequence[list[str]] = ()) -> list[Encoding]:
-        from qcalc.ops.model import interleaved
-
         followers = {name: members for members in tied for name in members[1:]}
         leaders = {members[0]: members for members in tied}
         done: dict[str, Encoding] = {}
@@ -221,7 +221,9 @@ def compute_encodings(
             tensor_spec = specs[kind][name]
             if tensor_spec is None or name in followers:
                 continue
-            if name in leaders:
+            if name in leaders:  # tied: only a model has them
+                from qcalc.ops.model import interleaved
+
                 batches = interleaved([groups[kind][member] for member in leaders[name]])
             done[name] = encode_tensor(name, batches, tensor_spec, metrics, progress, chunk_bytes)
             for member in leaders.get(name, [])[1:]:
@@ -272,7 +274,13 @@ def encode_tensor(
 def unmatched_rules(recipe, groups: dict[str, dict[str, list[TensorRef]]], graph=None) -> list:
     """The recipe's rules that match no tensor; kinds without inputs are not checked (no
     --activations: activation rules have nothing to match)."""
-    from qcalc.ops.model import tagged
+
+    def tagged(graph, ref, kind):
+        if graph is None and ref.param is None:
+            return ref.name
+        from qcalc.ops.model import tagged as model_tagged
+
+        return model_tagged(graph, ref, kind)
 
     return recipe.unmatched(
         {
@@ -298,15 +306,18 @@ class TensorSettings:
     def spec_for(self, ref: TensorRef, kind: str) -> Optional[Spec]:
         """Tensor `ref`'s Spec, None when a recipe rule skips it. Activations are always per
         tensor."""
-        from qcalc.ops.model import param_spec, tagged
-
         base = self.spec
         if kind == "activation" and self.activation_bitwidth is not None:
             base = dataclasses.replace(base, bitwidth=self.activation_bitwidth)
-        if kind == "param":
-            base = param_spec(ref, base, self.graph_axis)
+        key: object = ref.name
+        if self.graph is not None or ref.param is not None:  # a model's tensor
+            from qcalc.ops.model import param_spec, tagged
+
+            if kind == "param":
+                base = param_spec(ref, base, self.graph_axis)
+            key = tagged(self.graph, ref, kind)
         if self.recipe is not None:
-            base = self.recipe.spec_for(tagged(self.graph, ref, kind), kind, base)
+            base = self.recipe.spec_for(key, kind, base)
         if base is not None and kind == "activation":
             base = per_tensor(base)
         return base

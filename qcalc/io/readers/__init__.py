@@ -11,7 +11,6 @@ from qcalc.io.readers._common import kind_of, shown
 from qcalc.io.readers.directory import read_directory
 from qcalc.io.readers.npy import read_npy
 from qcalc.io.readers.npz import read_npz
-from qcalc.io.readers.onnx import OnnxModel, read_model
 from qcalc.io.readers.safetensors import read_safetensors
 from qcalc.io.readers.shards import read_index
 
@@ -64,3 +63,19 @@ def open_input(path: str | os.PathLike[str]) -> list[TensorRef | Skipped]:
         f"{source}: unknown file type "
         "(expected .npy, .npz, .safetensors, .safetensors.index.json, .onnx or a directory)"
     )
+
+
+def read_model(path: str | os.PathLike[str]):
+    """An ONNX model's graph and parameters (`qcalc.io.readers.onnx.read_model`), imported
+    when a model is read: start-up stays free of it."""
+    from qcalc.io.readers.onnx import read_model as read
+
+    return read(path)
+
+
+def __getattr__(name: str):
+    if name == "OnnxModel":
+        from qcalc.io.readers.onnx import OnnxModel
+
+        return OnnxModel
+    raise AttributeError(name)
