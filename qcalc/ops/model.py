@@ -31,7 +31,8 @@ from qcalc.core.graph import (
 )
 from qcalc.core.spec import Spec
 from qcalc.core.tensor import TensorRef
-from qcalc.errors import FilterError
+from qcalc.errors import FilterError, SpecError
+from qcalc.io.text import quote
 
 INT32_BIAS_BITWIDTH = 32
 # AIMET's smallest scale on a 32-bit grid: float32(0.01 / (2^32 - 1))
@@ -131,7 +132,16 @@ def _graph_order(graph: Graph) -> list[str]:
 
 def interleaved(members: list[list[TensorRef]]) -> list[TensorRef]:
     """The observations of a tied quantizer in AIMET's order: batch by batch, and within a
-    batch in graph order (the order the quantizer is called in a forward pass)."""
+    batch in graph order (the order the quantizer is called in a forward pass). The tensors
+    must share a dtype: SpecError naming two that do not."""
+    first = members[0][0]
+    for batches in members[1:]:
+        if batches[0].dtype.name != first.dtype.name:
+            raise SpecError(
+                f"{batches[0].where}: dtype {batches[0].dtype.name} differs from "
+                f"{first.dtype.name} of {quote(first.name)} in {first.source}; tensors that "
+                f"share one quantizer (tied by a Concat, Relu ...) must share a dtype"
+            )
     rounds = max(len(batches) for batches in members)
     return [b[i] for i in range(rounds) for b in members if i < len(b)]
 
@@ -217,6 +227,8 @@ def protect_weights(
             continue
         bias = refs.get(role.bias or "")
         values = np.zeros((), np.float32) if bias is None else _float32(bias)
+        if enc.spec.nonfinite == "ignore":  # skipped everywhere: a NaN bias bounds nothing
+            values = np.where(np.isfinite(values), values, np.float32(0))
         result.append(_protected(enc, values, x, y))
     return result
 
@@ -270,11 +282,12 @@ def int32_biases(
     observed: Iterable[str],
 ) -> tuple[list[Encoding], list[str]]:
     """Biases encoded at 32 bits become AIMET's int32 bias encodings (section 1): scale =
-    float32(input scale x weight scale) per channel where the layer has a weight and its
-    input's encoding reaches it from an observed tensor through ops that keep it (Reshape,
-    Flatten ...: not MaxPool); otherwise the statistical 32-bit encoding, per element when
-    the weight is per channel. Returns the parameters (biases replaced in place) and
-    warnings for biases whose values overflow int32 on their product scale."""
+    float32(input scale x weight scale) per channel where the layer has a weight (per tensor,
+    or one channel per bias element) and its input's encoding reaches it from an observed
+    tensor through ops that keep it (Reshape, Flatten ...: not MaxPool); otherwise the
+    statistical 32-bit encoding, per element when the weight is per channel. Returns the
+    parameters (biases replaced in place) and warnings for biases whose values overflow int32
+    on their product scale."""
     by_name = {enc.name: enc for enc in params}
     observed = set(observed)
     result, warnings = [], []
@@ -285,8 +298,10 @@ def int32_biases(
             continue
         weight = by_name.get(role.weight or "")
         layer_input = activations.get(role.layer_input or "")
+        shape = refs[enc.name].shape
         if (
-            weight is not None and layer_input is not None and _per_tensor(layer_input)
+            weight is not None and _scales_match(weight, shape)
+            and layer_input is not None and _per_tensor(layer_input)
             and _reaches(graph, role.layer_input or "", observed)
         ):  # fmt: skip
             enc = _product_scale(enc, np.float32(layer_input.scale), weight)
@@ -297,6 +312,15 @@ def int32_biases(
             enc = _per_element(enc, refs[enc.name])
         result.append(enc)
     return result, warnings
+
+
+def _scales_match(weight: Encoding, bias_shape: tuple[int, ...]) -> bool:
+    """Whether input scale x weight scale can be a bias's scale: a weight with one scale, or
+    a per-channel one with one channel per element of a bias vector (a broadcast Gemm / Add
+    bias, one of another length, a per-block weight: the statistical encoding stays)."""
+    if np.size(weight.scale) == 1:
+        return True
+    return weight.granularity == "per-channel" and bias_shape == (np.size(weight.scale),)
 
 
 def _reaches(graph: Graph, name: str, observed: set[str]) -> bool:
