@@ -14,6 +14,7 @@ tensors it observes. Each rule names the section of tests/golden/models/README.m
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import difflib
 from typing import Iterable, Optional
@@ -63,6 +64,13 @@ def param_spec(ref: TensorRef, spec: Spec, graph_axis: bool) -> Spec:
     return spec
 
 
+# A "closest" hint costs difflib up to milliseconds a pair of names (more for long names), so
+# it is given for names of at most HINT_CHARS characters, among the HINT_CANDIDATES graph
+# names nearest in sorted order.
+HINT_CANDIDATES = 100
+HINT_CHARS = 120
+
+
 def check_activation_names(graph: Graph, names: Iterable[str]) -> None:
     """Activation dumps must be keyed by the graph's tensor names: FilterError listing the
     names that are not, each with the closest graph names."""
@@ -72,13 +80,43 @@ def check_activation_names(graph: Graph, names: Iterable[str]) -> None:
     candidates = sorted(graph.tensor_names)
     shown = []
     for name in missing[:5]:
-        close = difflib.get_close_matches(name, candidates, n=2, cutoff=0.5)
-        hint = f" (closest: {', '.join(repr(c) for c in close)})" if close else ""
-        shown.append(f"{name!r}{hint}")
+        close = []
+        if len(name) <= HINT_CHARS:
+            close = difflib.get_close_matches(name, _near(name, candidates), n=2, cutoff=0.5)
+        hint = f" (closest: {', '.join(quote(c) for c in close)})" if close else ""
+        shown.append(f"{quote(name)}{hint}")
     more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
     raise FilterError(
         f"{graph.source}: {len(missing)} activation name(s) are not tensors of the graph: "
         f"{'; '.join(shown)}{more}"
+    )
+
+
+def _near(name: str, candidates: list[str]) -> list[str]:
+    """At most HINT_CANDIDATES of the sorted `candidates`: those around `name`."""
+    if len(candidates) <= HINT_CANDIDATES:
+        return candidates
+    at = bisect.bisect_left(candidates, name)
+    start = min(max(at - HINT_CANDIDATES // 2, 0), len(candidates) - HINT_CANDIDATES)
+    return candidates[start : start + HINT_CANDIDATES]
+
+
+def check_parameter_names(graph: Graph, params: Iterable[TensorRef], names: Iterable[str]) -> None:
+    """Activations must not be named like a parameter the model encodes (a dump keyed by an
+    initializer): an encodings file holds one entry per tensor. FilterError naming them."""
+    roles = {ref.name: ref.param for ref in params}
+    clashes = [name for name in names if name in roles]
+    if not clashes:
+        return
+    shown = []
+    for name in clashes[:5]:
+        role = roles[name]
+        what = f" ({quote(role.op, '')} {role.role})" if role is not None else ""
+        shown.append(quote(name) + what)
+    more = f" and {len(clashes) - 5} more" if len(clashes) > 5 else ""
+    raise FilterError(
+        f"{graph.source}: {len(clashes)} activation name(s) are parameters of the graph, "
+        f"encoded from the model: {', '.join(shown)}{more}"
     )
 
 
