@@ -127,17 +127,22 @@ def tied_groups(graph: Graph, encoded: Iterable[str]) -> list[list[str]]:
     or more only."""
     encoded = set(encoded)
     parent: dict[str, str] = {}
+    sources: dict[str, Optional[str]] = {}  # each chain walked once, however many ties
 
     def root(name: str) -> str:
+        path = []
         while parent.get(name, name) != name:
+            path.append(name)
             name = parent[name]
+        for member in path:  # path compression: long chains of ties stay linear
+            parent[member] = name
         return name
 
     for node in graph.nodes:
         if node.op not in TIED_OUTPUT_OPS or not node.outputs or node.outputs[0] not in encoded:
             continue
         for source in node.inputs:
-            source = _encoded_source(graph, source, encoded)
+            source = _encoded_source(graph, source, encoded, sources)
             if source is not None:
                 parent[root(source)] = root(node.outputs[0])
     order = {name: i for i, name in enumerate(_graph_order(graph))}
@@ -151,17 +156,25 @@ def tied_groups(graph: Graph, encoded: Iterable[str]) -> list[list[str]]:
     ]
 
 
-def _encoded_source(graph: Graph, name: str, encoded: set[str]) -> Optional[str]:
+def _encoded_source(
+    graph: Graph, name: str, encoded: set[str], known: dict[str, Optional[str]]
+) -> Optional[str]:
     """`name` if it is encoded, else the encoded tensor a chain of value-preserving ops
-    (Reshape, Transpose, ...) copies it from."""
-    seen: set[str] = set()
-    while name and name not in encoded and name not in seen:
-        seen.add(name)
+    (Reshape, Transpose, ...) copies it from; `known` caches the answer of every tensor
+    walked through."""
+    chain: dict[str, None] = {}  # the tensors walked through, in order
+    found = None
+    while name and name not in chain:  # a loop of Reshapes ends the walk
+        if name in encoded or name in known:
+            found = name if name in encoded else known[name]
+            break
         node = graph.producers.get(name)
         if node is None or node.op not in TIE_THROUGH:
-            return None
+            break
+        chain[name] = None
         name = node.inputs[0] if node.inputs else ""
-    return name if name in encoded else None
+    known.update(dict.fromkeys(chain, found))
+    return found
 
 
 def _graph_order(graph: Graph) -> list[str]:
@@ -328,6 +341,7 @@ def int32_biases(
     on their product scale."""
     by_name = {enc.name: enc for enc in params}
     observed = set(observed)
+    reached: dict[str, bool] = {}  # each chain walked once, however many biases
     result, warnings = [], []
     for enc in params:
         role = refs[enc.name].param if enc.name in refs else None
@@ -340,7 +354,7 @@ def int32_biases(
         if (
             weight is not None and _scales_match(weight, shape)
             and layer_input is not None and _per_tensor(layer_input)
-            and _reaches(graph, role.layer_input or "", observed)
+            and _reaches(graph, role.layer_input or "", observed, reached)
         ):  # fmt: skip
             enc = _product_scale(enc, np.float32(layer_input.scale), weight)
             warning = _overflow(enc, refs[enc.name])
@@ -361,17 +375,24 @@ def _scales_match(weight: Encoding, bias_shape: tuple[int, ...]) -> bool:
     return weight.granularity == "per-channel" and bias_shape == (np.size(weight.scale),)
 
 
-def _reaches(graph: Graph, name: str, observed: set[str]) -> bool:
+def _reaches(graph: Graph, name: str, observed: set[str], known: dict[str, bool]) -> bool:
     """Whether tensor `name` is observed or copies an observed tensor through ops that keep
-    a quantized tensor's encoding in AIMET's export."""
-    seen: set[str] = set()
+    a quantized tensor's encoding in AIMET's export; `known` caches the answer of every
+    tensor walked through."""
+    chain: dict[str, None] = {}  # the tensors walked through, in order
+    reached = True
     while name not in observed:
         node = graph.producers.get(name)
-        if name in seen or node is None or node.op not in ENCODING_PASSTHROUGH:
-            return False
-        seen.add(name)
+        if name in known:
+            reached = known[name]
+            break
+        if name in chain or node is None or node.op not in ENCODING_PASSTHROUGH:
+            reached = False
+            break
+        chain[name] = None
         name = node.inputs[0] if node.inputs else ""
-    return True
+    known.update(dict.fromkeys(chain, reached))
+    return reached
 
 
 def _per_element(bias: Encoding, ref: TensorRef) -> Encoding:
