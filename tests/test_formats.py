@@ -146,6 +146,48 @@ def test_nan_message_counts_channels():
     )
 
 
+@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize("bitwidth", [8, 32])
+def test_scales_whose_grid_overflows_float32_are_never_written(version, bitwidth):
+    """A finite scale whose 2^B - 1 steps overflow float32 (an int32 bias's input scale x
+    weight scale can be one) is refused as the reader refuses it, not written unreadable."""
+    largest = np.float32(np.finfo(np.float32).max / (2**bitwidth - 1))
+
+    def bias(scale) -> Encoding:
+        return Encoding.on_grid(
+            "b", "m.onnx", Spec(bitwidth=bitwidth, symmetric=True), "per-tensor",
+            np.array(scale, np.float32), np.array(0, np.float32), dtype="float32",
+            shape=(3,), axis=None,
+        )  # fmt: skip
+
+    with np.errstate(over="ignore"):
+        too_large = bias(largest * np.float32(1.01))
+    with pytest.raises(FormatError, match=r"^tensor 'b': field 'scale' value .*: the grid's "
+                       rf"{2**bitwidth - 1} steps of it overflow float32"):  # fmt: skip
+        dumps(EncodingFile(params=[too_large]), version)
+    read = loads(dumps(EncodingFile(params=[bias(largest / 2)]), version))
+    assert [enc.name for enc in (*read.params, *read.activations)] == ["b"]
+
+
+def test_a_32_bit_offset_rounded_off_the_grid_is_never_written():
+    """float32 cannot hold the offset -(2^32 - 1) of data all below zero on the unsigned 32-bit
+    grid: it rounds to -2^32, off the grid. 1.0.0 / 2.x refuse it as AIMET does (int32); 0.6.1,
+    whose offsets have no int32 limit, refuses it too instead of writing a file no reader
+    takes."""
+    enc = encode_array(np.array([-2.0, -1.0], dtype=np.float32), Spec(bitwidth=32), name="t")
+    assert float(enc.offset) == -(2.0**32)
+    with pytest.raises(FormatError) as error:
+        dumps(EncodingFile(activations=[enc]), "0.6.1")
+    assert str(error.value) == (
+        "tensor 't': field 'offset' value -4294967296 is off the 32-bit grid (-4294967295 to 0, "
+        "unsigned convention): its float32 offset rounded past the grid's end, and no reader "
+        "takes it"
+    )
+    for version in ("1.0.0", "2.0.0"):
+        with pytest.raises(FormatError, match="does not fit int32"):
+            dumps(EncodingFile(activations=[enc]), version)
+
+
 def test_int32_overflow_is_refused():
     """AIMET raises for a 32-bit unsigned symmetric grid: its zero point 2^31 overflows int32."""
     enc = encode_array(np.array([-1.0, 1.0], dtype=np.float32),

@@ -86,8 +86,7 @@ def encode(
             refuse_overwriting_inputs(output, [*inputs, *picked["activations"], *recipe])
         with TerminalProgress() as progress:
             result = compute_encodings(inputs, spec, **picked, metrics=metrics, progress=progress)
-        report_skips(result)
-        if output is not None:
+        if output is not None:  # written before the notes: an error is the only line
             from qcalc.io import formats
 
             refuse_overwriting_inputs(output, [Path(f) for f in result.files])
@@ -98,6 +97,8 @@ def encode(
                 params=params, activations=result.activations, model_export=result.from_model
             )
             formats.write(output, data, encoding_version)
+        report_skips(result)
+        if output is not None:
             note(
                 f"wrote {len(params)} parameter and {len(result.activations)} "
                 f"activation encodings to {output} (version {encoding_version})"

@@ -205,6 +205,12 @@ def compute_encodings(
         kind: {name: settings.spec_for(batches[0], kind) for name, batches in group.items()}
         for kind, group in groups.items()
     }
+    if graph is not None:
+        from qcalc.ops.model import check_parameter_names
+
+        kept = {kind: [name for name, s in specs[kind].items() if s is not None] for kind in specs}
+        check_parameter_names(graph, [groups["param"][n][0] for n in kept["param"]],
+                              kept["activation"])  # fmt: skip
     unmatched = [] if recipe is None else unmatched_rules(recipe, groups, graph)
     work = [
         groups[kind][name] for kind in groups for name, s in specs[kind].items() if s is not None

@@ -14,6 +14,7 @@ tensors it observes. Each rule names the section of tests/golden/models/README.m
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import difflib
 from typing import Iterable, Mapping, Optional
@@ -32,7 +33,8 @@ from qcalc.core.graph import (
 )
 from qcalc.core.spec import Spec
 from qcalc.core.tensor import TensorRef
-from qcalc.errors import FilterError
+from qcalc.errors import FilterError, SpecError
+from qcalc.io.text import quote
 
 INT32_BIAS_BITWIDTH = 32
 # The recipes' int32 bias rule: 32 bits, symmetric, signed, min-max, per tensor.
@@ -65,6 +67,13 @@ def param_spec(ref: TensorRef, spec: Spec, graph_axis: bool) -> Spec:
     return spec
 
 
+# A "closest" hint costs difflib up to milliseconds a pair of names (more for long names), so
+# it is given for names of at most HINT_CHARS characters, among the HINT_CANDIDATES graph
+# names nearest in sorted order.
+HINT_CANDIDATES = 100
+HINT_CHARS = 120
+
+
 def check_activation_names(graph: Graph, names: Iterable[str]) -> None:
     """Activation dumps must be keyed by the graph's tensor names: FilterError listing the
     names that are not, each with the closest graph names."""
@@ -72,7 +81,7 @@ def check_activation_names(graph: Graph, names: Iterable[str]) -> None:
     if not missing:
         return
     candidates = sorted(graph.tensor_names)
-    shown = [f"{name!r}{closest_hint(name, candidates)}" for name in missing[:5]]
+    shown = [f"{quote(name)}{closest_hint(name, candidates)}" for name in missing[:5]]
     more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
     raise FilterError(
         f"{graph.source}: {len(missing)} activation name(s) are not tensors of the graph: "
@@ -81,10 +90,41 @@ def check_activation_names(graph: Graph, names: Iterable[str]) -> None:
 
 
 def closest_hint(name: str, candidates: list[str]) -> str:
-    """The hint naming the two `candidates` closest to `name` (difflib): " (closest: 'a',
-    'b')", or "" when none is close."""
-    close = difflib.get_close_matches(name, candidates, n=2, cutoff=0.5)
-    return f" (closest: {', '.join(repr(c) for c in close)})" if close else ""
+    """The hint naming the two sorted `candidates` closest to `name` (difflib): " (closest:
+    'a', 'b')", or "" when none is close. Bounded: names of at most HINT_CHARS characters,
+    among the HINT_CANDIDATES candidates around `name`."""
+    if len(name) > HINT_CHARS:
+        return ""
+    close = difflib.get_close_matches(name, _near(name, candidates), n=2, cutoff=0.5)
+    return f" (closest: {', '.join(quote(c) for c in close)})" if close else ""
+
+
+def _near(name: str, candidates: list[str]) -> list[str]:
+    """At most HINT_CANDIDATES of the sorted `candidates`: those around `name`."""
+    if len(candidates) <= HINT_CANDIDATES:
+        return candidates
+    at = bisect.bisect_left(candidates, name)
+    start = min(max(at - HINT_CANDIDATES // 2, 0), len(candidates) - HINT_CANDIDATES)
+    return candidates[start : start + HINT_CANDIDATES]
+
+
+def check_parameter_names(graph: Graph, params: Iterable[TensorRef], names: Iterable[str]) -> None:
+    """Activations must not be named like a parameter the model encodes (a dump keyed by an
+    initializer): an encodings file holds one entry per tensor. FilterError naming them."""
+    roles = {ref.name: ref.param for ref in params}
+    clashes = [name for name in names if name in roles]
+    if not clashes:
+        return
+    shown = []
+    for name in clashes[:5]:
+        role = roles[name]
+        what = f" ({quote(role.op, '')} {role.role})" if role is not None else ""
+        shown.append(quote(name) + what)
+    more = f" and {len(clashes) - 5} more" if len(clashes) > 5 else ""
+    raise FilterError(
+        f"{graph.source}: {len(clashes)} activation name(s) are parameters of the graph, "
+        f"encoded from the model: {', '.join(shown)}{more}"
+    )
 
 
 def tied_groups(graph: Graph, encoded: Iterable[str]) -> list[list[str]]:
@@ -94,17 +134,22 @@ def tied_groups(graph: Graph, encoded: Iterable[str]) -> list[list[str]]:
     or more only."""
     encoded = set(encoded)
     parent: dict[str, str] = {}
+    sources: dict[str, Optional[str]] = {}  # each chain walked once, however many ties
 
     def root(name: str) -> str:
+        path = []
         while parent.get(name, name) != name:
+            path.append(name)
             name = parent[name]
+        for member in path:  # path compression: long chains of ties stay linear
+            parent[member] = name
         return name
 
     for node in graph.nodes:
         if node.op not in TIED_OUTPUT_OPS or not node.outputs or node.outputs[0] not in encoded:
             continue
         for source in node.inputs:
-            source = _encoded_source(graph, source, encoded)
+            source = _encoded_source(graph, source, encoded, sources)
             if source is not None:
                 parent[root(source)] = root(node.outputs[0])
     order = {name: i for i, name in enumerate(_graph_order(graph))}
@@ -118,17 +163,25 @@ def tied_groups(graph: Graph, encoded: Iterable[str]) -> list[list[str]]:
     ]
 
 
-def _encoded_source(graph: Graph, name: str, encoded: set[str]) -> Optional[str]:
+def _encoded_source(
+    graph: Graph, name: str, encoded: set[str], known: dict[str, Optional[str]]
+) -> Optional[str]:
     """`name` if it is encoded, else the encoded tensor a chain of value-preserving ops
-    (Reshape, Transpose, ...) copies it from."""
-    seen: set[str] = set()
-    while name and name not in encoded and name not in seen:
-        seen.add(name)
+    (Reshape, Transpose, ...) copies it from; `known` caches the answer of every tensor
+    walked through."""
+    chain: dict[str, None] = {}  # the tensors walked through, in order
+    found = None
+    while name and name not in chain:  # a loop of Reshapes ends the walk
+        if name in encoded or name in known:
+            found = name if name in encoded else known[name]
+            break
         node = graph.producers.get(name)
         if node is None or node.op not in TIE_THROUGH:
-            return None
+            break
+        chain[name] = None
         name = node.inputs[0] if node.inputs else ""
-    return name if name in encoded else None
+    known.update(dict.fromkeys(chain, found))
+    return found
 
 
 def _graph_order(graph: Graph) -> list[str]:
@@ -137,7 +190,16 @@ def _graph_order(graph: Graph) -> list[str]:
 
 def interleaved(members: list[list[TensorRef]]) -> list[TensorRef]:
     """The observations of a tied quantizer in AIMET's order: batch by batch, and within a
-    batch in graph order (the order the quantizer is called in a forward pass)."""
+    batch in graph order (the order the quantizer is called in a forward pass). The tensors
+    must share a dtype: SpecError naming two that do not."""
+    first = members[0][0]
+    for batches in members[1:]:
+        if batches[0].dtype.name != first.dtype.name:
+            raise SpecError(
+                f"{batches[0].where}: dtype {batches[0].dtype.name} differs from "
+                f"{first.dtype.name} of {quote(first.name)} in {first.source}; tensors that "
+                f"share one quantizer (tied by a Concat, Relu ...) must share a dtype"
+            )
     rounds = max(len(batches) for batches in members)
     return [b[i] for i in range(rounds) for b in members if i < len(b)]
 
@@ -224,6 +286,8 @@ def protect_weights(
             continue
         bias = refs.get(role.bias or "")
         values = np.zeros((), np.float32) if bias is None else _float32(bias)
+        if enc.spec.nonfinite == "ignore":  # skipped everywhere: a NaN bias bounds nothing
+            values = np.where(np.isfinite(values), values, np.float32(0))
         result.append(_protected(enc, values, x, y))
     return result
 
@@ -282,13 +346,16 @@ def int32_biases(
     place) and warnings for biases whose values overflow int32 on their product scale."""
     by_name = {enc.name: enc for enc in params}
     observed = set(observed)
+    reached: dict[str, bool] = {}  # each chain walked once, however many biases
     result, warnings = [], []
     for enc in params:
         role = refs[enc.name].param if enc.name in refs else None
         if role is None or role.role != "bias" or enc.spec.bitwidth != INT32_BIAS_BITWIDTH:
             result.append(enc)
             continue
-        product = product_bias(graph, enc, role, by_name, activations, observed)
+        product = product_bias(
+            graph, enc, role, by_name, activations, observed, refs[enc.name].shape, reached
+        )
         if product is None:
             result.append(statistical_bias(enc, refs[enc.name], by_name.get(role.weight or "")))
             continue
@@ -306,17 +373,21 @@ def product_bias(
     params: Mapping[str, Encoding],
     activations: Mapping[str, Encoding],
     observed: set[str],
+    shape: Optional[tuple[int, ...]] = None,
+    reached: Optional[dict[str, bool]] = None,
 ) -> Optional[Encoding]:
     """`bias` on AIMET's product scale, float32(input scale x weight scale) per channel
     (floored at the 32-bit minimum scale), when AIMET derives one: the layer's weight has an
     encoding in `params` and its input a per-tensor one in `activations` that reaches it from
-    an `observed` tensor through ops that keep it (Reshape, Flatten ...: not MaxPool); else
-    None."""
+    an `observed` tensor through ops that keep it (Reshape, Flatten ...: not MaxPool), and the
+    weight has one scale or one per element of the bias (`shape`, when known); else None.
+    `reached` caches the walks from layer inputs across calls."""
     weight = params.get(role.weight or "")
     layer_input = activations.get(role.layer_input or "")
     if (
         weight is None or layer_input is None or not per_tensor(layer_input)
-        or not _reaches(graph, role.layer_input or "", observed)
+        or (shape is not None and not _scales_match(weight, shape))
+        or not _reaches(graph, role.layer_input or "", observed, {} if reached is None else reached)
     ):  # fmt: skip
         return None
     return _product_scale(bias, np.float32(layer_input.scale), weight)
@@ -327,9 +398,10 @@ def statistical_bias(
 ) -> Encoding:
     """A bias's statistical 32-bit encoding when there is no product scale: `bias` (computed
     with the recipes' bias settings; None: computed here with INT32_BIAS_SPEC), per element
-    when the weight is per channel (AIMET shapes the bias quantizer like the bias then)."""
+    when the weight is per channel and the bias a vector (AIMET shapes the bias quantizer
+    like the bias then)."""
     spec = INT32_BIAS_SPEC if bias is None else bias.spec
-    if weight is not None and weight.granularity == "per-channel":
+    if weight is not None and weight.granularity == "per-channel" and len(ref.shape) == 1:
         return _per_element(ref, spec)
     return bias if bias is not None else _calibrated(ref, spec)
 
@@ -357,17 +429,33 @@ def _per_element(ref: TensorRef, spec: Spec) -> Encoding:
     )  # fmt: skip
 
 
-def _reaches(graph: Graph, name: str, observed: set[str]) -> bool:
+def _scales_match(weight: Encoding, bias_shape: tuple[int, ...]) -> bool:
+    """Whether input scale x weight scale can be a bias's scale: a weight with one scale, or
+    a per-channel one with one channel per element of a bias vector (a broadcast Gemm / Add
+    bias, one of another length, a per-block weight: the statistical encoding stays)."""
+    if np.size(weight.scale) == 1:
+        return True
+    return weight.granularity == "per-channel" and tuple(bias_shape) == (np.size(weight.scale),)
+
+
+def _reaches(graph: Graph, name: str, observed: set[str], known: dict[str, bool]) -> bool:
     """Whether tensor `name` is observed or copies an observed tensor through ops that keep
-    a quantized tensor's encoding in AIMET's export."""
-    seen: set[str] = set()
+    a quantized tensor's encoding in AIMET's export; `known` caches the answer of every
+    tensor walked through."""
+    chain: dict[str, None] = {}  # the tensors walked through, in order
+    reached = True
     while name not in observed:
         node = graph.producers.get(name)
-        if name in seen or node is None or node.op not in ENCODING_PASSTHROUGH:
-            return False
-        seen.add(name)
+        if name in known:
+            reached = known[name]
+            break
+        if name in chain or node is None or node.op not in ENCODING_PASSTHROUGH:
+            reached = False
+            break
+        chain[name] = None
         name = node.inputs[0] if node.inputs else ""
-    return True
+    known.update(dict.fromkeys(chain, reached))
+    return reached
 
 
 def _product_scale(bias: Encoding, input_scale: np.float32, weight: Encoding) -> Encoding:

@@ -126,6 +126,15 @@ def _entry_0_6_1(enc: Encoding, symmetry_from_values: bool = False) -> list[dict
             f"tensor {quote(enc.name)}: field 'offset' is NaN, which version 0.6.1 cannot hold "
             f"(AIMET: cannot convert float NaN to integer)"
         )
+    steps = 2**bitwidth - 1
+    wide = offsets.astype(np.float64)  # -steps is not a float32 value above 24 bits
+    outside = (wide < -steps) | (wide > 0)
+    if outside.any():  # a float32 offset of a grid over 24 bits, rounded past the grid's end
+        raise FormatError(
+            f"tensor {quote(enc.name)}: field 'offset' value {int(offsets[outside][0])} is off "
+            f"the {bitwidth}-bit grid (-{steps} to 0, unsigned convention): its float32 offset "
+            f"rounded past the grid's end, and no reader takes it"
+        )
     symmetric = str(legacy_symmetric(enc, symmetry_from_values))
     return [
         {
@@ -360,6 +369,15 @@ def _check_writable(enc: Encoding, role: Kind, version: str) -> None:
                 f"tensor {quote(enc.name)}: field '{field}' is {what}{where}; "
                 f"encodings files never hold NaN or infinity"
             )
+    steps = 2 ** (enc.qmax - enc.qmin).bit_length() - 1  # the reader's: 2^bitwidth - 1
+    with np.errstate(over="ignore"):
+        overflow = ~np.isfinite(_flat(enc.scale) * np.float32(steps))
+    if overflow.any():  # a finite scale whose grid range float32 cannot hold: unreadable
+        bad = float(_flat(enc.scale)[overflow][0])
+        raise FormatError(
+            f"tensor {quote(enc.name)}: field 'scale' value {bad:.4g}: the grid's {steps} steps "
+            f"of it overflow float32, so no reader can take it"
+        )
     if enc.granularity == "lpbq" and enc.per_channel_scale is not None:
         values = _flat(enc.per_channel_scale)
         if not np.isfinite(values).all():
