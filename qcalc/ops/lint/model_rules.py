@@ -223,6 +223,10 @@ def unknown_names(subject: Subject) -> list[Finding]:
     return found
 
 
+# What the converter does with a tensor that has no encoding.
+_FALLS_BACK = "the converter quantizes it with its own defaults or leaves it in float"
+
+
 def unencoded(m: Model, encodings: Encodings, skip: set[str]) -> list[Finding]:
     """Activation inputs and outputs of quantizable ops without an encoding (`skip`: those
     another rule reports), then the weights of quantizable layers without one."""
@@ -235,14 +239,12 @@ def unencoded(m: Model, encodings: Encodings, skip: set[str]) -> list[Finding]:
             if name not in encodings and name not in skip and name not in found:
                 found[name] = Finding(
                     "unencoded-tensor", name,
-                    f"{where} of {node.op} {node.name!r} has no encoding: the converter "
-                    f"quantizes it with its own defaults or leaves it in float",
+                    f"{where} of {node.op} {node.name!r} has no encoding: {_FALLS_BACK}",
                 )  # fmt: skip
     weights = [
         Finding(
             "unencoded-tensor", name,
-            f"weight of {role.op} {role.node!r} has no encoding: the converter quantizes it "
-            f"with its own defaults or leaves it in float",
+            f"weight of {role.op} {role.node!r} has no encoding: {_FALLS_BACK}",
         )
         for name, role in m.roles.items()
         if role.role == "weight" and role.op in _WEIGHTED
