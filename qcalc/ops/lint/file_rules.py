@@ -1,5 +1,5 @@
-"""Lint rules on the encodings file alone (`rules.rule_list(model=False)`), and the reading of
-each entry by qcalc's own reader, which gives the model rules their Encodings.
+"""Lint rules on the encodings file alone (the rules of `rules.RULES` without `model`), and
+the reading of each entry by qcalc's own reader, which gives the model rules their Encodings.
 
 The rules read the raw JSON. A value of the wrong type (a string `bw`, a `scale` that is not
 an array of numbers) makes a rule skip the entry: the reader's `invalid-entry` finding names

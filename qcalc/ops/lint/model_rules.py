@@ -1,4 +1,4 @@
-"""Lint rules against the model's graph (`rules.rule_list(model=True)`).
+"""Lint rules against the model's graph (the rules of `rules.RULES` with `model`).
 
 What the rules take from the graph (`Model`), each choice documented where it is made:
 

@@ -65,10 +65,6 @@ class Subject:
     tensors: dict[str, TensorRef] = field(default_factory=dict)  # the model's parameters
     model: Optional[str] = None
 
-    def kind_of(self, name: str) -> Optional[str]:
-        """The section an entry came from (None in 2.x files)."""
-        return next((e.kind for e in self.entries if e.name == name), None)
-
 
 @dataclass(frozen=True)
 class LintReport:

@@ -4,7 +4,7 @@ converter behaviour or AIMET rule it protects. No numpy: `qcalc lint --help` lis
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Optional
+from typing import Literal
 
 Severity = Literal["error", "warning"]
 Target = Literal["qnn", "qairt"]
@@ -169,12 +169,3 @@ RULES: dict[str, Rule] = {
 def default_target(version: str) -> str:
     """The converter a version is for: 0.6.1 / 1.0.0 qnn-onnx-converter, 2.x qairt."""
     return "qnn" if version in ("0.6.1", "1.0.0") else "qairt"
-
-
-def severity(rule: str) -> Severity:
-    return RULES[rule].severity
-
-
-def rule_list(model: Optional[bool] = None) -> list[Rule]:
-    """The rules in order; `model`: only the model rules (True) or file rules (False)."""
-    return [rule for rule in RULES.values() if model is None or rule.model == model]
