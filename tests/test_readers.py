@@ -771,6 +771,13 @@ def test_path_objects_and_strings_agree(tmp_path):
     assert open_input(path) == open_input(str(path))
 
 
+def _python(code: str) -> subprocess.CompletedProcess:
+    """`code` run by a fresh interpreter in the repository (so imports start from nothing)."""
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
+    )
+
+
 def test_import_and_npy_open_do_not_import_heavy_modules(tmp_path):
     path = tmp_path / "t.npy"
     np.save(path, np.ones(3, np.float32))
@@ -779,10 +786,7 @@ def test_import_and_npy_open_do_not_import_heavy_modules(tmp_path):
         f"[ref] = r.open_input({str(path)!r}); ref.load(); "
         "print(sorted(m for m in ('ml_dtypes', 'safetensors') if m in sys.modules))"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
-    ).stdout
-    assert out.strip() == "[]"
+    assert _python(code).stdout.strip() == "[]"
 
 
 def test_float_safetensors_does_not_import_ml_dtypes(tmp_path):
@@ -793,10 +797,7 @@ def test_float_safetensors_does_not_import_ml_dtypes(tmp_path):
         f"r.open_input({str(path)!r})[0].load(); "
         "print(sorted(m for m in ('ml_dtypes', 'safetensors') if m in sys.modules))"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
-    ).stdout
-    assert out.strip() == "[]"
+    assert _python(code).stdout.strip() == "[]"
 
 
 def test_tensor_runs_do_not_import_the_model_code(tmp_path):
@@ -811,7 +812,4 @@ def test_tensor_runs_do_not_import_the_model_code(tmp_path):
         "heavy = ('qcalc.core.graph', 'qcalc.ops.model', 'qcalc.io.readers.onnx', 'onnx')\n"
         "print(sorted(m for m in heavy if m in sys.modules), file=sys.stderr)"
     )
-    err = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
-    ).stderr
-    assert err.strip().splitlines()[-1] == "[]"
+    assert _python(code).stderr.strip().splitlines()[-1] == "[]"

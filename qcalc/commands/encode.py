@@ -90,17 +90,12 @@ def encode(
             from qcalc.io import formats
 
             refuse_overwriting_inputs(output, [Path(f) for f in result.files])
-            params = result.encodings
-            if encoding_version in formats.LEGACY_VERSIONS:  # AIMET: int32 biases in 2.x only
-                params = [enc for enc in params if enc.name not in result.int32_biases]
-            data = formats.EncodingFile(
-                params=params, activations=result.activations, model_export=result.from_model
-            )
+            data = result.encodings_file(encoding_version)
             formats.write(output, data, encoding_version)
         report_skips(result)
         if output is not None:
             note(
-                f"wrote {len(params)} parameter and {len(result.activations)} "
+                f"wrote {len(data.params)} parameter and {len(data.activations)} "
                 f"activation encodings to {output} (version {encoding_version})"
             )
         if output_format is not None or output is None:

@@ -40,13 +40,25 @@ class EncodeResult:
     int32_biases: list[str] = field(default_factory=list)
     from_model: bool = False  # the inputs held an ONNX model: a whole model's encodings
 
+    def encodings_file(self, version: str):
+        """The encodings as a `version` file holds them (a `qcalc.io.formats.EncodingFile`):
+        a model's int32 biases only in 2.x files, as AIMET's export writes them."""
+        from qcalc.io.formats import LEGACY_VERSIONS, EncodingFile
+
+        params = self.encodings
+        if version in LEGACY_VERSIONS:
+            params = [enc for enc in params if enc.name not in self.int32_biases]
+        return EncodingFile(
+            params=params, activations=self.activations, model_export=self.from_model
+        )
+
 
 def open_inputs(
     paths: Sequence[PathLike], graphs: Optional[list[Graph]] = None
 ) -> tuple[list[TensorRef], list[Skipped]]:
     """Read the headers of every input, in command-line order; the graph of each ONNX model
     among them is appended to `graphs` (None: models are refused)."""
-    from qcalc.io.readers import open_input
+    from qcalc.io.readers import is_model, open_input
 
     refs: list[TensorRef] = []
     skipped: list[Skipped] = []
@@ -69,11 +81,6 @@ def open_inputs(
     empty = [ref for ref in refs if 0 in ref.shape]
     skipped += [Skipped(ref.name, ref.source, "empty tensor, not encoded") for ref in empty]
     return [ref for ref in refs if 0 not in ref.shape], skipped
-
-
-def is_model(path: PathLike) -> bool:
-    """Whether `path` names an ONNX model (by its suffix; a directory never is)."""
-    return os.fspath(path).lower().endswith(".onnx") and not os.path.isdir(path)
 
 
 def select(
@@ -280,21 +287,26 @@ def encode_tensor(
 def unmatched_rules(recipe, groups: dict[str, dict[str, list[TensorRef]]], graph=None) -> list:
     """The recipe's rules that match no tensor; kinds without inputs are not checked (no
     --activations: activation rules have nothing to match)."""
-
-    def tagged(graph, ref, kind):
-        if graph is None and ref.param is None:
-            return ref.name
-        from qcalc.ops.model import tagged as model_tagged
-
-        return model_tagged(graph, ref, kind)
-
     return recipe.unmatched(
         {
-            kind: [tagged(graph, batches[0], kind) for batches in group.values()]
+            kind: [recipe_key(graph, batches[0], kind) for batches in group.values()]
             for kind, group in groups.items()
             if group
         }
     )
+
+
+def recipe_key(graph: Optional[Graph], ref: TensorRef, kind: str):
+    """A tensor as recipe rules see it (a `qcalc.io.recipe.Tagged`): its name and, for a
+    model's tensors, the op that consumes (parameters) or produces (activations) it and the
+    parameter's role."""
+    from qcalc.io.recipe import Tagged  # loaded already: only recipes ask
+
+    if kind == "param" and ref.param is not None:
+        return Tagged(ref.name, ref.param.op, ref.param.role)
+    if kind == "activation" and graph is not None:
+        return Tagged(ref.name, graph.producer_op(ref.name))
+    return Tagged(ref.name)
 
 
 @dataclass(frozen=True)
@@ -315,15 +327,12 @@ class TensorSettings:
         base = self.spec
         if kind == "activation" and self.activation_bitwidth is not None:
             base = dataclasses.replace(base, bitwidth=self.activation_bitwidth)
-        key: object = ref.name
-        if self.graph is not None or ref.param is not None:  # a model's tensor
-            from qcalc.ops.model import param_spec, tagged
+        if kind == "param" and ref.param is not None:  # a model's parameter
+            from qcalc.ops.model import param_spec
 
-            if kind == "param":
-                base = param_spec(ref, base, self.graph_axis)
-            key = tagged(self.graph, ref, kind)
+            base = param_spec(ref, base, self.graph_axis)
         if self.recipe is not None:
-            base = self.recipe.spec_for(key, kind, base)
+            base = self.recipe.spec_for(recipe_key(self.graph, ref, kind), kind, base)
         if base is not None and kind == "activation":
             base = per_tensor(base)
         return base

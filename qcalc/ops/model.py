@@ -43,17 +43,6 @@ INT32_BIAS_SPEC = Spec(bitwidth=INT32_BIAS_BITWIDTH, symmetric=True, signed=True
 _INT32_MINIMUM_SCALE = np.float32(grid.minimum_scale(2**INT32_BIAS_BITWIDTH - 1))
 
 
-def tagged(graph: Optional[Graph], ref: TensorRef, kind: str):
-    """A tensor as recipe rules see it: name, op (consumer or producer) and role."""
-    from qcalc.io.recipe import Tagged
-
-    if kind == "param" and ref.param is not None:
-        return Tagged(ref.name, ref.param.op, ref.param.role)
-    if kind == "activation" and graph is not None:
-        return Tagged(ref.name, graph.producer_op(ref.name))
-    return Tagged(ref.name)
-
-
 def param_spec(ref: TensorRef, spec: Spec, graph_axis: bool) -> Spec:
     """`spec` for a model parameter before recipe rules: the channel axis its consumer implies
     (unless --axis was given), per tensor where the op has no channel axis."""
@@ -81,12 +70,20 @@ def check_activation_names(graph: Graph, names: Iterable[str]) -> None:
     if not missing:
         return
     candidates = sorted(graph.tensor_names)
-    shown = [f"{quote(name)}{closest_hint(name, candidates)}" for name in missing[:5]]
-    more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+    shown = [f"{quote(name)}{closest_hint(name, candidates)}" for name in missing[:LISTED]]
     raise FilterError(
         f"{graph.source}: {len(missing)} activation name(s) are not tensors of the graph: "
-        f"{'; '.join(shown)}{more}"
+        f"{_listing(shown, len(missing), '; ')}"
     )
+
+
+LISTED = 5  # names an error lists before "and N more"
+
+
+def _listing(shown: list[str], total: int, separator: str) -> str:
+    """The first LISTED of `total` items, and how many more there are."""
+    more = f" and {total - LISTED} more" if total > LISTED else ""
+    return separator.join(shown[:LISTED]) + more
 
 
 def closest_hint(name: str, candidates: list[str]) -> str:
@@ -116,14 +113,13 @@ def check_parameter_names(graph: Graph, params: Iterable[TensorRef], names: Iter
     if not clashes:
         return
     shown = []
-    for name in clashes[:5]:
+    for name in clashes[:LISTED]:
         role = roles[name]
         what = f" ({quote(role.op, '')} {role.role})" if role is not None else ""
         shown.append(quote(name) + what)
-    more = f" and {len(clashes) - 5} more" if len(clashes) > 5 else ""
     raise FilterError(
         f"{graph.source}: {len(clashes)} activation name(s) are parameters of the graph, "
-        f"encoded from the model: {', '.join(shown)}{more}"
+        f"encoded from the model: {_listing(shown, len(clashes), ', ')}"
     )
 
 

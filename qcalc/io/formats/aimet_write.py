@@ -12,8 +12,8 @@ that version refuse them; 1.0.0 files refuse an LPBQ grid whose block axis comes
 channel axis, which a reader could not put back in order.
 
 Not written: non-finite encodings (NaN / infinity; AIMET would write them). The int32 bias
-encodings of a whole model are ordinary 32-bit entries here; `qcalc encode` leaves them out
-of 0.6.1 / 1.0.0 files, as AIMET's export does.
+encodings of a whole model are ordinary 32-bit entries here; `EncodeResult.encodings_file`
+leaves them out of 0.6.1 / 1.0.0 files, as AIMET's export does.
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ __all__ = [
     "OnnxModel",
     "Skipped",
     "TensorRef",
+    "is_model",
     "open_input",
     "read_directory",
     "read_index",
@@ -63,6 +64,13 @@ def open_input(path: str | os.PathLike[str]) -> list[TensorRef | Skipped]:
         f"{source}: unknown file type "
         "(expected .npy, .npz, .safetensors, .safetensors.index.json, .onnx or a directory)"
     )
+
+
+def is_model(path: str | os.PathLike[str]) -> bool:
+    """Whether `path` names an ONNX model (by its suffix, as `open_input` tells file kinds;
+    a directory never is)."""
+    source = os.fspath(path)
+    return kind_of(os.path.basename(source)) == "onnx" and not os.path.isdir(source)
 
 
 def read_model(path: str | os.PathLike[str]):

@@ -17,7 +17,7 @@ from qcalc.core.grid import minimum_scale
 from qcalc.core.spec import MAX_BITWIDTH, MIN_BITWIDTH
 from qcalc.errors import FormatError
 from qcalc.io.text import number
-from qcalc.ops.lint.report import LEGACY, Entry, Finding, Subject
+from qcalc.ops.lint.report import LEGACY, Entry, Finding, Subject, read_entry
 
 # The scales the converters' fixed-point arithmetic takes (scale-range).
 LOWEST_SCALE, HIGHEST_SCALE = 1e-10, 1e10
@@ -502,8 +502,6 @@ def read_entries(subject: Subject, skip: set = frozenset()) -> list[Finding]:
     """Each entry read on its own by qcalc's reader: the ones it takes go to
     `subject.encodings`; the others are `invalid-entry` findings with the reader's reason
     (entries in `skip` already have a finding). Names seen twice are `duplicate-name`."""
-    from qcalc.io.formats.aimet_read import from_dict
-
     findings = []
     seen: set[str] = set()
     for entry in subject.entries:
@@ -518,24 +516,13 @@ def read_entries(subject: Subject, skip: set = frozenset()) -> list[Finding]:
         if entry.name in skip or _is_float(subject.version, entry.value):
             continue
         try:
-            (encoding,) = from_dict(_alone(subject.version, entry), source=subject.path).encodings
+            encoding = read_entry(subject, entry)
         except FormatError as error:
             reason = str(error).removeprefix(f"{subject.path}: ")
             findings.append(Finding("invalid-entry", entry.name, reason))
             continue
         subject.encodings[entry.name] = encoding
     return findings
-
-
-def _alone(version: str, entry: Entry) -> dict:
-    """A file of `version` holding `entry` alone, in its section."""
-    if version not in LEGACY:
-        return {"version": version, "encodings": [entry.value]}
-    empty = {} if version == "0.6.1" else []
-    sections = {"activation_encodings": empty, "param_encodings": empty}
-    key = "activation_encodings" if entry.kind == "activation" else "param_encodings"
-    sections[key] = {entry.name: entry.value} if version == "0.6.1" else [entry.value]
-    return {"version": version, **sections}
 
 
 def _not_an_object(entry: Entry) -> str:

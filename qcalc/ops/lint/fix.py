@@ -30,7 +30,7 @@ from qcalc.core.encoding import Encoding
 from qcalc.errors import FormatError
 from qcalc.ops import model
 from qcalc.ops.lint import model_rules
-from qcalc.ops.lint.report import LEGACY, Entry, Finding, Subject
+from qcalc.ops.lint.report import LEGACY, Entry, Finding, Subject, read_entry
 from qcalc.ops.lint.rules import RULES
 
 _MODEL_FIXES = ("data-movement-mismatch", "bias-scale", "missing-bias")
@@ -143,16 +143,12 @@ def _kind(subject: Subject, entry: Entry) -> str:
 
 def _read(subject: Subject, entry: Optional[Entry]) -> Optional[Encoding]:
     """`entry` read alone by qcalc's reader, or None when it refuses it."""
-    from qcalc.io.formats.aimet_read import from_dict
-    from qcalc.ops.lint.file_rules import _alone
-
     if entry is None:
         return None
     try:
-        (enc,) = from_dict(_alone(subject.version, entry), source=subject.path).encodings
+        return read_entry(subject, entry)
     except FormatError:
         return None
-    return enc
 
 
 def _centred(entry: Entry, version: str) -> Optional[Entry]:

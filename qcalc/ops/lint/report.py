@@ -121,6 +121,25 @@ def load(path: PathLike, model: Optional[PathLike] = None, target: Optional[str]
     return subject
 
 
+def read_entry(subject: Subject, entry: Entry) -> Encoding:
+    """`entry` read on its own by qcalc's reader (FormatError when it refuses it)."""
+    from qcalc.io.formats.aimet_read import from_dict
+
+    (encoding,) = from_dict(_alone(subject.version, entry), source=subject.path).encodings
+    return encoding
+
+
+def _alone(version: str, entry: Entry) -> dict:
+    """A file of `version` holding `entry` alone, in its section."""
+    if version not in LEGACY:
+        return {"version": version, "encodings": [entry.value]}
+    empty = {} if version == "0.6.1" else []
+    sections = {"activation_encodings": empty, "param_encodings": empty}
+    key = "activation_encodings" if entry.kind == "activation" else "param_encodings"
+    sections[key] = {entry.name: entry.value} if version == "0.6.1" else [entry.value]
+    return {"version": version, **sections}
+
+
 def _entries(raw: dict, version: str, source: str) -> list[Entry]:
     if version in LEGACY:
         sections = [("activation", "activation_encodings"), ("param", "param_encodings")]
