@@ -30,3 +30,14 @@ def _build_the_command_once():
     typer.testing._get_command = lambda a: command if a is app else build(a)
     yield
     typer.testing._get_command = build
+
+
+@pytest.fixture(params=[True, False], ids=["compiled", "numpy"])
+def compiled(request):
+    """Runs a test with the compiled kernels, then with the numpy path (the reference)."""
+    from qcalc.core.kernels import built, use_compiled
+
+    if request.param and not any(built(name) for name in ("minmax", "histc", "sqnr")):
+        pytest.skip("qcalc was installed without its compiled kernels")
+    with use_compiled(request.param):
+        yield request.param
