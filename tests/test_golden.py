@@ -71,7 +71,7 @@ def assert_matches_aimet(record: dict, expected: dict) -> None:
 
 
 @pytest.mark.parametrize("case", list(_params(CASES)))
-def test_cli_encoding_matches_aimet(case, tmp_path):
+def test_cli_encoding_matches_aimet(case, tmp_path, compiled):
     (record,) = run_encode([*link_batches(case, tmp_path), *cli_args(case)])
     expected = case["expected"]
     assert_matches_aimet(record, expected)
@@ -134,7 +134,7 @@ SEEDS = {c["id"]: c for c in CASES if c["group"] == "seed"}
 
 
 @pytest.mark.parametrize("seed_id", sorted(SEEDS))
-def test_seed_cases_default_flags(seed_id):
+def test_seed_cases_default_flags(seed_id, compiled):
     """seed-1..4 through the CLI with only the flags a user would type."""
     case = SEEDS[seed_id]
     config = case["config"]
@@ -163,7 +163,7 @@ BUG_CASES = [c for c in CASES if records_aimet_bug(c)]
 
 
 @pytest.mark.parametrize("case", [pytest.param(c, id=c["id"]) for c in BUG_CASES])
-def test_aimet_memory_order_bug(case, tmp_path):
+def test_aimet_memory_order_bug(case, tmp_path, compiled):
     """For channel axes other than 0, AIMET 2.42 feeds later batches' histograms with rows in
     memory order instead of the channel's column. qcalc merges per channel: each channel of
     the per-channel result equals that channel's column encoded on its own, batch by batch,

@@ -148,13 +148,13 @@ def test_every_histogram_case_is_covered():
 
 @pytest.mark.parametrize("case", _params([c for c in HIST_CASES if not _memory_order_bug(c)]))
 @pytest.mark.parametrize("pieces", [1, 5])
-def test_golden(case, pieces):
+def test_golden(case, pieces, compiled):
     got = encoding_of(case, calibrate(case, pieces=pieces, seed=pieces))
     assert mismatches(case, got) == []
 
 
 @pytest.mark.parametrize("case", _params([c for c in HIST_CASES if _memory_order_bug(c)]))
-def test_golden_memory_order_merge(case):
+def test_golden_memory_order_merge(case, compiled):
     """AIMET 2.42 counts later batches of a (1, C) encoding by memory rows, not columns: the
     correct per-channel merge differs from the golden numbers, the reproduced bug matches."""
     correct = encoding_of(case, calibrate(case))

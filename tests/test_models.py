@@ -83,7 +83,7 @@ def aimet(folder: Path, version: str) -> dict:
 
 @pytest.mark.parametrize("version", VERSIONS)
 @pytest.mark.parametrize("folder", FOLDERS, ids=lambda p: p.name)
-def test_model_file_equals_aimets(folder, version, tmp_path):
+def test_model_file_equals_aimets(folder, version, tmp_path, compiled):
     out = tmp_path / "model.encodings"
     result = encode(folder, out, version)
     assert result.exit_code == 0, result.output
