@@ -28,6 +28,7 @@ from golden_cases import (
 )
 from qcalc import encode_array
 from qcalc.cli import app
+from qcalc.core.tensor import TensorRef
 
 runner = CliRunner()
 
@@ -70,9 +71,23 @@ def assert_matches_aimet(record: dict, expected: dict) -> None:
     assert np.array_equal(offsets, np.asarray(expected["offset"], np.float32), equal_nan=True)
 
 
+@pytest.fixture(params=[1, 2], ids=["jobs1", "jobs2"])
+def jobs(request, monkeypatch):
+    """--jobs 1, then --jobs 2 with tiny chunks, so that every golden tensor is reduced in
+    many chunks spread over two threads and merged back in order."""
+    if request.param > 1:
+        chunks = TensorRef.chunks
+        monkeypatch.setattr(
+            TensorRef,
+            "chunks",
+            lambda self, max_bytes=0, row_multiple=1: chunks(self, 256, row_multiple),
+        )
+    return ["--jobs", str(request.param)]
+
+
 @pytest.mark.parametrize("case", list(_params(CASES)))
-def test_cli_encoding_matches_aimet(case, tmp_path, compiled):
-    (record,) = run_encode([*link_batches(case, tmp_path), *cli_args(case)])
+def test_cli_encoding_matches_aimet(case, tmp_path, compiled, jobs):
+    (record,) = run_encode([*link_batches(case, tmp_path), *cli_args(case), *jobs])
     expected = case["expected"]
     assert_matches_aimet(record, expected)
     axis = case["config"]["axis"]

@@ -35,7 +35,7 @@ Examples:
 """
 
 
-@with_spec(*COUNTS_NONFINITE, select=("activations", "activation_bitwidth", "recipe"))
+@with_spec(*COUNTS_NONFINITE, select=("activations", "activation_bitwidth", "recipe", "jobs"))
 def hist(
     inputs: Inputs,
     spec: Spec,

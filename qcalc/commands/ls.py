@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import sys
 
-from qcalc.commands.options import Exclude, FormatOption, Include, Inputs, user_errors
+from qcalc.commands.options import (
+    Exclude,
+    FormatOption,
+    Include,
+    Inputs,
+    Jobs,
+    checked_jobs,
+    user_errors,
+)
 
 HELP = """\
 List every tensor with its dtype, shape, size, file and statistics: elements, bytes, the \
@@ -30,6 +38,7 @@ def ls(
     include: Include = None,
     exclude: Exclude = None,
     output_format: FormatOption = "table",
+    jobs: Jobs = None,
 ) -> None:
     from qcalc.commands.progress import TerminalProgress
     from qcalc.commands.render.inventory import render_inventory
@@ -38,7 +47,8 @@ def ls(
     with user_errors():
         with TerminalProgress() as progress:
             infos = inventory(
-                inputs, include=include or (), exclude=exclude or (), progress=progress
-            )
+                inputs, include=include or (), exclude=exclude or (), progress=progress,
+                jobs=checked_jobs(jobs),
+            )  # fmt: skip
         render_inventory(infos, output_format, sys.stdout)
         sys.stdout.flush()  # a closed pipe surfaces here, inside user_errors

@@ -17,7 +17,7 @@ import typer
 
 from qcalc.core.choices import Version
 from qcalc.core.spec import Spec
-from qcalc.errors import QcalcError, printable
+from qcalc.errors import QcalcError, SpecError, printable
 
 Format = Literal["table", "json", "jsonl", "csv"]
 FormatOption = Annotated[Format, typer.Option("--format", "-f", help="Output format on stdout.")]
@@ -114,13 +114,25 @@ ActivationBitwidth = Annotated[
         show_default=False,
     ),
 ]
-# The options that pick a command's tensors and their per-tensor settings.
+Jobs = Annotated[
+    Optional[int],
+    typer.Option(
+        "--jobs",
+        "-j",
+        help="Threads that read and reduce the data (default: every core this process may "
+        "use). Results are the same for any number.",
+        show_default=False,
+    ),
+]
+# The options that pick a command's tensors and their per-tensor settings, and how many
+# threads do the work.
 SELECTION: dict[str, Any] = {
     "include": Include,
     "exclude": Exclude,
     "activations": Activations,
     "activation_bitwidth": ActivationBitwidth,
     "recipe": RecipeOption,
+    "jobs": Jobs,
 }
 
 
@@ -263,11 +275,13 @@ def load_recipe(path: Optional[Path]):
 def selection(**options: Any) -> dict[str, Any]:
     """The library's keyword arguments for the SELECTION options given: lists for --include,
     --exclude and --activations (empty when not given), the --recipe file loaded, the
-    activation bitwidth checked as Spec checks bitwidths."""
+    activation bitwidth checked as Spec checks bitwidths, --jobs checked."""
     picked = {}
     for name, value in options.items():
         if name == "recipe":
             picked[name] = load_recipe(value)
+        elif name == "jobs":
+            picked[name] = checked_jobs(value)
         elif name == "activation_bitwidth":
             if value is not None:
                 Spec(bitwidth=value)  # the same bounds, the same message
@@ -275,6 +289,13 @@ def selection(**options: Any) -> dict[str, Any]:
         else:
             picked[name] = value or ()
     return picked
+
+
+def checked_jobs(jobs: Optional[int]) -> Optional[int]:
+    """--jobs as given (None: every core), refused below 1."""
+    if jobs is not None and jobs < 1:
+        raise SpecError(f"--jobs must be at least 1, not {jobs}")
+    return jobs
 
 
 def _given(context: Any, option: str) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from typing import Any, Optional
 
@@ -22,18 +23,21 @@ class TerminalProgress(Progress):
         self.tensors = self.total_tensors = self.bytes = self.total_bytes = 0
         self._bar: Optional[Any] = None
         self._task: Any = None
+        self._lock = threading.Lock()  # tensors advance it from several threads (--jobs)
 
     def start(self, tensors: int, total_bytes: int) -> None:
         self.total_tensors, self.total_bytes = tensors, total_bytes
         self.started = time.monotonic()
 
     def advance(self, nbytes: int) -> None:
-        self.bytes += nbytes
-        self._refresh()
+        with self._lock:
+            self.bytes += nbytes
+            self._refresh()
 
     def tensor_done(self) -> None:
-        self.tensors += 1
-        self._refresh()
+        with self._lock:
+            self.tensors += 1
+            self._refresh()
 
     def _refresh(self) -> None:
         if not self.enabled:

@@ -4,12 +4,14 @@ AIMET's histograms), then the range -> grid math, giving its Encoding."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
+import threading
 from typing import Optional
 
 import numpy as np
 
-from qcalc.core import grid
+from qcalc.core import grid, parallel
 from qcalc.core.dtypes import (
     FLOAT32,
     FLOAT32_OVERFLOW,
@@ -271,44 +273,27 @@ class _Stream:
         # a float64 tensor in float32 arithmetic: values beyond float32 are ±inf there
         self.float32_inf = float32_inf
 
-    def _chunks(self, ref: TensorRef):
-        for chunk in ref.chunks(self.chunk_bytes, self.layout.row_multiple):
-            yield chunk, widen(np.asarray(chunk))
-
     def minmax(self, ref: TensorRef, finite_only: bool = False) -> MinMax:
         """Per-cell min-max of one batch (keepdims shape); non-finite values handled per
         --nonfinite, or always left out with `finite_only` (a histogram's range). With
-        `float32_inf`, float64 values beyond float32 are ±inf (dtypes.float32_view)."""
+        `float32_inf`, float64 values beyond float32 are ±inf (dtypes.float32_view). Chunks
+        are reduced on the run's threads and merged in order (qcalc.core.parallel)."""
         layout = self.layout
         parts: list[MinMax] = []
         total: Optional[MinMax] = None
         nonfinite = NonFiniteCount()
         beyond = 0
-        for chunk in ref.chunks(self.chunk_bytes, layout.row_multiple):
-            chunk = np.asarray(chunk)
-            values = None
-            stats = short_rows_minmax(*layout.cell_view(chunk))  # bf16 blocks: no widening
-            if stats is None:
-                values = widen(chunk)
-                stats = reduce_minmax(*layout.cell_view(values))
-            if self.float32_inf and not _within_float32(stats):  # rare: NaN, or huge values
-                values, changed = float32_view(widen(chunk) if values is None else values)
-                if changed:
-                    beyond += changed
-                    stats = reduce_minmax(*layout.cell_view(values))
-            if not is_all_finite(stats):
-                values = widen(chunk) if values is None else values
-                finite, count = finite_minmax(*layout.cell_view(values), stats)
-                if self.spec.nonfinite == "error":
-                    nonfinite = nonfinite + count
-                elif finite_only or self.spec.nonfinite == "ignore":
-                    stats = finite
+        reduce = functools.partial(self._reduce_chunk, finite_only=finite_only)
+        for stats, count, changed, nbytes in parallel.ordered(
+            reduce, ref.chunks(self.chunk_bytes, layout.row_multiple)
+        ):
+            nonfinite, beyond = nonfinite + count, beyond + changed
             if layout.rows_are_cells:
                 parts.append(stats)
             else:
                 total = stats if total is None else total.merge(stats)
             if not finite_only:
-                self.progress.advance(chunk.nbytes)
+                self.progress.advance(nbytes)
         if nonfinite.total:
             counted = (
                 f", counting {beyond} float64 value{'s' if beyond != 1 else ''} beyond the "
@@ -328,31 +313,75 @@ class _Stream:
         assert total is not None
         return total
 
-    def counts(self, ref: TensorRef, binning, describe=None) -> np.ndarray:
-        """Histogram counts of one batch, chunk by chunk (counts are additive); `describe`
-        names a cell in errors (histogram.count)."""
-        from qcalc.core import histogram
+    def _reduce_chunk(self, chunk, finite_only: bool):
+        """One chunk's (MinMax, NonFiniteCount counted under --nonfinite error, values beyond
+        float32 made ±inf, source bytes)."""
+        layout = self.layout
+        chunk = np.asarray(chunk)
+        values = None
+        nonfinite, beyond = NonFiniteCount(), 0
+        stats = short_rows_minmax(*layout.cell_view(chunk))  # bf16 blocks: no widening
+        if stats is None:
+            values = widen(chunk)
+            stats = reduce_minmax(*layout.cell_view(values))
+        if self.float32_inf and not _within_float32(stats):  # rare: NaN, or huge values
+            values, changed = float32_view(widen(chunk) if values is None else values)
+            if changed:
+                beyond = changed
+                stats = reduce_minmax(*layout.cell_view(values))
+        if not is_all_finite(stats):
+            values = widen(chunk) if values is None else values
+            finite, count = finite_minmax(*layout.cell_view(values), stats)
+            if self.spec.nonfinite == "error":
+                nonfinite = count
+            elif finite_only or self.spec.nonfinite == "ignore":
+                stats = finite
+        return stats, nonfinite, beyond, chunk.nbytes
 
+    def counts(self, ref: TensorRef, binning, describe=None) -> np.ndarray:
+        """Histogram counts of one batch, chunk by chunk on the run's threads (counts are
+        additive: chunks of whole cells fill their own rows, other chunks' counts are summed
+        in order); `describe` names a cell in errors (histogram.count)."""
         layout = self.layout
         total = binning.zeros()
-        start = 0
-        workspace: dict = {}  # count's work arrays, reused chunk after chunk
-        for chunk, values in self._chunks(ref):
+        local = threading.local()  # each thread's work arrays, reused chunk after chunk
+
+        def count_chunk(item):
+            start, chunk = item
+            from qcalc.core import histogram
+
+            values = widen(np.asarray(chunk))
             if values.dtype == FLOAT64:  # histograms are float32 (count() casts anyway)
                 with np.errstate(over="ignore"):  # beyond float32: ±inf, as in float32 models
                     values = values.astype(FLOAT32)
             if self.spec.nonfinite == "ignore":
                 values = np.where(np.isfinite(values), values, np.float32(np.nan))
             cells = layout.cells(values)
+            workspace = local.__dict__.setdefault("workspace", {})
             if layout.rows_are_cells:  # this chunk's rows hold a contiguous run of cells
                 part = slice(start, start + cells.shape[0])
-                named = None if describe is None else (lambda k, s=start: describe(s + k))
+                named = None if describe is None else (lambda k: describe(start + k))
                 histogram.count(cells, binning.rows(part), total[part], workspace, named)
-                start += cells.shape[0]
-            else:
-                histogram.count(cells, binning, total, workspace, describe)
-            self.progress.advance(chunk.nbytes)
+                return None, chunk.nbytes
+            return histogram.count(cells, binning, None, workspace, describe), chunk.nbytes
+
+        for counted, nbytes in parallel.ordered(count_chunk, self._numbered(ref)):
+            if counted is not None:
+                total += counted
+            self.progress.advance(nbytes)
         return total
+
+    def _numbered(self, ref: TensorRef):
+        """(first cell, chunk) for each chunk of `ref`."""
+        layout = self.layout
+        shape = layout.encoding_shape
+        # cells per row of axis 0 (per `row_multiple` rows for blocks along axis 0)
+        per_row = int(np.prod(shape, dtype=np.int64)) // shape[0] if layout.rows_are_cells else 0
+        start = 0
+        for chunk in ref.chunks(self.chunk_bytes, layout.row_multiple):
+            yield start, chunk
+            if per_row:
+                start += len(chunk) // layout.row_multiple * per_row
 
 
 def _within_float32(stats: MinMax) -> bool:

@@ -10,6 +10,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
+from qcalc.core import parallel
 from qcalc.core.encoding import METRIC_FIELDS, Encoding, Metrics
 from qcalc.core.layout import layout_for
 from qcalc.core.spec import Spec
@@ -127,6 +128,7 @@ def check(
     progress=None,
     activation_bitwidth: Optional[int] = None,
     graph_axis: bool = True,
+    jobs: Optional[int] = None,
 ) -> CheckReport:
     """Evaluate every float tensor in `paths` (and `activations`) against `thresholds`, under
     the encodings qcalc computes with `spec` (and `recipe`), or under those in the AIMET
@@ -184,18 +186,20 @@ def _check_computed(
         if specs[kind][name] is not None
     ]
     progress.start(len(work), 2 * sum(ref.nbytes for *_, batches, _ in work for ref in batches))
-    results = []
-    for kind, name, batches, resolved in work:
+
+    def check_one(item) -> TensorCheck:
+        kind, name, batches, resolved = item
         try:
             encoding = encode_tensor(name, batches, resolved, True, progress, chunk_bytes)
         except (NonFiniteError, HistogramError) as error:  # not a NaN / inf count: ignore
             reason = getattr(error, "reason", None) or str(error).removeprefix(
                 f"{batches[0].where}: "
             )
-            results.append(TensorCheck(name, kind, (f"cannot be encoded: {reason}",)))
             progress.tensor_done()
-            continue
-        results.append(_verdict(encoding, kind, thresholds))
+            return TensorCheck(name, kind, (f"cannot be encoded: {reason}",))
+        return _verdict(encoding, kind, thresholds)
+
+    results = list(parallel.each_tensor(check_one, work))
     recipe_skipped = [name for kind in specs for name, s in specs[kind].items() if s is None]
     return CheckReport(results, found.skipped, recipe_skipped, unmatched)
 
@@ -228,6 +232,7 @@ def _check_shipped(
             ref.nbytes for group in found.groups.values() for refs in group.values() for ref in refs
         ),
     )
+    work = []
     for kind, group in found.groups.items():
         other = "activation" if kind == "param" else "param"
         for name, batches in group.items():
@@ -236,13 +241,18 @@ def _check_shipped(
                 recipe_skipped.append(name)
                 continue
             entry = entries[kind].pop(name, None) or entries[other].pop(name, None)
-            results.append(
-                _check_entry(
-                    name, kind, batches, entry, resolved, thresholds, encodings, chunk_bytes
-                )
-            )
-            progress.advance(sum(ref.nbytes for ref in batches))
-            progress.tensor_done()
+            work.append((name, kind, batches, entry, resolved))
+
+    def check_one(item) -> TensorCheck:
+        name, kind, batches, entry, resolved = item
+        result = _check_entry(
+            name, kind, batches, entry, resolved, thresholds, encodings, chunk_bytes
+        )
+        progress.advance(sum(ref.nbytes for ref in batches))
+        progress.tensor_done()
+        return result
+
+    results += parallel.each_tensor(check_one, work)
     # Entries without a tensor: parameters always, activations only when dumps were given;
     # not those that --include / --exclude or a recipe leave out of the check.
     leftover = [("param", entry) for entry in entries["param"].values()]

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Iterable, Optional, Sequence, Union
 
 import numpy as np
 
+from qcalc.core import parallel
 from qcalc.core.calibrate import encode_batches
 from qcalc.core.dtypes import is_float
 from qcalc.core.encoding import Encoding
@@ -184,6 +185,7 @@ def compute_encodings(
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
     activation_bitwidth: Optional[int] = None,
     graph_axis: bool = True,
+    jobs: Optional[int] = None,
 ) -> EncodeResult:
     """Encode every float tensor in `paths` (files or directories); tensors read from
     `activations` come back separately in `result.activations`, with the same settings except
@@ -197,70 +199,82 @@ def compute_encodings(
 
     `recipe` (a qcalc.io.recipe.Recipe) adjusts `spec` tensor by tensor or skips tensors;
     `metrics` attaches each tensor's quantization error (qcalc.core.metrics) to its encoding,
-    at the cost of one more pass over the data.
+    at the cost of one more pass over the data. `jobs` threads do the work (None: every
+    available core); the result is the same for any number.
 
     >>> result = compute_encodings(["sample_tensors/seed.npy"], Spec(bitwidth=8))
     >>> float(result.encodings[0].scale)  # doctest: +SKIP
     0.013148537836968899
     """
-    found = gather(paths, activations, include, exclude)
-    groups, skipped, files, graph = found.groups, found.skipped, found.files, found.graph
-    if not any(groups.values()):
-        return EncodeResult([], skipped, [], files)  # only integer / empty tensors: no error
-    settings = TensorSettings(spec, recipe, graph, activation_bitwidth, graph_axis)
-    specs = {
-        kind: {name: settings.spec_for(batches[0], kind) for name, batches in group.items()}
-        for kind, group in groups.items()
-    }
-    if graph is not None:
-        from qcalc.ops.model import check_parameter_names
+    with parallel.using(jobs):
+        found = gather(paths, activations, include, exclude)
+        groups, skipped, files, graph = found.groups, found.skipped, found.files, found.graph
+        if not any(groups.values()):
+            return EncodeResult([], skipped, [], files)  # only integer / empty tensors: no error
+        settings = TensorSettings(spec, recipe, graph, activation_bitwidth, graph_axis)
+        specs = {
+            kind: {name: settings.spec_for(batches[0], kind) for name, batches in group.items()}
+            for kind, group in groups.items()
+        }
+        if graph is not None:
+            from qcalc.ops.model import check_parameter_names
 
-        kept = {kind: [name for name, s in specs[kind].items() if s is not None] for kind in specs}
-        check_parameter_names(graph, [groups["param"][n][0] for n in kept["param"]],
-                              kept["activation"])  # fmt: skip
-    unmatched = [] if recipe is None else unmatched_rules(recipe, groups, graph)
-    work = [
-        groups[kind][name] for kind in groups for name, s in specs[kind].items() if s is not None
-    ]
-    progress = progress or Progress()
-    passes = 2 if metrics else 1  # the metrics read every tensor once more
-    progress.start(len(work), passes * sum(ref.nbytes for batches in work for ref in batches))
+            kept = {
+                kind: [name for name, s in specs[kind].items() if s is not None] for kind in specs
+            }
+            check_parameter_names(graph, [groups["param"][n][0] for n in kept["param"]],
+                                  kept["activation"])  # fmt: skip
+        unmatched = [] if recipe is None else unmatched_rules(recipe, groups, graph)
+        work = [
+            groups[kind][name]
+            for kind in groups
+            for name, s in specs[kind].items()
+            if s is not None
+        ]
+        progress = progress or Progress()
+        passes = 2 if metrics else 1  # the metrics read every tensor once more
+        progress.start(len(work), passes * sum(ref.nbytes for batches in work for ref in batches))
 
-    def encode_all(kind: str, tied: Sequence[list[str]] = ()) -> list[Encoding]:
-        followers = {name: members for members in tied for name in members[1:]}
-        leaders = {members[0]: members for members in tied}
-        done: dict[str, Encoding] = {}
-        for name, batches in groups[kind].items():
-            tensor_spec = specs[kind][name]
-            if tensor_spec is None or name in followers:
-                continue
-            if name in leaders:  # tied: only a model has them
-                from qcalc.ops.model import interleaved
+        def encode_all(kind: str, tied: Sequence[list[str]] = ()) -> list[Encoding]:
+            followers = {name: members for members in tied for name in members[1:]}
+            leaders = {members[0]: members for members in tied}
+            names = [n for n, s in specs[kind].items() if s is not None and n not in followers]
 
-                batches = interleaved([groups[kind][member] for member in leaders[name]])
-            done[name] = encode_tensor(name, batches, tensor_spec, metrics, progress, chunk_bytes)
-            for member in leaders.get(name, [])[1:]:
-                done[member] = dataclasses.replace(done[name], name=member)
-        return [done[name] for name in groups[kind] if name in done]
+            def encode_one(name: str) -> Encoding:
+                batches = groups[kind][name]
+                if name in leaders:  # tied: only a model has them
+                    from qcalc.ops.model import interleaved
 
-    recipe_skipped = [name for kind in specs for name, s in specs[kind].items() if s is None]
-    if graph is None:
+                    batches = interleaved([groups[kind][member] for member in leaders[name]])
+                return encode_tensor(
+                    name, batches, specs[kind][name], metrics, progress, chunk_bytes
+                )
+
+            done: dict[str, Encoding] = {}
+            for name, encoding in zip(names, parallel.each_tensor(encode_one, names)):
+                done[name] = encoding
+                for member in leaders.get(name, [])[1:]:
+                    done[member] = dataclasses.replace(encoding, name=member)
+            return [done[name] for name in groups[kind] if name in done]
+
+        recipe_skipped = [name for kind in specs for name, s in specs[kind].items() if s is None]
+        if graph is None:
+            return EncodeResult(
+                encode_all("param"), skipped, encode_all("activation"), files, recipe_skipped,
+                unmatched,
+            )  # fmt: skip
+        from qcalc.ops import model
+
+        encoded = [name for name, s in specs["activation"].items() if s is not None]
+        params = encode_all("param")
+        activation_encodings = encode_all("activation", model.tied_groups(graph, encoded))
+        refs = {name: batches[0] for name, batches in groups["param"].items()}
+        finished = model.finish(graph, params, activation_encodings, refs, metrics, chunk_bytes)
         return EncodeResult(
-            encode_all("param"), skipped, encode_all("activation"), files, recipe_skipped,
-            unmatched,
+            finished.params, skipped, finished.activations, files, recipe_skipped, unmatched,
+            notes=finished.notes, warnings=finished.warnings, int32_biases=finished.int32_biases,
+            from_model=True,
         )  # fmt: skip
-    from qcalc.ops import model
-
-    encoded = [name for name, s in specs["activation"].items() if s is not None]
-    params = encode_all("param")
-    activation_encodings = encode_all("activation", model.tied_groups(graph, encoded))
-    refs = {name: batches[0] for name, batches in groups["param"].items()}
-    finished = model.finish(graph, params, activation_encodings, refs, metrics, chunk_bytes)
-    return EncodeResult(
-        finished.params, skipped, finished.activations, files, recipe_skipped, unmatched,
-        notes=finished.notes, warnings=finished.warnings, int32_biases=finished.int32_biases,
-        from_model=True,
-    )  # fmt: skip
 
 
 def encode_tensor(

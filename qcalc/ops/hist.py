@@ -41,6 +41,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from qcalc.core import parallel
 from qcalc.core.dtypes import FLOAT32, FLOAT64, arithmetic_dtype, float32_view, short_dtype
 from qcalc.core.encoding import Encoding, Metrics
 from qcalc.core.layout import channel_slice
@@ -214,11 +215,12 @@ def hist(
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
     activation_bitwidth: Optional[int] = None,
     graph_axis: bool = True,
+    jobs: Optional[int] = None,
 ) -> HistView:
     """The view of tensor `tensor` (exact name) in `paths` / `activations` under the
     encoding `qcalc encode` computes with `spec` and `recipe`; of its slice `channel` along
-    the channel axis when given. Raises FilterError (no such tensor), SpecError (bad
-    --channel) or NonFiniteError (nothing finite to draw)."""
+    the channel axis when given; `jobs` threads compute the encoding. Raises FilterError (no
+    such tensor), SpecError (bad --channel) or NonFiniteError (nothing finite to draw)."""
     from qcalc.core.metrics import tensor_metrics
 
     if spec.nonfinite == "error":  # count NaN / inf and draw the rest, as `check` does
@@ -234,7 +236,8 @@ def hist(
         picked = _channel(batches, resolved.axis, channel, tensor)
     progress = progress or Progress()
     progress.start(1, (2 if channel is None else 1) * sum(ref.nbytes for ref in batches))
-    encoding = encode_tensor(tensor, batches, resolved, channel is None, progress, chunk_bytes)
+    with parallel.using(jobs):  # the encoding's passes; the drawing's are one thread's
+        encoding = encode_tensor(tensor, batches, resolved, channel is None, progress, chunk_bytes)
     width = max(MIN_WIDTH, width)
 
     notes: list[str] = []

@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, Iterator, Optional, Sequence, Union
 
 import numpy as np
 
+from qcalc.core import parallel
 from qcalc.core.dtypes import FLOAT64
 from qcalc.core.stats import finite_minmax
 from qcalc.core.tensor import DEFAULT_CHUNK_BYTES, Progress, Skipped, TensorRef
@@ -92,11 +94,13 @@ def inventory(
     exclude: Sequence[str] = (),
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
     progress: Optional[Progress] = None,
+    jobs: Optional[int] = None,
 ) -> list[TensorInfo]:
     """Every tensor in `paths` (files or directories), in input order, with its statistics.
 
     Integer, bool and empty tensors are listed too. `include` / `exclude` are the globs of
-    `encode` (each must match some tensor name).
+    `encode` (each must match some tensor name). `jobs` threads read the tensors (None: every
+    available core).
 
     >>> [(t.name, t.dtype, t.min) for t in inventory(["sample_tensors/seed.npy"])]  # doctest: +SKIP
     [('seed', 'float32', -2.1246...)]
@@ -104,12 +108,16 @@ def inventory(
     refs = _select(list_tensors(paths), include, exclude)
     progress = progress or Progress()
     progress.start(len(refs), sum(ref.nbytes for ref in refs))
-    scratch = _Scratch()
-    infos = []
-    for ref in refs:
-        infos.append(tensor_info(ref, chunk_bytes, progress, scratch))
+    local = threading.local()  # each thread's scratch space
+
+    def info(ref: TensorRef) -> TensorInfo:
+        scratch = local.__dict__.setdefault("scratch", _Scratch())
+        found = tensor_info(ref, chunk_bytes, progress, scratch)
         progress.tensor_done()
-    return infos
+        return found
+
+    with parallel.using(jobs):
+        return list(parallel.each_tensor(info, refs))
 
 
 def list_tensors(paths: Sequence[PathLike]) -> list[TensorRef]:
