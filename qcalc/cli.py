@@ -124,7 +124,11 @@ app = typer.Typer(
 
 def _version(value: bool) -> None:
     if value:
-        typer.echo(f"qcalc {__version__}")
+        from qcalc.core.kernels import KERNELS, built
+
+        compiled = [name for name in KERNELS if built(name)]
+        kernels = f"compiled kernels: {', '.join(compiled)}" if compiled else "numpy only"
+        typer.echo(f"qcalc {__version__} ({kernels})")
         raise typer.Exit()
 
 

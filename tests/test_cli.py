@@ -22,6 +22,8 @@ from helpers import assert_one_error_line
 from qcalc import Spec, encode_array
 from qcalc.cli import app
 from qcalc.commands.encode import HELP as ENCODE_HELP
+from qcalc.core import kernels
+from qcalc.core.kernels import KERNELS
 
 REPO = Path(__file__).resolve().parent.parent
 KEYS = [
@@ -637,7 +639,9 @@ def test_closed_pipe_is_not_an_error(tmp_path):
 def test_version():
     result = runner.invoke(app, ["--version"])
     assert result.exit_code == 0
-    assert result.stdout == f"qcalc {qcalc.__version__}\n"
+    built = [name for name in KERNELS if kernels.built(name)]
+    extra = f"compiled kernels: {', '.join(built)}" if built else "numpy only"
+    assert result.stdout == f"qcalc {qcalc.__version__} ({extra})\n"
     assert qcalc.__version__ == "0.1.0"
 
 
@@ -647,7 +651,7 @@ def test_python_dash_m_version(tmp_path):
         capture_output=True, text=True, cwd=tmp_path, timeout=120,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert done.stdout == "qcalc 0.1.0\n"
+    assert done.stdout.startswith("qcalc 0.1.0 (")
 
 
 def test_top_level_help():

@@ -23,7 +23,7 @@ def test_kernel_built_where_a_compiler_is(name):
     assert sys.platform != "linux" or kernels.built(name), f"qcalc.core._{name} was not built"
 
 
-@pytest.mark.parametrize("name", ["minmax", "histc", "sqnr"])
+@pytest.mark.parametrize("name", kernels.KERNELS)
 def test_use_compiled_switches_off(name):
     with kernels.use_compiled(False):
         assert kernels.kernel(name) is None

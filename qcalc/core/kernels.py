@@ -14,6 +14,7 @@ import os
 from types import ModuleType
 from typing import Iterator, Optional
 
+KERNELS = ("minmax", "histc", "sqnr")  # qcalc/core/_kernels/<name>.c -> qcalc.core._<name>
 _enabled = os.environ.get("QCALC_NO_EXTENSION") != "1"
 
 
