@@ -273,7 +273,7 @@ class _Stream:
 
     def _chunks(self, ref: TensorRef):
         for chunk in ref.chunks(self.chunk_bytes, self.layout.row_multiple):
-            yield chunk, widen(np.asarray(chunk))
+            yield chunk, widen(np.asarray(chunk), ref.dtype)
 
     def minmax(self, ref: TensorRef, finite_only: bool = False) -> MinMax:
         """Per-cell min-max of one batch (keepdims shape); non-finite values handled per
@@ -287,17 +287,19 @@ class _Stream:
         for chunk in ref.chunks(self.chunk_bytes, layout.row_multiple):
             chunk = np.asarray(chunk)
             values = None
-            stats = short_rows_minmax(*layout.cell_view(chunk))  # bf16 blocks: no widening
+            stats = short_rows_minmax(*layout.cell_view(chunk), ref.dtype)  # bf16 blocks
             if stats is None:
-                values = widen(chunk)
+                values = widen(chunk, ref.dtype)
                 stats = reduce_minmax(*layout.cell_view(values))
             if self.float32_inf and not _within_float32(stats):  # rare: NaN, or huge values
-                values, changed = float32_view(widen(chunk) if values is None else values)
+                values, changed = float32_view(
+                    widen(chunk, ref.dtype) if values is None else values
+                )
                 if changed:
                     beyond += changed
                     stats = reduce_minmax(*layout.cell_view(values))
             if not is_all_finite(stats):
-                values = widen(chunk) if values is None else values
+                values = widen(chunk, ref.dtype) if values is None else values
                 finite, count = finite_minmax(*layout.cell_view(values), stats)
                 if self.spec.nonfinite == "error":
                     nonfinite = nonfinite + count

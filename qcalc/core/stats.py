@@ -7,6 +7,8 @@ from typing import Optional
 
 import numpy as np
 
+from qcalc.core.dtypes import BFLOAT16, widen
+
 
 @dataclass(frozen=True)
 class MinMax:
@@ -111,16 +113,20 @@ BF16_NEG_INF_KEY = -0x7F81
 SHORT_ROWS = 512  # rows up to this long reduce faster as int16 keys than widened to float32
 
 
-def short_rows_minmax(values: np.ndarray, axes: Optional[tuple[int, ...]]) -> Optional[MinMax]:
+def short_rows_minmax(
+    values: np.ndarray, axes: Optional[tuple[int, ...]], dtype=None
+) -> Optional[MinMax]:
     """Min and max over the last axis of a C-contiguous bfloat16 array with short rows
     (blocks), as float32 (keepdims), without widening the data: the reduction runs on int16
     keys that order like the values, which halves the bytes and doubles numpy's speed. None
     when the input does not qualify (the caller reduces the widened values instead).
+    `dtype`: the tensor's (bfloat16 bit patterns come as uint16), else `values.dtype`.
 
     Any NaN in a row gives NaN min and max, as np.min / np.max do. A row holding both zeros
     gives -0.0 as its min and +0.0 as its max.
     """
-    if values.dtype.name != "bfloat16" or values.ndim == 0 or values.shape[-1] > SHORT_ROWS:
+    name = (values.dtype if dtype is None else dtype).name
+    if name != "bfloat16" or values.ndim == 0 or values.shape[-1] > SHORT_ROWS:
         return None
     if not _last_axis_only(values, axes):
         return None
@@ -132,8 +138,8 @@ def short_rows_minmax(values: np.ndarray, axes: Optional[tuple[int, ...]]) -> Op
     low, high = np.minimum.reduceat(keys, starts), np.maximum.reduceat(keys, starts)
     nan = (high > BF16_POS_INF_KEY) | (low < BF16_NEG_INF_KEY)
     shape = values.shape[:-1] + (1,)
-    mn = _bf16_keys(low).view(values.dtype).astype(np.float32)
-    mx = _bf16_keys(high).view(values.dtype).astype(np.float32)
+    mn = widen(_bf16_keys(low), BFLOAT16)
+    mx = widen(_bf16_keys(high), BFLOAT16)
     if nan.any():
         mn[nan] = mx[nan] = np.nan
     return MinMax(mn.reshape(shape), mx.reshape(shape))
