@@ -33,7 +33,8 @@ class StoredFloat:
     """A float format numpy lacks (bfloat16, float8), its tensors held as bit patterns in
     `storage` (native-order unsigned integers of `itemsize` bytes). Quacks like the few
     np.dtype attributes qcalc reads (`name`, `itemsize`, `kind`, `str()`), and equals the
-    ml_dtypes dtype of the same name (`TensorRef.dtype == np.dtype(ml_dtypes.bfloat16)`)."""
+    ml_dtypes dtype of the same name (`TensorRef.dtype == np.dtype(ml_dtypes.bfloat16)`; their
+    hashes differ: do not mix the two as keys of one dict or set)."""
 
     name: str  # ml_dtypes' name: "bfloat16", "float8_e4m3fn", "float8_e5m2"
     itemsize: int
@@ -217,7 +218,7 @@ def widen(values: np.ndarray, dtype: DType | None = None) -> np.ndarray:
     if fmt is BFLOAT16:
         np.left_shift(bits, 16, out=out.view(np.uint32), dtype=np.uint32)
     else:
-        np.take(_float8_table(fmt.name), bits, out=out)
+        np.take(_float8_table(fmt.name), bits, out=out, mode="clip")  # clip: no bounds check
     return out
 
 
