@@ -8,6 +8,10 @@ median and minimum wall time (target: median <= 0.35 s) and CPU time. Then runs 
 command once under `python -X importtime`, prints the --top slowest top-level imports
 (cumulative time) and the packages whose modules took longest (self time summed per package),
 and fails (exit 1) if safetensors or ml_dtypes was imported: a .npy input needs neither.
+Last, `encode sample_tensors/model_bf16.safetensors` against its float32 twin
+`model_f32.safetensors`, alternated, --repeat runs each (target: the bf16 median within
+0.05 s of the float32 one), and fails if the bf16 run imported ml_dtypes or safetensors
+(bfloat16 is read as bit patterns).
 """
 
 from __future__ import annotations
@@ -22,7 +26,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "sample_tensors" / "seed.npy"
+BF16 = REPO / "sample_tensors" / "model_bf16.safetensors"
+F32 = REPO / "sample_tensors" / "model_f32.safetensors"
 TARGET_SECONDS = 0.35
+BF16_TARGET_SECONDS = 0.05  # bf16 median minus float32 median
 FORBIDDEN = ("safetensors", "ml_dtypes")
 
 # The console script's code path, under -X importtime in a fresh interpreter.
@@ -65,10 +72,10 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def import_times() -> dict[str, tuple[int, int]]:
+def import_times(sample: Path = SAMPLE) -> dict[str, tuple[int, int]]:
     """{module: (self us, cumulative us)} from `python -X importtime` running the command."""
     done = subprocess.run(
-        [sys.executable, "-X", "importtime", "-c", IMPORTTIME_CODE, str(SAMPLE)],
+        [sys.executable, "-X", "importtime", "-c", IMPORTTIME_CODE, str(sample)],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=REPO,
     )  # fmt: skip
     if done.returncode != 0:
@@ -129,6 +136,29 @@ def main(argv: list[str] | None = None) -> None:
         culprits = [n.strip() for n in modules if n.strip().split(".")[0] in bad]
         raise SystemExit(f"imported for a .npy input: {', '.join(culprits[:5])}")
     print(f"not imported: {', '.join(FORBIDDEN)} (OK)")
+    bf16_versus_float32(args.repeat)
+
+
+def bf16_versus_float32(repeat: int) -> None:
+    """The bf16 sample checkpoint against its float32 twin, alternated run by run."""
+    print(f"\nbf16 vs float32: encode {BF16.name} / {F32.name}, {repeat} runs each")
+    times: dict[Path, list[float]] = {BF16: [], F32: []}
+    for path in times:
+        run_once([*command(), "encode", str(path)])  # warm-up
+    for _ in range(repeat):
+        for path, seen in times.items():
+            seen.append(run_once([*command(), "encode", str(path)])[0])
+    bf16, f32 = statistics.median(times[BF16]), statistics.median(times[F32])
+    verdict = "OK" if bf16 - f32 <= BF16_TARGET_SECONDS else "over target"
+    print(
+        f"median bf16 {bf16:.3f} s, float32 {f32:.3f} s: {bf16 - f32:+.3f} s "
+        f"(target: <= +{BF16_TARGET_SECONDS} s: {verdict})"
+    )
+    packages = {name.strip().split(".")[0] for name in import_times(BF16)}
+    bad = [name for name in FORBIDDEN if name in packages]
+    if bad:
+        raise SystemExit(f"imported for a bf16 .safetensors input: {', '.join(bad)}")
+    print(f"not imported for bf16: {', '.join(FORBIDDEN)} (OK)")
 
 
 if __name__ == "__main__":

@@ -157,13 +157,15 @@ def test_histograms_of_float64_tensors_are_float32(analyzer):
     assert _same(encode_array(x, spec).scale, encode_array(x.astype(np.float32), spec).scale)
 
 
-@pytest.mark.parametrize("block", [1, 2, 16, 128, 512])
-def test_bf16_block_minmax_on_int16_keys_equals_float_minmax(block):
-    """analyzers.short_rows_minmax reduces bf16 blocks as int16 keys: the same min / max as
-    the widened values (NaN anywhere in a row -> NaN), over every bf16 bit pattern."""
+@pytest.mark.parametrize("block", [1, 2, 16, 128, 512, 4096])
+def test_bf16_block_minmax_on_int16_keys_equals_float_minmax(block, compiled):
+    """stats.bf16_minmax reduces bf16 rows as int16 keys (numpy, or the compiled kernel):
+    the same min / max as the widened values (NaN anywhere in a row -> NaN), over every
+    bf16 bit pattern; the two paths agree bit for bit, zero signs included."""
     import ml_dtypes
 
-    from qcalc.core.stats import short_rows_minmax
+    from qcalc.core.kernels import use_compiled
+    from qcalc.core.stats import bf16_minmax
 
     every = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(ml_dtypes.bfloat16)
     rng = np.random.default_rng(block)
@@ -172,12 +174,20 @@ def test_bf16_block_minmax_on_int16_keys_equals_float_minmax(block):
     mixed = rng.permutation(every)[: (every.size // block) * block].reshape(-1, block)
     clean = rng.choice(finite, size=(64, block))
     for values in (mixed, clean):
-        got = short_rows_minmax(values, (1,))
+        got = bf16_minmax(values, (1,))
         wide = values.astype(np.float32)
         assert np.array_equal(got.min.ravel(), wide.min(axis=1), equal_nan=True)
         assert np.array_equal(got.max.ravel(), wide.max(axis=1), equal_nan=True)
         assert got.min.shape == (values.shape[0], 1) and got.min.dtype == np.float32
-    # rows too long, other dtypes, other axes: not handled here
-    assert short_rows_minmax(np.zeros((2, 1024), ml_dtypes.bfloat16), (1,)) is None
-    assert short_rows_minmax(np.zeros((2, 8), np.float32), (1,)) is None
-    assert short_rows_minmax(np.zeros((2, 8), ml_dtypes.bfloat16), (0,)) is None
+        with use_compiled(False):
+            reference = bf16_minmax(values, (1,))
+        assert got.min.tobytes() == reference.min.tobytes()
+        assert got.max.tobytes() == reference.max.tobytes()
+    whole = bf16_minmax(mixed, None)
+    assert whole.min.shape == (1, 1) and np.isnan(whole.min).all() and np.isnan(whole.max).all()
+    zeros = np.array([[0.0, -0.0, 0.0], [-0.0, -0.0, 0.0]], ml_dtypes.bfloat16)
+    got = bf16_minmax(zeros, (1,))
+    assert np.signbit(got.min).all() and not np.signbit(got.max[0, 0])  # -0 < +0
+    # other dtypes, other axes: not handled here
+    assert bf16_minmax(np.zeros((2, 8), np.float32), (1,)) is None
+    assert bf16_minmax(np.zeros((2, 8), ml_dtypes.bfloat16), (0,)) is None

@@ -30,7 +30,7 @@ from qcalc.core.stats import (
     finite_minmax,
     is_all_finite,
     reduce_minmax,
-    short_rows_minmax,
+    bf16_minmax,
 )
 from qcalc.core.tensor import Progress, TensorRef
 from qcalc.errors import HistogramError, NonFiniteError, SpecError
@@ -283,7 +283,7 @@ class _Stream:
         total: Optional[MinMax] = None
         nonfinite = NonFiniteCount()
         beyond = 0
-        reduce = functools.partial(self._reduce_chunk, finite_only=finite_only)
+        reduce = functools.partial(self._reduce_chunk, dtype=ref.dtype, finite_only=finite_only)
         for stats, count, changed, nbytes in parallel.ordered(
             reduce, ref.chunks(self.chunk_bytes, layout.row_multiple)
         ):
@@ -313,24 +313,24 @@ class _Stream:
         assert total is not None
         return total
 
-    def _reduce_chunk(self, chunk, finite_only: bool):
+    def _reduce_chunk(self, chunk, dtype, finite_only: bool):
         """One chunk's (MinMax, NonFiniteCount counted under --nonfinite error, values beyond
         float32 made ±inf, source bytes)."""
         layout = self.layout
         chunk = np.asarray(chunk)
         values = None
         nonfinite, beyond = NonFiniteCount(), 0
-        stats = short_rows_minmax(*layout.cell_view(chunk))  # bf16 blocks: no widening
+        stats = bf16_minmax(*layout.cell_view(chunk), dtype)  # bf16: no widening
         if stats is None:
-            values = widen(chunk)
+            values = widen(chunk, dtype)
             stats = reduce_minmax(*layout.cell_view(values))
         if self.float32_inf and not _within_float32(stats):  # rare: NaN, or huge values
-            values, changed = float32_view(widen(chunk) if values is None else values)
+            values, changed = float32_view(widen(chunk, dtype) if values is None else values)
             if changed:
                 beyond = changed
                 stats = reduce_minmax(*layout.cell_view(values))
         if not is_all_finite(stats):
-            values = widen(chunk) if values is None else values
+            values = widen(chunk, dtype) if values is None else values
             finite, count = finite_minmax(*layout.cell_view(values), stats)
             if self.spec.nonfinite == "error":
                 nonfinite = count
@@ -350,7 +350,7 @@ class _Stream:
             start, chunk = item
             from qcalc.core import histogram
 
-            values = widen(np.asarray(chunk))
+            values = widen(np.asarray(chunk), ref.dtype)
             if values.dtype == FLOAT64:  # histograms are float32 (count() casts anyway)
                 with np.errstate(over="ignore"):  # beyond float32: ±inf, as in float32 models
                     values = values.astype(FLOAT32)

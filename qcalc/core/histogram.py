@@ -53,6 +53,7 @@ from typing import Optional
 import numpy as np
 
 from qcalc.core.dtypes import FLOAT32 as F32
+from qcalc.core.dtypes import StoredFloat, round_to_bfloat16
 from qcalc.core.grid import minimum_scale
 from qcalc.core.stats import reduce_minmax
 from qcalc.core.workspace import work_array
@@ -73,7 +74,7 @@ def _f32(x) -> np.ndarray:
 
 
 def _check_dtype(dtype) -> np.dtype:
-    dtype = np.dtype(dtype)
+    dtype = dtype if isinstance(dtype, StoredFloat) else np.dtype(dtype)
     if dtype == F32 or dtype.name in ("float16", "bfloat16"):
         return dtype
     raise ValueError(f"histogram analyzers compute in float32, float16 or bfloat16, not {dtype}")
@@ -84,6 +85,8 @@ def _round_to(x: np.ndarray, dtype: np.dtype) -> np.ndarray:
     x = _f32(x)
     if dtype == F32:
         return x
+    if dtype.name == "bfloat16":  # bit arithmetic: no ml_dtypes
+        return round_to_bfloat16(x)
     with np.errstate(over="ignore"):
         return x.astype(dtype).astype(F32)
 

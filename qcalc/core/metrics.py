@@ -23,7 +23,7 @@ from typing import Sequence, Union
 import numpy as np
 
 from qcalc.core import grid
-from qcalc.core.dtypes import FLOAT32, FLOAT64, arithmetic_dtype, widen
+from qcalc.core.dtypes import FLOAT32, FLOAT64, arithmetic_dtype, to_numpy, widen
 from qcalc.core.encoding import Encoding, Metrics
 from qcalc.core.layout import Layout, encoding_layout
 from qcalc.core.stats import NonFiniteCount, reduce_minmax
@@ -93,7 +93,7 @@ class _Accumulator:
         row = 0
         for chunk in ref.chunks(chunk_bytes, layout.row_multiple):
             chunk = np.asarray(chunk)
-            x = widen(chunk)
+            x = widen(chunk, ref.dtype)
             start, part = 0, views
             if layout.rows_are_cells:  # this chunk's rows hold a contiguous run of cells
                 first = row // layout.row_multiple
@@ -103,8 +103,8 @@ class _Accumulator:
                 row += len(chunk)
             if fast and x.dtype == FLOAT32 and x.size and self._add_rows(layout, x, start):
                 continue
-            qin = x if x.dtype == qdq_dtype else chunk.astype(qdq_dtype, copy=False)
-            self._add_chunk(layout, x, qin, part, start)
+            qin = x if x.dtype == qdq_dtype else to_numpy(chunk, ref.dtype)  # bf16: ml_dtypes
+            self._add_chunk(layout, x, qin.astype(qdq_dtype, copy=False), part, start)
 
     def _add_rows(self, layout: Layout, x: np.ndarray, start: int) -> bool:
         """The fast path: a float32 chunk as its (cells, elements) matrix, fake-quantized in

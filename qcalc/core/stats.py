@@ -7,6 +7,9 @@ from typing import Optional
 
 import numpy as np
 
+from qcalc.core.dtypes import BFLOAT16, widen
+from qcalc.core.kernels import kernel
+
 
 @dataclass(frozen=True)
 class MinMax:
@@ -108,32 +111,46 @@ def _reduce_last_axis(values: np.ndarray) -> MinMax:
 # bfloat16 bit patterns as int16 keys that sort like the values (see _bf16_keys)
 BF16_POS_INF_KEY = 0x7F80
 BF16_NEG_INF_KEY = -0x7F81
-SHORT_ROWS = 512  # rows up to this long reduce faster as int16 keys than widened to float32
 
 
-def short_rows_minmax(values: np.ndarray, axes: Optional[tuple[int, ...]]) -> Optional[MinMax]:
-    """Min and max over the last axis of a C-contiguous bfloat16 array with short rows
-    (blocks), as float32 (keepdims), without widening the data: the reduction runs on int16
-    keys that order like the values, which halves the bytes and doubles numpy's speed. None
-    when the input does not qualify (the caller reduces the widened values instead).
+def bf16_minmax(
+    values: np.ndarray, axes: Optional[tuple[int, ...]], dtype=None
+) -> Optional[MinMax]:
+    """Min and max of C-contiguous bfloat16 data over its last axis (or over everything,
+    `axes` None), as float32 (keepdims), without widening it: the reduction runs on int16
+    keys that order like the values, which halves the bytes numpy reads (or, compiled, in
+    one pass over the bits: qcalc.core._minmax, the same results). None when the input does
+    not qualify (the caller reduces the widened values instead). `dtype`: the tensor's
+    (bfloat16 bit patterns come as uint16), else `values.dtype`.
 
     Any NaN in a row gives NaN min and max, as np.min / np.max do. A row holding both zeros
     gives -0.0 as its min and +0.0 as its max.
     """
-    if values.dtype.name != "bfloat16" or values.ndim == 0 or values.shape[-1] > SHORT_ROWS:
+    name = (values.dtype if dtype is None else dtype).name
+    if name != "bfloat16" or values.ndim == 0 or values.size == 0:
         return None
-    if not _last_axis_only(values, axes):
+    if axes is None and values.flags.c_contiguous:
+        rows = values.reshape(1, -1)
+    elif _last_axis_only(values, axes):
+        rows = values
+    else:
         return None
-    bits = values.view(np.int16).reshape(-1)
+    cols = rows.shape[-1]
+    bits = rows.view(np.int16).reshape(-1)
+    shape = (1,) * values.ndim if axes is None else values.shape[:-1] + (1,)
+    compiled = kernel("minmax")
+    if compiled is not None:
+        mn, mx = np.empty(bits.size // cols, np.float32), np.empty(bits.size // cols, np.float32)
+        compiled.bf16_rows(bits, cols, mn, mx)
+        return MinMax(mn.reshape(shape), mx.reshape(shape))
     keys = np.right_shift(bits, 15)  # -1 for negative values, else 0: one array, in place
     np.right_shift(keys.view(np.uint16), 1, out=keys.view(np.uint16))  # 0x7FFF or 0
     np.bitwise_xor(keys, bits, out=keys)  # = _bf16_keys(bits)
-    starts = np.arange(0, keys.size, values.shape[-1])
+    starts = np.arange(0, keys.size, cols)
     low, high = np.minimum.reduceat(keys, starts), np.maximum.reduceat(keys, starts)
     nan = (high > BF16_POS_INF_KEY) | (low < BF16_NEG_INF_KEY)
-    shape = values.shape[:-1] + (1,)
-    mn = _bf16_keys(low).view(values.dtype).astype(np.float32)
-    mx = _bf16_keys(high).view(values.dtype).astype(np.float32)
+    mn = widen(_bf16_keys(low), BFLOAT16)
+    mx = widen(_bf16_keys(high), BFLOAT16)
     if nan.any():
         mn[nan] = mx[nan] = np.nan
     return MinMax(mn.reshape(shape), mx.reshape(shape))

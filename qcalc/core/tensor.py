@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Callable, Iterator, Optional
 
 import numpy as np
 
+from qcalc.core.dtypes import STORED_FLOATS, DType, as_stored, to_numpy
+
 if TYPE_CHECKING:  # only models' tensors carry one; plain tensor runs never import graphs
     from qcalc.core.graph import ParamRole
 
@@ -22,17 +24,32 @@ ARRAY_SOURCE = "<array>"  # the source of an in-memory array
 class TensorRef:
     """One tensor (or one calibration batch of a tensor) in an input file.
 
-    `load` returns the whole array in its stored dtype, memory-mapped where the format allows;
-    nothing is read until `chunks` is iterated.
+    `read` returns the whole array as stored, memory-mapped where the format allows:
+    bfloat16 / float8 tensors (`dtype` a `StoredFloat`) as their bit patterns (uint16 /
+    uint8), which `dtypes.widen(array, dtype)` turns into float32 without ml_dtypes. `load`
+    returns it in its dtype (an ml_dtypes array for those: ml_dtypes is imported then).
+    Nothing is read until `chunks` (slices of `read`) is iterated. A TensorRef made with an
+    ml_dtypes dtype (an array a user passed) holds its StoredFloat and reads the array's bits.
     """
 
     name: str
     source: str
-    dtype: np.dtype
+    dtype: DType
     shape: tuple[int, ...]
-    load: Callable[[], np.ndarray] = field(repr=False, compare=False)
+    read: Callable[[], np.ndarray] = field(repr=False, compare=False)
     # What the tensor is to the model that holds it (ONNX initializers); None elsewhere.
     param: Optional[ParamRole] = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.dtype, np.dtype) and self.dtype.name in STORED_FLOATS:
+            read = self.read  # an ml_dtypes dtype: its arrays are read as their bit patterns
+            object.__setattr__(self, "dtype", STORED_FLOATS[self.dtype.name])
+            if read is not None:
+                object.__setattr__(self, "read", lambda: as_stored(read()))
+
+    def load(self) -> np.ndarray:
+        """The whole array in the tensor's dtype (ml_dtypes' for bfloat16 / float8)."""
+        return to_numpy(self.read(), self.dtype)
 
     @property
     def nbytes(self) -> int:
@@ -49,7 +66,7 @@ class TensorRef:
     ) -> Iterator[np.ndarray]:
         """Yield consecutive slices along axis 0 of at most `max_bytes` (at least
         `row_multiple` rows, and always a multiple of it: whole blocks)."""
-        array = self.load()
+        array = self.read()
         if array.ndim == 0 or array.size == 0:
             yield array
             return
@@ -59,9 +76,10 @@ class TensorRef:
             yield array[start : start + rows]
 
 
-def array_ref(array: np.ndarray, name: str) -> TensorRef:
-    """An in-memory array as a TensorRef (source ARRAY_SOURCE)."""
-    return TensorRef(name, ARRAY_SOURCE, array.dtype, array.shape, lambda: array)
+def array_ref(array: np.ndarray, name: str, dtype: Optional[DType] = None) -> TensorRef:
+    """An in-memory array as a TensorRef (source ARRAY_SOURCE); `dtype` the tensor's when
+    `array` holds the bit patterns of a StoredFloat."""
+    return TensorRef(name, ARRAY_SOURCE, dtype or array.dtype, array.shape, lambda: array)
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,14 @@ from typing import Optional, Sequence
 import numpy as np
 
 from qcalc.core import parallel
-from qcalc.core.dtypes import FLOAT32, FLOAT64, arithmetic_dtype, float32_view, short_dtype
+from qcalc.core.dtypes import (
+    FLOAT32,
+    FLOAT64,
+    arithmetic_dtype,
+    decoded,
+    float32_view,
+    short_dtype,
+)
 from qcalc.core.encoding import Encoding, Metrics
 from qcalc.core.layout import channel_slice
 from qcalc.core.spec import Spec
@@ -140,7 +147,7 @@ def _chunks64(batches: Sequence[TensorRef], chunk_bytes: int, float32_inf: bool 
     a float64 tensor's values beyond float32 become ±inf (dtypes.float32_view)."""
     for ref in batches:
         for chunk in ref.chunks(chunk_bytes):
-            values = np.asarray(chunk).astype(FLOAT64).ravel()
+            values = decoded(np.asarray(chunk), ref.dtype).astype(FLOAT64).ravel()
             if float32_inf and ref.dtype.name == "float64":
                 values = float32_view(values)[0]
             yield values
@@ -160,7 +167,7 @@ def channel_ref(ref: TensorRef, axis: int, channel: int, keepdims: bool = False)
     index = (slice(None),) * axis + (slice(channel, channel + 1) if keepdims else channel,)
     shape = tuple(ref.shape)
     shape = shape[:axis] + ((1,) if keepdims else ()) + shape[axis + 1 :]
-    return TensorRef(ref.name, ref.source, ref.dtype, shape, lambda: ref.load()[index])
+    return TensorRef(ref.name, ref.source, ref.dtype, shape, lambda: ref.read()[index])
 
 
 # --- the view -------------------------------------------------------------------------------

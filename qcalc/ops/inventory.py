@@ -26,7 +26,7 @@ from typing import Any, Iterator, Optional, Sequence, Union
 import numpy as np
 
 from qcalc.core import parallel
-from qcalc.core.dtypes import FLOAT64
+from qcalc.core.dtypes import FLOAT64, StoredFloat, stored_float, widen
 from qcalc.core.stats import finite_minmax
 from qcalc.core.tensor import DEFAULT_CHUNK_BYTES, Progress, Skipped, TensorRef
 from qcalc.ops.encode import select
@@ -150,10 +150,10 @@ def tensor_info(
     kind = ref.dtype.kind
     if kind in "iub":
         stats: _FloatStats | _IntegerStats = _IntegerStats()
-    elif kind == "f" or ref.dtype.name in ("bfloat16", "float8_e4m3fn", "float8_e5m2"):
+    elif kind == "f":  # bfloat16 / float8 too (StoredFloat)
         scratch = scratch or _Scratch()
         scratch.reserve(min(_elements(ref), _piece_elements(ref, chunk_bytes)))
-        stats = _FloatStats(scratch)
+        stats = _FloatStats(scratch, stored_float(ref.dtype))
     else:  # the readers refuse every other dtype
         raise TypeError(f"tensor '{ref.name}': unsupported dtype {ref.dtype}")
     for piece in _pieces(ref, chunk_bytes):
@@ -223,8 +223,9 @@ class _FloatStats:
     """min / max over finite values, NaN and ±inf counts, and (n, mean, M2) merged chunk by
     chunk with Chan's formula, all in float64."""
 
-    def __init__(self, scratch: _Scratch) -> None:
+    def __init__(self, scratch: _Scratch, stored: Optional[StoredFloat] = None) -> None:
         self.buffer, self.ones = scratch.buffer, scratch.ones
+        self.stored = stored  # pieces are the bit patterns of this format
         self.n = 0
         self.mean = 0.0
         self.m2 = 0.0
@@ -239,6 +240,8 @@ class _FloatStats:
             values = piece  # the mapped file itself: never written to
         else:  # exact widening into the scratch buffer (bf16, f16, f32, f8, byte-swapped)
             values = self.buffer[: piece.size]
+            if self.stored is not None:
+                piece = widen(piece, self.stored)
             np.copyto(values, piece, casting="unsafe")
         stats, count = finite_minmax(values, None)
         if count.total:

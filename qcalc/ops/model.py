@@ -22,6 +22,7 @@ from typing import Iterable, Mapping, Optional
 import numpy as np
 
 from qcalc.core import grid
+from qcalc.core.dtypes import decoded
 from qcalc.core.encoding import Encoding
 from qcalc.core.graph import (
     DATA_MOVERS,
@@ -289,7 +290,7 @@ def protect_weights(
 
 
 def _float32(ref: TensorRef) -> np.ndarray:
-    return np.asarray(ref.load(), dtype=np.float32)
+    return np.asarray(decoded(ref.read(), ref.dtype), dtype=np.float32)
 
 
 @np.errstate(all="ignore")
@@ -414,9 +415,9 @@ def _per_element(ref: TensorRef, spec: Spec) -> Encoding:
     axis 0 (Specs keep rank-1 tensors per tensor), then laid back on the bias, axis 0."""
     from qcalc.core.tensor import array_ref
 
-    column = np.asarray(ref.load()).reshape(-1, 1)
+    column = np.asarray(ref.read()).reshape(-1, 1)
     spec = dataclasses.replace(spec, per_channel=True, axis=0)
-    enc = _calibrated(array_ref(column, ref.name), spec)
+    enc = _calibrated(array_ref(column, ref.name, ref.dtype), spec)
     flat = lambda values: np.asarray(values).reshape(-1)  # noqa: E731
     return Encoding.on_grid(
         ref.name, ref.source, spec, "per-channel", flat(enc.scale), flat(enc.offset),
@@ -469,7 +470,7 @@ def _product_scale(bias: Encoding, input_scale: np.float32, weight: Encoding) ->
 
 def _overflow(bias: Encoding, ref: TensorRef) -> Optional[str]:
     """A warning when the bias's values fall outside int32 on its product scale."""
-    outside, size, steps = overflow_steps(bias, np.asarray(ref.load()))
+    outside, size, steps = overflow_steps(bias, decoded(ref.read(), ref.dtype))
     if not outside:
         return None
     return (

@@ -1,6 +1,6 @@
 """Helpers shared by the readers: which dtypes are encoded, skipped or refused; the float dtypes
-by name (ml_dtypes imported only for bfloat16 / float8); file kinds; the bounds every reader
-holds shapes to; JSON headers parsed with bounds; values shown in messages.
+by name (bfloat16 / float8 as StoredFloats, read as bit patterns: no ml_dtypes); file kinds;
+the bounds every reader holds shapes to; JSON headers parsed with bounds; values shown in messages.
 
 Every message names the file (and the tensor or member) and stays on one line: values taken
 from a file (names, shapes, descriptors) are shown through `shown`, which escapes control
@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from qcalc.core.dtypes import STORED_FLOATS, DType, storage_dtype
 from qcalc.errors import ReadError, one_line
 
 # At most this many dimensions per tensor: numpy allows 64, real checkpoints use at most 8, and
@@ -35,24 +36,28 @@ MAX_BYTES = 2**63 - 1
 MAX_JSON_INT_CHARS = 20
 
 
-# The float dtypes qcalc reads, by name, and their item sizes (known without importing ml_dtypes).
+# The float dtypes qcalc reads, by name, and their item sizes.
 FLOAT_ITEMSIZE = {
     "float64": 8, "float32": 4, "float16": 2, "bfloat16": 2, "float8_e4m3fn": 1, "float8_e5m2": 1,
 }  # fmt: skip
 
 
 @functools.cache
-def float_dtype(name: str) -> np.dtype:
-    """The little-endian dtype of a float qcalc reads, by name (a FLOAT_ITEMSIZE key): numpy's
-    float16 / float32 / float64, or ml_dtypes' bfloat16 / float8_e4m3fn / float8_e5m2 (ml_dtypes
-    is imported only for those)."""
+def float_dtype(name: str) -> DType:
+    """The dtype of a float qcalc reads, by name (a FLOAT_ITEMSIZE key): numpy's little-endian
+    float16 / float32 / float64, or the StoredFloat bfloat16 / float8_e4m3fn / float8_e5m2
+    (read as little-endian bit patterns: `stored_dtype`)."""
     if name not in FLOAT_ITEMSIZE:
         raise ValueError(f"not a float dtype qcalc reads: {name!r}")
-    if name in ("float16", "float32", "float64"):
-        return np.dtype(name).newbyteorder("<")
-    import ml_dtypes
+    if name in STORED_FLOATS:
+        return STORED_FLOATS[name]
+    return np.dtype(name).newbyteorder("<")
 
-    return np.dtype(getattr(ml_dtypes, name))
+
+def stored_dtype(dtype: DType) -> np.dtype:
+    """The little-endian numpy dtype a file holds values of `dtype` in (a StoredFloat's bit
+    patterns: uint16 / uint8)."""
+    return storage_dtype(dtype).newbyteorder("<")
 
 
 class _Shown(reprlib.Repr):
@@ -196,20 +201,21 @@ def kind_of(filename: str) -> str | None:
 def map_region(
     path: str,
     where: str,
-    dtype: np.dtype,
+    dtype: DType,
     shape: tuple[int, ...],
     offset: int,
     size: int,
     doing: str = "",
 ) -> np.ndarray:
     """The array of `shape` at byte `offset` of the regular file `path`, memory-mapped
-    read-only; the file must still have the `size` it had when its header was checked
-    (ReadError naming `where` otherwise)."""
+    read-only (a StoredFloat's bit patterns for bfloat16 / float8); the file must still have
+    the `size` it had when its header was checked (ReadError naming `where` otherwise)."""
     import math
     import os
 
     from qcalc.io.files import open_regular
 
+    dtype = stored_dtype(dtype)
     nbytes = math.prod(shape) * dtype.itemsize
     with open_regular(path, doing=doing) as fp:
         now = os.fstat(fp.fileno()).st_size

@@ -36,6 +36,7 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
+from qcalc.core.dtypes import DType
 from qcalc.core.graph import Graph, Node, ParamRole
 from qcalc.core.tensor import Skipped, TensorRef
 from qcalc.errors import ReadError, one_line
@@ -47,6 +48,7 @@ from qcalc.io.readers._common import (
     map_region,
     shown,
     skip_reason,
+    stored_dtype,
 )
 
 # protobuf refuses to parse a message of 2 GiB or more; larger models keep their weights in
@@ -54,7 +56,7 @@ from qcalc.io.readers._common import (
 MAX_MODEL_BYTES = 2**31 - 1
 
 # TensorProto.DataType codes (onnx.proto, fixed by the standard) -> (ONNX name, numpy or
-# ml_dtypes name, the typed field holding the values when raw_data is absent).
+# StoredFloat name, the typed field holding the values when raw_data is absent).
 _TYPES = {
     1: ("FLOAT", "float32", "float_data"),
     2: ("UINT8", "uint8", "int32_data"),
@@ -279,8 +281,9 @@ def _tensor(
 
 
 def _load_embedded(
-    proto: Any, where: str, dtype: np.dtype, shape: tuple[int, ...], field: str, type_name: str
+    proto: Any, where: str, dtype: DType, shape: tuple[int, ...], field: str, type_name: str
 ) -> np.ndarray:
+    stored = stored_dtype(dtype)  # bfloat16 / float8: their bit patterns
     if proto.HasField("raw_data"):
         raw = proto.raw_data
         expected = math.prod(shape) * dtype.itemsize
@@ -289,18 +292,18 @@ def _load_embedded(
                 f"{where}: raw_data holds {len(raw)} bytes, dims {list(shape)} of {type_name} "
                 f"need {expected}"
             )
-        return np.frombuffer(raw, dtype).reshape(shape)
+        return np.frombuffer(raw, stored).reshape(shape)
     values = np.array(getattr(proto, field), _FIELD_DTYPES[field])
     if field == "int32_data" and dtype.name in FLOAT_ITEMSIZE:  # bit patterns, low bits
-        values = values.astype(f"<u{dtype.itemsize}").view(dtype)
-    return values.astype(dtype, copy=False).reshape(shape)
+        values = values.astype(f"<u{dtype.itemsize}").view(stored)
+    return values.astype(stored, copy=False).reshape(shape)
 
 
 def _external_data(
     proto: Any,
     source: str,
     where: str,
-    dtype: np.dtype,
+    dtype: DType,
     shape: tuple[int, ...],
     external: dict[str, int],
 ) -> Callable[[], np.ndarray]:
@@ -352,7 +355,7 @@ def _load_external(
     data_path: str,
     label: str,
     where: str,
-    dtype: np.dtype,
+    dtype: DType,
     shape: tuple[int, ...],
     offset: int,
     size: int,

@@ -1,8 +1,8 @@
 """`.safetensors` files: header parsed and validated here, tensor data memory-mapped on load.
 
-The `safetensors` package is not imported (start-up time); `ml_dtypes` is imported only when
-a file holds a BF16 or FP8 tensor. An invalid `__metadata__` (not an object of string values)
-is a ReadError, as in the reference implementation.
+The `safetensors` package is not imported (start-up time), nor is `ml_dtypes`: BF16 and FP8
+tensors are read as their bit patterns (`dtypes.StoredFloat`). An invalid `__metadata__` (not
+an object of string values) is a ReadError, as in the reference implementation.
 
 Bounds, checked before any data is touched: the header is at most MAX_HEADER_BYTES of UTF-8
 JSON (duplicate keys, integers longer than 20 characters and nesting beyond the parser's
@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from qcalc.core.dtypes import DType
 from qcalc.core.tensor import Skipped, TensorRef
 from qcalc.errors import ReadError
 from qcalc.io.files import open_regular
@@ -169,8 +170,6 @@ def _validate(header: dict[str, Any], data_size: int, source: str) -> list[_Entr
     return entries
 
 
-def _load(
-    source: str, dtype: np.dtype, shape: tuple[int, ...], offset: int, size: int
-) -> np.ndarray:
+def _load(source: str, dtype: DType, shape: tuple[int, ...], offset: int, size: int) -> np.ndarray:
     """The tensor's data at `offset` (from the start of the file) in a file of `size` bytes."""
     return map_region(source, source, dtype, shape, offset, size)

@@ -22,6 +22,7 @@ from typing import Iterator, Mapping, Optional
 
 import numpy as np
 
+from qcalc.core.dtypes import decoded
 from qcalc.core.encoding import Encoding
 from qcalc.core.graph import (
     DATA_MOVERS,
@@ -443,7 +444,7 @@ def overflows(m: Model, encodings: Encodings, subject: Subject) -> list[Finding]
         bias, ref = encodings.get(name), subject.tensors.get(name)
         if role.role != "bias" or bias is None or ref is None or not _int32(bias):
             continue
-        outside, size, steps = model.overflow_steps(bias, np.asarray(ref.load()), slack=1)
+        outside, size, steps = model.overflow_steps(bias, decoded(ref.read(), ref.dtype), slack=1)
         if outside:
             found.append(
                 Finding(
