@@ -27,10 +27,10 @@ from qcalc.core.spec import Spec
 from qcalc.core.stats import (
     MinMax,
     NonFiniteCount,
+    bf16_minmax,
     finite_minmax,
     is_all_finite,
     reduce_minmax,
-    bf16_minmax,
 )
 from qcalc.core.tensor import Progress, TensorRef
 from qcalc.errors import HistogramError, NonFiniteError, SpecError

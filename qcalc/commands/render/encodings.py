@@ -14,6 +14,7 @@ from qcalc.commands.render.text import (
     METRIC_HEADERS,
     NAME_MIN,
     NONFINITE_NAMES,
+    NumberList,
     cells_width,
     csv_cell,
     exact_float,
@@ -45,17 +46,17 @@ def exact_offset(value: float) -> Any:
 
 
 def _floats(values: Any) -> list[Any]:
-    """Per-cell floats for JSON: `tolist()` (exact, C speed) unless a NaN / inf needs a name."""
+    """Per-cell floats for JSON: exact, at C speed, unless a NaN / inf needs a name."""
     flat = np.asarray(values).ravel()
     if np.isfinite(flat).all():
-        return flat.astype(np.float64).tolist()
+        return NumberList(flat.astype(np.float64))
     return [exact_float(v) for v in flat]
 
 
 def _offsets(values: Any) -> list[Any]:
     flat = np.asarray(values).ravel()
     if np.isfinite(flat).all():
-        return flat.astype(np.int64).tolist()
+        return NumberList(flat.astype(np.int64))
     return [exact_offset(v) for v in flat]
 
 

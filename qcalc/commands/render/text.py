@@ -43,14 +43,51 @@ def strict_json(record: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+class NumberList(list):
+    """A list of finite floats (or of integers) made from a numpy array, which it keeps:
+    `write_records` writes it from the array, each distinct value's text made once."""
+
+    def __init__(self, array: np.ndarray) -> None:
+        super().__init__(array.tolist())
+        self.array = array
+
+
 def write_records(records: Sequence[dict[str, Any]], fmt: str, out: TextIO) -> None:
     """Strict JSON records: `json` writes one array with a record per line (jq pretty-prints
     it when asked), `jsonl` a record per line. Every command's machine output goes here."""
-    rows = [json.dumps(record, allow_nan=False) for record in records]
+    rows = [_record_json(record) for record in records]
     if fmt == "jsonl":
         out.writelines(row + "\n" for row in rows)
     else:
         out.write("[\n" + ",\n".join(rows) + "\n]\n" if rows else "[]\n")
+
+
+def _record_json(record: dict[str, Any]) -> str:
+    """`json.dumps(record, allow_nan=False)`, character for character, with NumberLists
+    written by `_numbers_json`."""
+    if not any(isinstance(value, NumberList) for value in record.values()):
+        return json.dumps(record, allow_nan=False)
+    items = (
+        json.dumps(key) + ": " + (
+            _numbers_json(value.array) if isinstance(value, NumberList)
+            else json.dumps(value, allow_nan=False)
+        )
+        for key, value in record.items()
+    )  # fmt: skip
+    return "{" + ", ".join(items) + "}"
+
+
+def _numbers_json(array: np.ndarray) -> str:
+    """What json.dumps writes for `array.tolist()` (finite floats: their repr; integers), with
+    each distinct value formatted once: per-channel scales of bf16 weights repeat a lot, and
+    float repr is most of the time of a big json output. Distinct by bit pattern (-0.0)."""
+    if array.size == 0:
+        return "[]"
+    bits = array.view(np.int64) if array.dtype == np.float64 else array
+    distinct, where = np.unique(bits, return_inverse=True)
+    values = distinct.view(array.dtype).tolist()
+    texts = np.array([repr(value) for value in values], dtype=object)
+    return "[" + ", ".join(texts[where].tolist()) + "]"
 
 
 def csv_cell(value: Any) -> str:
