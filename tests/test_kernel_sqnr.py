@@ -188,9 +188,8 @@ def test_non_finite_range(bad):
 
 
 def _search(h, deltas, offsets, n=255, gamma=3.0, p=2.0, workers=1):
-    mid = H._bin_mids(h)
     with kernels.use_compiled(True):
-        best = H._compiled_search(mid, h.counts, deltas, offsets, n, gamma, p, workers)
+        best = H._compiled_search(H._bin_grid(h), h.counts, deltas, offsets, n, gamma, p, workers)
     with kernels.use_compiled(False):
         noise = H.sqnr_noise(h, deltas, offsets, n, gamma=gamma, p=p)
     return best, noise
@@ -249,7 +248,7 @@ def test_other_p_uses_numpy():
     """p other than 1 and 2: numpy's power (libm or SVML) is not reproduced, numpy runs."""
     h = histogram(np.ones((2, 512)), -1.0, 1.0)
     deltas, offsets = H.sqnr_candidates(h, 255, True)
-    assert H._compiled_search(H._bin_mids(h), h.counts, deltas, offsets, 255, 3.0, 1.5, 1) is None
+    assert H._compiled_search(H._bin_grid(h), h.counts, deltas, offsets, 255, 3.0, 1.5, 1) is None
     check_range(h, 255, True, p=1.5)
 
 

@@ -798,38 +798,48 @@ def _workers(workers: Optional[int]) -> int:
     return min(4, os.cpu_count() or 1) if workers is None else max(1, workers)
 
 
-def _bin_mids(h: Histogram) -> np.ndarray:
-    """(cells, bins) float32: AIMET's bin centres ``first + width / 2 + width * i``."""
+def _bin_grid(h: Histogram) -> tuple[np.ndarray, np.ndarray]:
+    """(cells,) float32 each: AIMET's first bin centre ``first + width / 2`` and bin width."""
     lo, step = _bin_start_step(h.min, h.max, h.dtype, h.bins, h.merged)
     with np.errstate(all="ignore"):
         first = _edge(lo, step, 0)
         width = _edge(lo, step, 1) - first
-        return (first + width / np.float32(2))[:, None] + width[:, None] * np.arange(
-            h.bins, dtype=F32
-        )[None, :]
+        return first + width / np.float32(2), width
 
 
-def _compiled_search(mid, counts, deltas, offsets, num_steps, gamma, p, workers, noise=None):
+def _bin_mids(h: Histogram) -> np.ndarray:
+    """(cells, bins) float32: AIMET's bin centres ``first + width / 2 + width * i``."""
+    centre, width = _bin_grid(h)
+    with np.errstate(all="ignore"):
+        return centre[:, None] + width[:, None] * np.arange(h.bins, dtype=F32)[None, :]
+
+
+def _compiled_search(grid, counts, deltas, offsets, num_steps, gamma, p, workers, noise=None):
     """The compiled scoring (qcalc.core._sqnr): each cell's np.argmin of the noise, int64
     (cells,), bit for bit the numpy path's choice; with `noise` ((cells, candidates) float32)
-    every noise is also written there, unpruned. None when the numpy path must run: kernel
-    not available, p other than 1 or 2 (numpy's float32 power may be SVML, not libm), inputs
-    not float32 or no candidate (np.argmin raises). Cells are split between `workers`
-    threads (the kernel releases the GIL); each cell's result does not depend on the split."""
+    every noise is also written there, unpruned. `grid` is `_bin_grid`'s (centre, width), from
+    which the kernel computes `_bin_mids` cell by cell.
+
+    None when the numpy path must run: kernel not available, p other than 1 or 2 (numpy's
+    float32 power may be SVML, not libm), inputs not float32, no candidate (np.argmin raises)
+    or no bin. Cells are split between `workers` threads (the kernel releases the GIL); each
+    cell's result does not depend on the split."""
     module = kernels.kernel("sqnr")
-    arrays = [np.asarray(a) for a in (mid, counts, deltas, offsets)]
+    arrays = [np.stack(grid, axis=1)] + [np.asarray(a) for a in (counts, deltas, offsets)]
     if (
         module is None
         or p not in (1.0, 2.0)
         or any(a.dtype != F32 or a.ndim != 2 for a in arrays)
         or deltas.shape[1] == 0
-        or arrays[0].shape[-1] == 0
+        or arrays[1].shape[-1] == 0
     ):
         return None
     cells, ncand = deltas.shape
     arrays = [np.ascontiguousarray(a) for a in arrays]
-    if arrays[0].shape != arrays[1].shape or arrays[0].shape[0] != cells:
-        raise ValueError("mids and counts must be (cells, bins), like the candidates' cells")
+    if arrays[0].shape != (cells, 2) or arrays[1].shape[0] != cells:
+        raise ValueError(
+            "the grid (cells, 2) and counts (cells, bins) must have the candidates' cells"
+        )
     if offsets.shape != deltas.shape:
         raise ValueError("deltas and offsets must have the same shape")
     if noise is not None and (
@@ -837,7 +847,7 @@ def _compiled_search(mid, counts, deltas, offsets, num_steps, gamma, p, workers,
     ):
         raise ValueError("noise must be a C-contiguous float32 (cells, candidates) array")
     best = np.zeros(cells, dtype=np.int64)
-    bins = arrays[0].shape[1]
+    bins = arrays[1].shape[1]
 
     def job(rows: range) -> None:
         module.search(
@@ -874,14 +884,12 @@ def sqnr_noise(
     workers = _workers(workers)
     cells, ncand = deltas.shape
     nb = h.bins
-    mid = _bin_mids(h)
     noise = np.empty((cells, ncand), dtype=F32)
-    if (
-        ncand
-        and _compiled_search(mid, h.counts, deltas, offsets, num_steps, gamma, p, workers, noise)
-        is not None
-    ):
+    grid = _bin_grid(h)
+    best = _compiled_search(grid, h.counts, deltas, offsets, num_steps, gamma, p, workers, noise)
+    if best is not None:
         return noise
+    mid = _bin_mids(h)
     per_cell = max(1, work_elements // nb)
     cand_block = min(ncand, per_cell)
     cell_block = max(1, per_cell // cand_block)
@@ -936,7 +944,7 @@ def sqnr_range(
         offset_candidates=offset_candidates,
     )
     best = _compiled_search(
-        _bin_mids(h), h.counts, deltas, offsets, num_steps, gamma, p, _workers(workers)
+        _bin_grid(h), h.counts, deltas, offsets, num_steps, gamma, p, _workers(workers)
     )
     if best is None:
         noise = sqnr_noise(

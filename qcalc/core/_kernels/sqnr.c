@@ -370,9 +370,17 @@ CLONES static int safe_cell(const float *mid, const float *cnt, Py_ssize_t nb, c
     return 1;
 }
 
+/* The bin centres, as histogram._bin_mids: centre + width * i (two roundings, no FMA). */
+CLONES static void bin_mids(float centre, float width, Py_ssize_t nb, float *mid)
+{
+    for (Py_ssize_t i = 0; i < nb; i++)
+        mid[i] = centre + width * (float)i;
+}
+
 typedef struct {
     Py_ssize_t cells, bins, ncand, row0, row1;
-    const float *mid, *cnt, *dl, *of;
+    const float *grid;  /* (cells, 2): the first bin's centre, the bin width */
+    const float *cnt, *dl, *of;
     float *noise;     /* (cells, ncand) or NULL: prune */
     int64_t *best;    /* (cells,) */
     Params P;
@@ -408,7 +416,9 @@ static int run(const Job *J)
     c.order_in = malloc(maxleaves * sizeof(int));
     c.order_out = malloc(maxleaves * sizeof(int));
     float *row = malloc((nc > 0 ? nc : 1) * sizeof(float));
-    int ok = c.leaves && c.m && c.w && c.rm && c.rw && c.value && c.order_in && c.order_out && row;
+    float *mid = malloc(nb * sizeof(float));
+    int ok = c.leaves && c.m && c.w && c.rm && c.rw && c.value && c.order_in && c.order_out &&
+             row && mid;
     if (ok) {
         c.nleaves = split(0, nb, c.leaves, 0, 0, &depth);
         /* roundings on a path: a leaf's lane (<= 15), combine (3), tail (<= 7), levels, +0 */
@@ -420,7 +430,8 @@ static int run(const Job *J)
     }
     Py_ssize_t guess = nc * 3 / 4;
     for (Py_ssize_t cell = J->row0; ok && cell < J->row1; cell++) {
-        const float *mid = J->mid + cell * nb, *cnt = J->cnt + cell * nb;
+        const float *cnt = J->cnt + cell * nb;
+        bin_mids(J->grid[2 * cell], J->grid[2 * cell + 1], nb, mid);
         const float *dl = J->dl + cell * nc, *of = J->of + cell * nc;
         float *out = J->noise ? J->noise + cell * nc : row;
         int fast = safe_cell(mid, cnt, nb, dl, of, nc, J->P, J->square);
@@ -464,6 +475,7 @@ static int run(const Job *J)
     free(c.order_in);
     free(c.order_out);
     free(row);
+    free(mid);
     return ok;
 }
 
@@ -481,18 +493,20 @@ static int get(PyObject *obj, Py_buffer *view, Py_ssize_t items, Py_ssize_t item
 }
 
 PyDoc_STRVAR(search_doc,
-"search(mid, counts, deltas, offsets, best, noise, num_steps, gamma, p, row0, row1)\n\n"
+"search(grid, counts, deltas, offsets, best, noise, cells, bins, ncand, num_steps, gamma, p,\n"
+"       row0, row1)\n\n"
 "Scores rows [row0, row1): best[row] = np.argmin(noise[row]) of histogram.sqnr_noise.\n"
-"mid, counts: (cells, bins) float32; deltas, offsets: (cells, ncand) float32; best: (cells,)\n"
+"grid: (cells, 2) float32, the first bin's centre and the bin width; counts: (cells, bins)\n"
+"float32; deltas, offsets: (cells, ncand) float32; best: (cells,)\n"
 "int64; noise: (cells, ncand) float32 filled in full, or None (pruned search). p: 1 or 2.\n"
 "C-contiguous buffers; the caller validates dtypes (histogram._compiled_search).");
 
 static PyObject *search(PyObject *self, PyObject *args)
 {
-    PyObject *o_mid, *o_cnt, *o_dl, *o_of, *o_best, *o_noise;
+    PyObject *o_grid, *o_cnt, *o_dl, *o_of, *o_best, *o_noise;
     Py_ssize_t cells, bins, ncand, row0, row1;
     double n, gamma, p;
-    if (!PyArg_ParseTuple(args, "OOOOOOnnndddnn", &o_mid, &o_cnt, &o_dl, &o_of, &o_best,
+    if (!PyArg_ParseTuple(args, "OOOOOOnnndddnn", &o_grid, &o_cnt, &o_dl, &o_of, &o_best,
                           &o_noise, &cells, &bins, &ncand, &n, &gamma, &p, &row0, &row1))
         return NULL;
     if (cells < 0 || bins < 1 || ncand < 1 || row0 < 0 || row1 > cells || row0 > row1 ||
@@ -502,10 +516,10 @@ static PyObject *search(PyObject *self, PyObject *args)
     }
     Py_buffer v[6];
     int got = 0, ok = 1;
-    PyObject *objs[6] = {o_mid, o_cnt, o_dl, o_of, o_best, o_noise};
-    Py_ssize_t items[6] = {cells * bins, cells * bins, cells * ncand, cells * ncand, cells,
+    PyObject *objs[6] = {o_grid, o_cnt, o_dl, o_of, o_best, o_noise};
+    Py_ssize_t items[6] = {cells * 2, cells * bins, cells * ncand, cells * ncand, cells,
                            cells * ncand};
-    const char *names[6] = {"mid", "counts", "deltas", "offsets", "best", "noise"};
+    const char *names[6] = {"grid", "counts", "deltas", "offsets", "best", "noise"};
     int nbuf = o_noise == Py_None ? 5 : 6;
     for (; got < nbuf; got++)
         if (!get(objs[got], &v[got], items[got], got == 4 ? 8 : 4, got >= 4, names[got])) {
