@@ -143,14 +143,17 @@ CLONES static void lanes_p1(const float *m, const float *w, int r0, int r1, floa
     lanes(m, w, r0, r1, d, o, P, 0, acc);
 }
 
-/* The 8 terms of (m, w) into t. */
-CLONES static void lanes_probe(const float *m, const float *w, float d, float o, Params P,
-                               int square, float t[8])
+/* The float sum of the 16 terms of (m, w): 4 roundings on any path (fewer than the tree's
+ * D, which the pruning margin allows for). */
+CLONES static float probe_sum(const float *m, const float *w, float d, float o, Params P,
+                              int square)
 {
+    float a[8];
     if (square)
-        lanes(m, w, 0, 1, d, o, P, 1, t);
+        lanes(m, w, 0, 2, d, o, P, 1, a);
     else
-        lanes(m, w, 0, 1, d, o, P, 0, t);
+        lanes(m, w, 0, 2, d, o, P, 0, a);
+    return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
 }
 
 /* ------------------------------------------------------------------------------ the tree */
@@ -313,15 +316,8 @@ static int score(Cell *c, float d, float o, Params P, int square, const double *
                  int strict, const int *order, float *noise)
 {
     double done = 0.0;
-    if (limit) { /* single terms are partial sums too */
-        float t[8];
-        double sum = 0.0;
-        for (int half = 0; half < 16; half += 8) {
-            lanes_probe(c->probe_m + half, c->probe_w + half, d, o, P, square, t);
-            for (int j = 0; j < 8; j++)
-                sum += t[j];
-        }
-        sum *= c->margin;
+    if (limit) { /* the outermost bins' terms first: a sum of terms bounds F as well */
+        double sum = probe_sum(c->probe_m, c->probe_w, d, o, P, square) * c->margin;
         if (sum > *limit || (!strict && sum == *limit))
             return 1;
     }
