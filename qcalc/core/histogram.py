@@ -52,6 +52,7 @@ from typing import Optional
 
 import numpy as np
 
+from qcalc.core import kernels
 from qcalc.core.dtypes import FLOAT32 as F32
 from qcalc.core.dtypes import StoredFloat, round_to_bfloat16
 from qcalc.core.grid import minimum_scale
@@ -796,6 +797,78 @@ def _noise_blocks(
                 np.sum(t, axis=-1, out=noise[c0:c1, k0:k1])
 
 
+def _workers(workers: Optional[int]) -> int:
+    return min(4, os.cpu_count() or 1) if workers is None else max(1, workers)
+
+
+def _bin_grid(h: Histogram) -> tuple[np.ndarray, np.ndarray]:
+    """(cells,) float32 each: AIMET's first bin centre ``first + width / 2`` and bin width."""
+    lo, step = _bin_start_step(h.min, h.max, h.dtype, h.bins, h.merged)
+    with np.errstate(all="ignore"):
+        first = _edge(lo, step, 0)
+        width = _edge(lo, step, 1) - first
+        return first + width / np.float32(2), width
+
+
+def _bin_mids(h: Histogram) -> np.ndarray:
+    """(cells, bins) float32: AIMET's bin centres ``first + width / 2 + width * i``."""
+    centre, width = _bin_grid(h)
+    with np.errstate(all="ignore"):
+        return centre[:, None] + width[:, None] * np.arange(h.bins, dtype=F32)[None, :]
+
+
+def _compiled_search(grid, counts, deltas, offsets, num_steps, gamma, p, workers, noise=None):
+    """The compiled scoring (qcalc.core._sqnr): each cell's np.argmin of the noise, int64
+    (cells,), bit for bit the numpy path's choice; with `noise` ((cells, candidates) float32)
+    every noise is also written there, unpruned. `grid` is `_bin_grid`'s (centre, width), from
+    which the kernel computes `_bin_mids` cell by cell.
+
+    None when the numpy path must run: kernel not available, p other than 1 or 2 (numpy's
+    float32 power may be SVML, not libm), inputs not float32, no candidate (np.argmin raises)
+    or no bin. Cells are split between `workers` threads (the kernel releases the GIL); each
+    cell's result does not depend on the split."""
+    module = kernels.kernel("sqnr")
+    arrays = [np.stack(grid, axis=1)] + [np.asarray(a) for a in (counts, deltas, offsets)]
+    if (
+        module is None
+        or p not in (1.0, 2.0)
+        or any(a.dtype != F32 or a.ndim != 2 for a in arrays)
+        or deltas.shape[1] == 0
+        or arrays[1].shape[-1] == 0
+    ):
+        return None
+    cells, ncand = deltas.shape
+    arrays = [np.ascontiguousarray(a) for a in arrays]
+    if arrays[0].shape != (cells, 2) or arrays[1].shape[0] != cells:
+        raise ValueError(
+            "the grid (cells, 2) and counts (cells, bins) must have the candidates' cells"
+        )
+    if offsets.shape != deltas.shape:
+        raise ValueError("deltas and offsets must have the same shape")
+    if noise is not None and (
+        noise.shape != (cells, ncand) or noise.dtype != F32 or not noise.flags.c_contiguous
+    ):
+        raise ValueError("noise must be a C-contiguous float32 (cells, candidates) array")
+    best = np.zeros(cells, dtype=np.int64)
+    bins = arrays[1].shape[1]
+
+    def job(rows: range) -> None:
+        module.search(
+            *arrays, best, noise, cells, bins, ncand, float(num_steps), float(gamma), float(p),
+            rows.start, rows.stop,
+        )  # fmt: skip
+
+    workers = max(1, min(workers, cells))
+    bounds = [cells * i // workers for i in range(workers + 1)]
+    spans = [range(a, b) for a, b in zip(bounds, bounds[1:])]
+    if workers == 1:
+        job(spans[0])
+    else:
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(job, spans))
+    return best
+
+
 def sqnr_noise(
     h: Histogram,
     deltas: np.ndarray,
@@ -811,23 +884,20 @@ def sqnr_noise(
     (cells, candidates). Blocks of cells x candidates bound memory to about
     `work_elements` float32 values per temporary and per worker thread (default: up to 4,
     at most the CPU count)."""
-    if workers is None:
-        workers = min(4, os.cpu_count() or 1)
+    workers = _workers(workers)
     cells, ncand = deltas.shape
     nb = h.bins
-    lo, step = _bin_start_step(h.min, h.max, h.dtype, nb, h.merged)
-    with np.errstate(all="ignore"):
-        first = _edge(lo, step, 0)
-        width = _edge(lo, step, 1) - first
-        mid = (first + width / np.float32(2))[:, None] + width[:, None] * np.arange(nb, dtype=F32)[
-            None, :
-        ]
     noise = np.empty((cells, ncand), dtype=F32)
+    grid = _bin_grid(h)
+    best = _compiled_search(grid, h.counts, deltas, offsets, num_steps, gamma, p, workers, noise)
+    if best is not None:
+        return noise
+    mid = _bin_mids(h)
     per_cell = max(1, work_elements // nb)
     cand_block = min(ncand, per_cell)
     cell_block = max(1, per_cell // cand_block)
     starts = list(range(0, cells, cell_block))
-    workers = max(1, min(workers or 1, len(starts)))
+    workers = max(1, min(workers, len(starts)))
     spans = [starts[i::workers] for i in range(workers)]
     job = functools.partial(
         _noise_blocks,
@@ -876,17 +946,21 @@ def sqnr_range(
         symmetric_delta_candidates=symmetric_delta_candidates,
         offset_candidates=offset_candidates,
     )
-    noise = sqnr_noise(
-        h,
-        deltas,
-        offsets,
-        num_steps,
-        gamma=gamma,
-        p=p,
-        work_elements=work_elements,
-        workers=workers,
+    best = _compiled_search(
+        _bin_grid(h), h.counts, deltas, offsets, num_steps, gamma, p, _workers(workers)
     )
-    best = np.argmin(noise, axis=1)  # first minimum; first NaN if any, as torch.min(dim)
+    if best is None:
+        noise = sqnr_noise(
+            h,
+            deltas,
+            offsets,
+            num_steps,
+            gamma=gamma,
+            p=p,
+            work_elements=work_elements,
+            workers=workers,
+        )
+        best = np.argmin(noise, axis=1)  # first minimum; first NaN if any, as torch.min(dim)
     rows = np.arange(h.cells)
     d = deltas[rows, best]
     o = offsets[rows, best]
