@@ -44,7 +44,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
@@ -52,7 +51,7 @@ from typing import Optional
 
 import numpy as np
 
-from qcalc.core import kernels
+from qcalc.core import kernels, parallel
 from qcalc.core.dtypes import FLOAT32 as F32
 from qcalc.core.dtypes import StoredFloat, round_to_bfloat16
 from qcalc.core.grid import minimum_scale
@@ -798,7 +797,19 @@ def _noise_blocks(
 
 
 def _workers(workers: Optional[int]) -> int:
-    return min(4, os.cpu_count() or 1) if workers is None else max(1, workers)
+    """How many parts to split the cells into: `workers`, else the run's --jobs."""
+    return parallel.jobs() if workers is None else max(1, workers)
+
+
+def _run_parts(job, parts: list, workers: Optional[int]) -> None:
+    """`job` over `parts` on the run's threads (qcalc.core.parallel), or on `workers` threads
+    of its own when given (each part fills its own cells: no result depends on the split)."""
+    if workers is None or workers == 1 or len(parts) == 1:
+        for _ in parallel.ordered(job, parts):
+            pass
+        return
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(job, parts))
 
 
 def _bin_grid(h: Histogram) -> tuple[np.ndarray, np.ndarray]:
@@ -858,14 +869,9 @@ def _compiled_search(grid, counts, deltas, offsets, num_steps, gamma, p, workers
             rows.start, rows.stop,
         )  # fmt: skip
 
-    workers = max(1, min(workers, cells))
-    bounds = [cells * i // workers for i in range(workers + 1)]
-    spans = [range(a, b) for a, b in zip(bounds, bounds[1:])]
-    if workers == 1:
-        job(spans[0])
-    else:
-        with ThreadPoolExecutor(workers) as pool:
-            list(pool.map(job, spans))
+    parts = max(1, min(_workers(workers), cells))
+    bounds = [cells * i // parts for i in range(parts + 1)]
+    _run_parts(job, [range(a, b) for a, b in zip(bounds, bounds[1:])], workers)
     return best
 
 
@@ -882,9 +888,8 @@ def sqnr_noise(
 ) -> np.ndarray:
     """AIMET's ``_estimate_clip_and_quant_noise`` for every (cell, candidate): float32
     (cells, candidates). Blocks of cells x candidates bound memory to about
-    `work_elements` float32 values per temporary and per worker thread (default: up to 4,
-    at most the CPU count)."""
-    workers = _workers(workers)
+    `work_elements` float32 values per temporary and per worker thread (default: the run's
+    --jobs threads, qcalc.core.parallel)."""
     cells, ncand = deltas.shape
     nb = h.bins
     noise = np.empty((cells, ncand), dtype=F32)
@@ -897,8 +902,8 @@ def sqnr_noise(
     cand_block = min(ncand, per_cell)
     cell_block = max(1, per_cell // cand_block)
     starts = list(range(0, cells, cell_block))
-    workers = max(1, min(workers, len(starts)))
-    spans = [starts[i::workers] for i in range(workers)]
+    parts = max(1, min(_workers(workers), len(starts)))
+    spans = [starts[i::parts] for i in range(parts)]
     job = functools.partial(
         _noise_blocks,
         mid=mid,
@@ -912,11 +917,7 @@ def sqnr_noise(
         gamma=gamma,
         p=p,
     )
-    if workers == 1:
-        job(spans[0])
-    else:  # numpy releases the GIL in every ufunc; each worker fills its own cells
-        with ThreadPoolExecutor(workers) as pool:
-            list(pool.map(job, spans))
+    _run_parts(job, spans, workers)  # numpy releases the GIL in every ufunc
     return noise
 
 
@@ -946,9 +947,7 @@ def sqnr_range(
         symmetric_delta_candidates=symmetric_delta_candidates,
         offset_candidates=offset_candidates,
     )
-    best = _compiled_search(
-        _bin_grid(h), h.counts, deltas, offsets, num_steps, gamma, p, _workers(workers)
-    )
+    best = _compiled_search(_bin_grid(h), h.counts, deltas, offsets, num_steps, gamma, p, workers)
     if best is None:
         noise = sqnr_noise(
             h,

@@ -70,6 +70,12 @@ def using(jobs: Optional[int]) -> Iterator[None]:
         pools.close()
 
 
+def jobs() -> int:
+    """The current run's thread count (1 outside `using`)."""
+    pools = _pools.get()
+    return 1 if pools is None else pools.jobs
+
+
 def each_tensor(fn: Callable[[T], R], items: Iterable[T]) -> Iterator[R]:
     """`fn(item)` for each tensor (or group of batches), in item order, several tensors at a
     time on the run's threads; their chunk passes share the run's chunk threads."""
