@@ -4,6 +4,7 @@ AIMET's histograms), then the range -> grid math, giving its Encoding."""
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from typing import Optional
 
@@ -173,9 +174,12 @@ def _histogram_range(batches, stream, spec: Spec, dtype, num_steps: int):
         dtype = FLOAT32
     ignore = spec.nonfinite == "ignore"
     hist = None
+    settled = None
+    # one batch: the percentile bins of most cells follow from their min / max, no counting
+    shortcut = spec.analyzer == "percentile" and len(batches) == 1
     for batch in batches:
         where = batch.where
-        finite = stream.minmax(batch, finite_only=True)
+        finite, all_finite = stream.finite_range(batch)
         cells = finite.min.size
         batch_min, batch_max = finite.min.reshape(cells), finite.max.reshape(cells)
         if wide:  # float64 arithmetic: finite values beyond float32 overflow the histogram
@@ -192,10 +196,24 @@ def _histogram_range(batches, stream, spec: Spec, dtype, num_steps: int):
         )
         if ignore:  # no NaN / inf is counted: histc's collapsed-range failure cannot happen
             binning = dataclasses.replace(binning, strict=np.zeros_like(binning.strict))
+        if shortcut:
+            clean = all_finite.reshape(cells)
+            settled = histogram.settled_percentile_bins(
+                binning,
+                np.where(clean, binning.min, np.float32(np.nan)),  # the finite min / max,
+                np.where(clean, binning.max, np.float32(np.nan)),  # as float32 counts them
+                math.prod(batch.shape) // cells,
+                spec.percentile,
+            )
+            if settled.settled.all():
+                hist = histogram.uncounted(binning)
+                continue
         hist = histogram.finish(binning, stream.counts(batch, binning, describe))
     shape = layout.encoding_shape
     if spec.analyzer == "percentile":
-        rmin, rmax = histogram.percentile_range(hist, spec.percentile, num_steps, spec.symmetric)
+        rmin, rmax = histogram.percentile_range(
+            hist, spec.percentile, num_steps, spec.symmetric, settled
+        )
     else:
         rmin, rmax = histogram.sqnr_range(hist, num_steps, spec.symmetric)
     observed = MinMax(hist.min.reshape(shape), hist.max.reshape(shape))
@@ -271,17 +289,23 @@ class _Stream:
         # a float64 tensor in float32 arithmetic: values beyond float32 are ±inf there
         self.float32_inf = float32_inf
 
-    def _chunks(self, ref: TensorRef):
-        for chunk in ref.chunks(self.chunk_bytes, self.layout.row_multiple):
-            yield chunk, widen(np.asarray(chunk))
-
     def minmax(self, ref: TensorRef, finite_only: bool = False) -> MinMax:
         """Per-cell min-max of one batch (keepdims shape); non-finite values handled per
         --nonfinite, or always left out with `finite_only` (a histogram's range). With
         `float32_inf`, float64 values beyond float32 are ±inf (dtypes.float32_view)."""
+        return self._minmax(ref, finite_only)[0]
+
+    def finite_range(self, ref: TensorRef) -> tuple[MinMax, np.ndarray]:
+        """`minmax(ref, finite_only=True)` and, per cell (same shape), whether every value
+        of the cell was finite (then that range is the range of all its values)."""
+        return self._minmax(ref, True)
+
+    def _minmax(self, ref: TensorRef, finite_only: bool) -> tuple[MinMax, np.ndarray]:
         layout = self.layout
         parts: list[MinMax] = []
         total: Optional[MinMax] = None
+        clean_parts: list[np.ndarray] = []  # per chunk: the cells whose values are all finite
+        clean: Optional[np.ndarray] = None
         nonfinite = NonFiniteCount()
         beyond = 0
         for chunk in ref.chunks(self.chunk_bytes, layout.row_multiple):
@@ -296,7 +320,9 @@ class _Stream:
                 if changed:
                     beyond += changed
                     stats = reduce_minmax(*layout.cell_view(values))
+            all_finite = np.ones(stats.min.shape, dtype=bool)
             if not is_all_finite(stats):
+                all_finite = np.isfinite(stats.min) & np.isfinite(stats.max)
                 values = widen(chunk) if values is None else values
                 finite, count = finite_minmax(*layout.cell_view(values), stats)
                 if self.spec.nonfinite == "error":
@@ -305,8 +331,10 @@ class _Stream:
                     stats = finite
             if layout.rows_are_cells:
                 parts.append(stats)
+                clean_parts.append(all_finite)
             else:
                 total = stats if total is None else total.merge(stats)
+                clean = all_finite if clean is None else clean & all_finite
             if not finite_only:
                 self.progress.advance(chunk.nbytes)
         if nonfinite.total:
@@ -324,9 +352,9 @@ class _Stream:
         if layout.rows_are_cells:
             return MinMax(
                 np.concatenate([p.min for p in parts]), np.concatenate([p.max for p in parts])
-            )
-        assert total is not None
-        return total
+            ), np.concatenate(clean_parts)
+        assert total is not None and clean is not None
+        return total, clean
 
     def counts(self, ref: TensorRef, binning, describe=None) -> np.ndarray:
         """Histogram counts of one batch, chunk by chunk (counts are additive); `describe`
@@ -337,11 +365,16 @@ class _Stream:
         total = binning.zeros()
         start = 0
         workspace: dict = {}  # count's work arrays, reused chunk after chunk
-        for chunk, values in self._chunks(ref):
-            if values.dtype == FLOAT64:  # histograms are float32 (count() casts anyway)
-                with np.errstate(over="ignore"):  # beyond float32: ±inf, as in float32 models
+        for chunk in ref.chunks(self.chunk_bytes, self.layout.row_multiple):
+            # count() takes any float dtype (the compiled kernel reads float16 / bfloat16 as
+            # they are); float64 becomes float32 here: beyond float32 it is ±inf, as in
+            # float32 models
+            values = np.asarray(chunk)
+            if values.dtype.name == "float64":  # either byte order
+                with np.errstate(over="ignore"):
                     values = values.astype(FLOAT32)
             if self.spec.nonfinite == "ignore":
+                values = widen(values)
                 values = np.where(np.isfinite(values), values, np.float32(np.nan))
             cells = layout.cells(values)
             if layout.rows_are_cells:  # this chunk's rows hold a contiguous run of cells

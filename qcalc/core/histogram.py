@@ -54,6 +54,7 @@ import numpy as np
 
 from qcalc.core.dtypes import FLOAT32 as F32
 from qcalc.core.grid import minimum_scale
+from qcalc.core.kernels import kernel
 from qcalc.core.stats import reduce_minmax
 from qcalc.core.workspace import work_array
 from qcalc.errors import HistogramError
@@ -470,6 +471,7 @@ def count(
     out: Optional[np.ndarray] = None,
     workspace: Optional[dict] = None,
     describe=None,
+    workers: Optional[int] = None,
 ) -> np.ndarray:
     """Counts of one chunk, (cells, bins + 2) int64, additive over chunks.
 
@@ -483,10 +485,12 @@ def count(
     and it is returned: for small chunks this scatters only the chunk's elements instead of
     building a whole (cells, bins) array per chunk. `workspace` (any dict, kept across the
     chunks of a batch) holds reused work arrays. `describe(cell)` names a cell in errors.
+
+    The compiled kernel (qcalc.core._histc, when built and enabled) gives the same counts;
+    it reads float16 / bfloat16 values as they are and splits large chunks over up to
+    `workers` threads (default: `COUNT_WORKERS`). The numpy path below is the reference.
     """
     x = np.asarray(values)
-    if x.dtype != F32:
-        x = x.astype(F32)
     if x.ndim != 2 or x.shape[0] != binning.cells:
         raise ValueError(f"values must be (cells={binning.cells}, m), got {x.shape}")
     cells, nb = x.shape[0], binning.bins
@@ -495,12 +499,17 @@ def count(
         out.shape != (cells, width) or out.dtype != np.int64 or not out.flags.c_contiguous
     ):
         raise ValueError(f"out must be a C-contiguous int64 array of shape {(cells, width)}")
-    if binning.strict.any() and not np.isfinite(x[binning.strict]).all():
-        bad = int(np.flatnonzero(binning.strict & ~np.isfinite(x).all(axis=1))[0])
+    if binning.strict.any() and not np.isfinite(_f32(x[binning.strict])).all():
+        bad = int(np.flatnonzero(binning.strict & ~np.isfinite(_f32(x)).all(axis=1))[0])
         raise HistogramError(
             f"{(describe or _cell)(bad)}: holds a single finite value and NaN or inf; AIMET's "
             "torch.histc then derives a non-finite range and raises"
         )
+    compiled = kernel("histc")
+    if compiled is not None:
+        return _count_compiled(compiled, x, binning, out, workers)
+    if x.dtype != F32:
+        x = x.astype(F32)
     workspace = {} if workspace is None else workspace
     lo, hi = binning.lo[:, None], binning.hi[:, None]
     # Each row's min / max (NaN if it holds one) tell which masks can be skipped: usually
@@ -550,6 +559,55 @@ def count(
     result[:, nb] += below
     result[:, nb + 1] += above
     return result
+
+
+_KERNEL_KINDS = {"float32": 0, "float16": 1, "bfloat16": 2}  # the values _histc reads as is
+COUNT_WORKERS = min(4, os.cpu_count() or 1)  # threads of the compiled count, at most
+_THREADED_ELEMENTS = 1 << 18  # chunks from this size are split over threads
+
+
+def _count_compiled(compiled, x: np.ndarray, binning: Binning, out, workers) -> np.ndarray:
+    """`count` by qcalc.core._histc: (cells, m) values of any float dtype (float32, float16
+    and bfloat16 read as they are, others converted to float32 as the numpy path does),
+    rows or, for fewer rows than threads, runs of elements split over threads. Counts are
+    integers: any split adds up to the same."""
+    kind = _KERNEL_KINDS.get(x.dtype.name) if x.dtype.isnative else None
+    if kind is None:
+        x, kind = x.astype(F32), 0
+    x = np.ascontiguousarray(x)
+    data = x if kind == 0 else x.view(np.uint16)
+    cells, m = x.shape
+    result = binning.zeros() if out is None else out
+    per_cell = [
+        np.ascontiguousarray(a, dtype=F32)
+        for a in (binning.lo, binning.hi, binning.below, binning.above)
+    ]
+    nb = binning.bins
+
+    def run(target, rows, cols):
+        compiled.count(data, kind, m, *per_cell, target, nb, *rows, *cols)
+
+    workers = COUNT_WORKERS if workers is None else max(1, workers)
+    if workers == 1 or x.size < _THREADED_ELEMENTS:
+        run(result, (0, cells), (0, m))
+    elif cells >= workers:  # each thread counts its own rows, into their own counters
+        cuts = np.linspace(0, cells, workers + 1).astype(np.int64)
+        parts = [(int(a), int(b)) for a, b in zip(cuts[:-1], cuts[1:]) if b > a]
+        list(_pool().map(lambda rows: run(result, rows, (0, m)), parts))
+    else:  # few long rows: runs of elements, each counted into a private accumulator
+        cuts = np.linspace(0, m, workers + 1).astype(np.int64)
+        parts = [(int(a), int(b)) for a, b in zip(cuts[:-1], cuts[1:]) if b > a]
+        private = [binning.zeros() for _ in parts]
+        list(_pool().map(lambda job: run(job[0], (0, cells), job[1]), zip(private, parts)))
+        for part in private:
+            result += part
+    return result
+
+
+@functools.cache
+def _pool() -> ThreadPoolExecutor:
+    """The threads of the compiled count (created on first use, shared by every count)."""
+    return ThreadPoolExecutor(COUNT_WORKERS, thread_name_prefix="qcalc-histc")
 
 
 def _count_beyond(x: np.ndarray, row, threshold: np.ndarray, beyond) -> np.ndarray:
@@ -605,30 +663,153 @@ def _searchsorted_left(cum: np.ndarray, value: np.ndarray) -> np.ndarray:
     return start
 
 
+def _percentile_targets(total: np.ndarray, percentile: float):
+    """The cumulative counts AIMET searches for: (vmin, vmax), float32, from the float32
+    totals (NOTES.md section 8)."""
+    total = _f32(total)
+    with np.errstate(all="ignore"):
+        vmax = (total * np.float32(percentile)) / np.float32(100)
+        vmin = total * np.float32(1 - percentile / 100)
+    return vmin, vmax
+
+
+def percentile_bins(h: Histogram, percentile: float) -> tuple[np.ndarray, np.ndarray]:
+    """AIMET's percentile bins (imin, imax), int64 per cell: the indices of the edges it
+    takes, searched in the cumulative counts."""
+    if percentile == 100:
+        return np.zeros(h.cells, dtype=np.int64), np.full(h.cells, h.bins, dtype=np.int64)
+    cum = _cumulative_counts(h.counts)
+    vmin, vmax = _percentile_targets(cum[:, -1].astype(F32), percentile)
+    return _searchsorted_left(cum, vmin), _searchsorted_left(cum, vmax)
+
+
+@dataclass(frozen=True)
+class SettledBins:
+    """Percentile bins known without a histogram (`settled_percentile_bins`): `imin` / `imax`
+    (int64 per cell) hold in the cells where `settled` is true (elsewhere: 0)."""
+
+    settled: np.ndarray
+    imin: np.ndarray
+    imax: np.ndarray
+
+
+def _histc_bin(x: np.ndarray, lo: np.ndarray, hi: np.ndarray, bins: int) -> np.ndarray:
+    """The bin `count` gives a value x with lo <= x <= hi (per cell): int64 of
+    float32(float32(x - lo) * bins) / float32(hi - lo), where NaN, inf and |t| >= 2^63 give
+    INT64_MIN, clipped to [0, bins - 1]."""
+    with np.errstate(all="ignore"):
+        t = ((_f32(x) - lo) * np.float32(bins)) / (hi - lo)
+        t = np.where(np.abs(t) < np.float32(2.0**63), t, np.float32(0))  # NaN fails too
+    return np.clip(t.astype(np.int64), 0, bins - 1)
+
+
+def settled_percentile_bins(
+    binning: Binning,
+    values_min: np.ndarray,
+    values_max: np.ndarray,
+    elements: int,
+    percentile: float,
+) -> SettledBins:
+    """The cells of a histogram's only batch whose percentile bins follow from each cell's
+    min and max alone, and those bins: equal to ``percentile_bins(finish(binning, counts))``
+    there, without counting.
+
+    `binning` must plan a first batch (nothing carried; otherwise nothing is settled);
+    `values_min` / `values_max` (cells,) are the min / max of each cell's values as `count`
+    sees them (float32), NaN for a cell holding any NaN or inf; every cell holds `elements`
+    values. A cell is settled when
+
+    * its values are all finite, 1 <= elements < 2^24 (no saturation; every cumulative
+      count is an exact integer in float32) and hi > lo;
+    * every value is counted exactly once: ``below == lo`` or min >= max(lo, below) (no value
+      in a gap or counted twice at the bottom; float16 / bfloat16 thresholds can differ from
+      lo), ``above == hi`` or max <= min(hi, above) at the top. Then the histogram's total is
+      `elements`;
+    * the bin index is monotone over the cell's values inside [lo, hi]: the quotient of
+      min(max, hi) is finite (else an overflow sends a large value to bin 0). Then the first
+      non-empty bin is the min's (0 if it is below `below`), the last the max's (bins - 1 if
+      it is above `above`);
+    * the searched counts fall in those bins: with T = elements and (vmin, vmax) computed as
+      `percentile_range` does in float32, vmin <= 1 (imin = 0 if vmin <= 0, else the first
+      non-empty bin: cum < vmin only before it), and vmax > T - 1 (imax = the last non-empty
+      bin: cum reaches T only there; bins if vmax > T, as no cum reaches it) or vmax <= 0
+      (imax = 0); percentile 100 takes (0, bins) whatever the counts.
+
+    At the default 99.99% every cell of up to 10 000 values is settled (vmin < 1 and
+    T - vmax < 1).
+    """
+    cells, nb = binning.cells, binning.bins
+    none = np.zeros(cells, dtype=bool)
+    zeros = np.zeros(cells, dtype=np.int64)
+    if binning.carried is not None or not 1 <= elements < HISTC_SATURATION:
+        return SettledBins(none, zeros, zeros)
+    mn, mx = _f32(values_min).ravel(), _f32(values_max).ravel()
+    lo, hi, below, above = binning.lo, binning.hi, binning.below, binning.above
+    with np.errstate(all="ignore"):
+        settled = np.isfinite(mn) & np.isfinite(mx) & (hi > lo)
+        settled &= (below == lo) | ((mn >= lo) & (mn >= below))
+        settled &= (above == hi) | ((mx <= hi) & (mx <= above))
+        top = ((np.minimum(mx, hi) - lo) * np.float32(nb)) / (hi - lo)
+        settled &= np.isfinite(top)
+    first = np.where(mn < below, 0, np.where(mn > above, nb - 1, _histc_bin(mn, lo, hi, nb)))
+    last = np.where(mx > above, nb - 1, np.where(mx < below, 0, _histc_bin(mx, lo, hi, nb)))
+    if percentile == 100:
+        return SettledBins(settled, zeros, np.where(settled, nb, 0))
+    total = np.float32(elements)
+    vmin, vmax = (float(v[0]) for v in _percentile_targets(np.array([total]), percentile))
+    if vmin <= 0:
+        imin = zeros
+    elif vmin <= 1:
+        imin = first
+    else:
+        return SettledBins(none, zeros, zeros)
+    if vmax <= 0:
+        imax = zeros
+    elif vmax > total:
+        imax = np.full(cells, nb, dtype=np.int64)
+    elif vmax > total - 1:
+        imax = last
+    else:
+        return SettledBins(none, zeros, zeros)
+    return SettledBins(settled, np.where(settled, imin, 0), np.where(settled, imax, 0))
+
+
+def uncounted(binning: Binning) -> Histogram:
+    """The Histogram of a first batch left uncounted because `settled_percentile_bins`
+    settles every cell: ranges and flags as `finish` gives them, counts all zero (lazily
+    allocated: never touched)."""
+    counts = np.zeros((binning.cells, binning.bins), dtype=F32)
+    return Histogram(
+        counts, binning.min, binning.max, binning.left, binning.right, binning.dtype,
+        binning.started, binning.merged,
+    )  # fmt: skip
+
+
 def percentile_range(
-    h: Histogram, percentile: float, num_steps: int, symmetric: bool
+    h: Histogram,
+    percentile: float,
+    num_steps: int,
+    symmetric: bool,
+    settled: Optional[SettledBins] = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """AIMET's PercentileEncodingAnalyzer (NOTES.md section 8): raw float32 (rmin, rmax).
 
     The result is rounded to ``h.dtype`` (the input dtype after one batch; float32 after a
-    merge, as AIMET's merged stats are float32).
+    merge, as AIMET's merged stats are float32). `settled` (from `settled_percentile_bins`)
+    gives the bins of its settled cells; the others are searched in ``h.counts``.
     """
     if not 50 <= percentile <= 100:
         raise ValueError("Percentile value must be within 50-100 range")
     if num_steps <= 0:
         raise ValueError("The number of quantization bins cannot be less than or equal to 0.")
     n = num_steps
-    cum = _cumulative_counts(h.counts)
-    total = cum[:, -1].astype(F32)
-    with np.errstate(all="ignore"):
-        vmax = (total * np.float32(percentile)) / np.float32(100)
-        vmin = total * np.float32(1 - percentile / 100)
-    if percentile == 100:
-        imin = np.zeros(h.cells, dtype=np.int64)
-        imax = np.full(h.cells, h.bins, dtype=np.int64)
+    if settled is not None and settled.settled.all():
+        imin, imax = settled.imin, settled.imax
     else:
-        imin = _searchsorted_left(cum, vmin)
-        imax = _searchsorted_left(cum, vmax)
+        imin, imax = percentile_bins(h, percentile)
+        if settled is not None:
+            imin = np.where(settled.settled, settled.imin, imin)
+            imax = np.where(settled.settled, settled.imax, imax)
     lo, step = _bin_start_step(h.min, h.max, h.dtype, h.bins, h.merged)
     cmin = _edge(lo, step, imin.astype(F32))
     cmax = _edge(lo, step, imax.astype(F32))
