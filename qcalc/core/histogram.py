@@ -735,8 +735,8 @@ def settled_percentile_bins(
       bin: cum reaches T only there; bins if vmax > T, as no cum reaches it) or vmax <= 0
       (imax = 0); percentile 100 takes (0, bins) whatever the counts.
 
-    At the default 99.99% every cell of up to 10 000 values is settled (vmin < 1 and
-    T - vmax < 1).
+    At the default 99.99% every cell of up to 9 994 values is settled (float32 gives
+    vmin <= 1 and vmax > T - 1; at 9 995 vmax rounds to T - 1): the rows of LLM weights.
     """
     cells, nb = binning.cells, binning.bins
     none = np.zeros(cells, dtype=bool)
