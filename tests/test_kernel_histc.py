@@ -3,6 +3,7 @@ the percentile shortcut (histogram.settled_percentile_bins) against the full com
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 from unittest import mock
@@ -258,6 +259,32 @@ def test_settled_percentile_bins_equal_the_full_computation(
     _check_settled(x, _plan(x, bins), percentile, num_steps, symmetric)
 
 
+@needs_kernel
+@slow(200)
+@given(
+    cell_values(max_m=120),
+    st.one_of(st.sampled_from(PERCENTILES), st.floats(50, 100)),
+    st.sampled_from([1, 2, 5, 512, 2048]),
+    st.integers(1, 4),
+)
+def test_searched_percentile_bins_equal_the_counted_search(x, percentile, bins, workers):
+    """The compiled count-and-search of whole rows equals the search in the counted matrix
+    (every cell, settled or not: NaN, inf, float16 drops and double counts included)."""
+    binning = _plan(x, bins)
+    try:
+        hist = H.finish(binning, H.count(x, binning))
+    except HistogramError:
+        with kernels.use_compiled(True), pytest.raises(HistogramError):
+            H.searched_percentile_bins(x, binning, percentile)
+        return
+    with kernels.use_compiled(True), mock.patch.object(H, "_THREADED_ELEMENTS", 0):
+        imin, imax = H.searched_percentile_bins(x, binning, percentile, workers=workers)
+    expected = H.percentile_bins(hist, percentile)
+    assert np.array_equal(imin, expected[0]) and np.array_equal(imax, expected[1])
+    with kernels.use_compiled(False):
+        assert H.searched_percentile_bins(x, binning, percentile) is None
+
+
 @pytest.mark.parametrize("dtype", sorted(DTYPES))
 @pytest.mark.parametrize("m", [1, 2, 100, 2048, 5632, 9994])
 def test_llm_rows_are_settled_at_99_99(dtype, m):
@@ -338,11 +365,18 @@ def test_settled_percentile_bins_on_golden_cases(case):
 
 
 def _encoding(x, spec, chunk_bytes, compiled, shortcut):
+    """The encoding's numbers (or its error); without `shortcut`, every percentile is searched
+    in a counted (cells, bins) matrix."""
     nothing = lambda binning, *args: H.SettledBins(  # noqa: E731
         np.zeros(binning.cells, bool), *[np.zeros(binning.cells, np.int64)] * 2
     )
-    patch = mock.patch.object(H, "settled_percentile_bins", nothing)
-    with kernels.use_compiled(compiled), patch if not shortcut else mock.MagicMock():
+    patches = contextlib.ExitStack()
+    if not shortcut:
+        patches.enter_context(mock.patch.object(H, "settled_percentile_bins", nothing))
+        patches.enter_context(
+            mock.patch.object(H, "searched_percentile_bins", lambda *a, **k: None)
+        )
+    with kernels.use_compiled(compiled), patches:
         try:
             enc = encode_batches("t", [array_ref(x, "t")], spec, Progress(), chunk_bytes)
         except Exception as error:  # noqa: BLE001 - the same refusal every way
@@ -371,7 +405,7 @@ def test_encodings_equal_with_or_without_kernel_and_shortcut(
     )
     reference = _encoding(x, spec, 1 << 20, False, False)
     ways = [(False, True)]
-    if kernels.built("histc"):
+    if kernels.built("histc"):  # with the shortcut: counted and searched row by row
         ways += [(True, False), (True, True)]
     for compiled, shortcut in ways:
         assert _encoding(x, spec, chunk_bytes, compiled, shortcut) == reference

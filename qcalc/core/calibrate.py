@@ -205,7 +205,9 @@ def _histogram_range(batches, stream, spec: Spec, dtype, num_steps: int):
                 math.prod(batch.shape) // cells,
                 spec.percentile,
             )
-            if settled.settled.all():
+            if not settled.settled.all():  # count and search row by row (compiled)
+                settled = stream.percentile_bins(batch, binning, spec.percentile, describe)
+            if settled is not None:
                 hist = histogram.uncounted(binning)
                 continue
         hist = histogram.finish(binning, stream.counts(batch, binning, describe))
@@ -356,6 +358,45 @@ class _Stream:
         assert total is not None and clean is not None
         return total, clean
 
+    def _counted(self, chunk) -> np.ndarray:
+        """A chunk's values as histograms count them. count() takes any float dtype (the
+        compiled kernel reads float16 / bfloat16 as they are); float64 becomes float32 here
+        (beyond float32: ±inf, as in float32 models); under --nonfinite ignore NaN and inf
+        become NaN (counted nowhere)."""
+        values = np.asarray(chunk)
+        if values.dtype.name == "float64":  # either byte order
+            with np.errstate(over="ignore"):
+                values = values.astype(FLOAT32)
+        if self.spec.nonfinite == "ignore":
+            values = widen(values)
+            values = np.where(np.isfinite(values), values, np.float32(np.nan))
+        return values
+
+    def percentile_bins(self, ref: TensorRef, binning, percentile: float, describe=None):
+        """AIMET's percentile bins of a histogram's only batch, counted and searched chunk by
+        chunk by the compiled kernel when every chunk holds whole cells (rows): SettledBins
+        for every cell, with no (cells, bins) count matrix. None when that does not apply
+        (layout, no kernel; see histogram.searched_percentile_bins)."""
+        from qcalc.core import histogram
+
+        layout = self.layout
+        if not layout.rows_are_cells:
+            return None
+        imin = np.zeros(binning.cells, dtype=np.int64)
+        imax = np.zeros(binning.cells, dtype=np.int64)
+        start = 0
+        for chunk in ref.chunks(self.chunk_bytes, layout.row_multiple):
+            cells = layout.cells(self._counted(chunk))
+            part = slice(start, start + cells.shape[0])
+            named = None if describe is None else (lambda k, s=start: describe(s + k))
+            found = histogram.searched_percentile_bins(cells, binning.rows(part), percentile, named)
+            if found is None:  # the same for every chunk: this is the first
+                return None
+            imin[part], imax[part] = found
+            start += cells.shape[0]
+            self.progress.advance(chunk.nbytes)
+        return histogram.SettledBins(np.ones(binning.cells, dtype=bool), imin, imax)
+
     def counts(self, ref: TensorRef, binning, describe=None) -> np.ndarray:
         """Histogram counts of one batch, chunk by chunk (counts are additive); `describe`
         names a cell in errors (histogram.count)."""
@@ -366,17 +407,7 @@ class _Stream:
         start = 0
         workspace: dict = {}  # count's work arrays, reused chunk after chunk
         for chunk in ref.chunks(self.chunk_bytes, self.layout.row_multiple):
-            # count() takes any float dtype (the compiled kernel reads float16 / bfloat16 as
-            # they are); float64 becomes float32 here: beyond float32 it is ±inf, as in
-            # float32 models
-            values = np.asarray(chunk)
-            if values.dtype.name == "float64":  # either byte order
-                with np.errstate(over="ignore"):
-                    values = values.astype(FLOAT32)
-            if self.spec.nonfinite == "ignore":
-                values = widen(values)
-                values = np.where(np.isfinite(values), values, np.float32(np.nan))
-            cells = layout.cells(values)
+            cells = layout.cells(self._counted(chunk))
             if layout.rows_are_cells:  # this chunk's rows hold a contiguous run of cells
                 part = slice(start, start + cells.shape[0])
                 named = None if describe is None else (lambda k, s=start: describe(s + k))

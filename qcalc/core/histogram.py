@@ -499,12 +499,7 @@ def count(
         out.shape != (cells, width) or out.dtype != np.int64 or not out.flags.c_contiguous
     ):
         raise ValueError(f"out must be a C-contiguous int64 array of shape {(cells, width)}")
-    if binning.strict.any() and not np.isfinite(_f32(x[binning.strict])).all():
-        bad = int(np.flatnonzero(binning.strict & ~np.isfinite(_f32(x)).all(axis=1))[0])
-        raise HistogramError(
-            f"{(describe or _cell)(bad)}: holds a single finite value and NaN or inf; AIMET's "
-            "torch.histc then derives a non-finite range and raises"
-        )
+    _check_strict(x, binning, describe)
     compiled = kernel("histc")
     if compiled is not None:
         return _count_compiled(compiled, x, binning, out, workers)
@@ -561,9 +556,37 @@ def count(
     return result
 
 
+def _check_strict(x: np.ndarray, binning: Binning, describe) -> None:
+    """HistogramError where a strict cell (a range collapsed to one value) holds NaN or inf."""
+    if binning.strict.any() and not np.isfinite(_f32(x[binning.strict])).all():
+        bad = int(np.flatnonzero(binning.strict & ~np.isfinite(_f32(x)).all(axis=1))[0])
+        raise HistogramError(
+            f"{(describe or _cell)(bad)}: holds a single finite value and NaN or inf; AIMET's "
+            "torch.histc then derives a non-finite range and raises"
+        )
+
+
 _KERNEL_KINDS = {"float32": 0, "float16": 1, "bfloat16": 2}  # the values _histc reads as is
 COUNT_WORKERS = min(4, os.cpu_count() or 1)  # threads of the compiled count, at most
 _THREADED_ELEMENTS = 1 << 18  # chunks from this size are split over threads
+
+
+def _kernel_input(x: np.ndarray, binning: Binning):
+    """(values as the kernel reads them, their kind, the per-cell float32 arrays)."""
+    kind = _KERNEL_KINDS.get(x.dtype.name) if x.dtype.isnative else None
+    if kind is None:
+        x, kind = x.astype(F32), 0
+    x = np.ascontiguousarray(x)
+    per_cell = [
+        np.ascontiguousarray(a, dtype=F32)
+        for a in (binning.lo, binning.hi, binning.below, binning.above)
+    ]
+    return (x if kind == 0 else x.view(np.uint16)), kind, per_cell
+
+
+def _row_parts(cells: int, workers: int) -> list[tuple[int, int]]:
+    cuts = np.linspace(0, cells, workers + 1).astype(np.int64)
+    return [(int(a), int(b)) for a, b in zip(cuts[:-1], cuts[1:]) if b > a]
 
 
 def _count_compiled(compiled, x: np.ndarray, binning: Binning, out, workers) -> np.ndarray:
@@ -571,17 +594,9 @@ def _count_compiled(compiled, x: np.ndarray, binning: Binning, out, workers) -> 
     and bfloat16 read as they are, others converted to float32 as the numpy path does),
     rows or, for fewer rows than threads, runs of elements split over threads. Counts are
     integers: any split adds up to the same."""
-    kind = _KERNEL_KINDS.get(x.dtype.name) if x.dtype.isnative else None
-    if kind is None:
-        x, kind = x.astype(F32), 0
-    x = np.ascontiguousarray(x)
-    data = x if kind == 0 else x.view(np.uint16)
+    data, kind, per_cell = _kernel_input(x, binning)
     cells, m = x.shape
     result = binning.zeros() if out is None else out
-    per_cell = [
-        np.ascontiguousarray(a, dtype=F32)
-        for a in (binning.lo, binning.hi, binning.below, binning.above)
-    ]
     nb = binning.bins
 
     def run(target, rows, cols):
@@ -591,12 +606,9 @@ def _count_compiled(compiled, x: np.ndarray, binning: Binning, out, workers) -> 
     if workers == 1 or x.size < _THREADED_ELEMENTS:
         run(result, (0, cells), (0, m))
     elif cells >= workers:  # each thread counts its own rows, into their own counters
-        cuts = np.linspace(0, cells, workers + 1).astype(np.int64)
-        parts = [(int(a), int(b)) for a, b in zip(cuts[:-1], cuts[1:]) if b > a]
-        list(_pool().map(lambda rows: run(result, rows, (0, m)), parts))
+        list(_pool().map(lambda rows: run(result, rows, (0, m)), _row_parts(cells, workers)))
     else:  # few long rows: runs of elements, each counted into a private accumulator
-        cuts = np.linspace(0, m, workers + 1).astype(np.int64)
-        parts = [(int(a), int(b)) for a, b in zip(cuts[:-1], cuts[1:]) if b > a]
+        parts = _row_parts(m, workers)
         private = [binning.zeros() for _ in parts]
         list(_pool().map(lambda job: run(job[0], (0, cells), job[1]), zip(private, parts)))
         for part in private:
@@ -775,14 +787,54 @@ def settled_percentile_bins(
 
 
 def uncounted(binning: Binning) -> Histogram:
-    """The Histogram of a first batch left uncounted because `settled_percentile_bins`
-    settles every cell: ranges and flags as `finish` gives them, counts all zero (lazily
-    allocated: never touched)."""
+    """The Histogram of a first batch whose percentile bins are all known without a count
+    matrix (`settled_percentile_bins`, `searched_percentile_bins`): ranges and flags as
+    `finish` gives them, counts all zero (lazily allocated: never touched)."""
     counts = np.zeros((binning.cells, binning.bins), dtype=F32)
     return Histogram(
         counts, binning.min, binning.max, binning.left, binning.right, binning.dtype,
         binning.started, binning.merged,
     )  # fmt: skip
+
+
+def searched_percentile_bins(
+    values: np.ndarray,
+    binning: Binning,
+    percentile: float,
+    describe=None,
+    workers: Optional[int] = None,
+) -> Optional[tuple[np.ndarray, np.ndarray]]:
+    """``percentile_bins(finish(binning, count(values, binning)))`` where each row of
+    `values` is a whole cell of a histogram's only batch (`binning` carries nothing),
+    computed row by row by the compiled kernel without a (cells, bins) count matrix: (imin,
+    imax), int64 per row. None when the kernel is off or does not apply (a merge, rows of
+    2^23 values or more); raises as `count` does."""
+    compiled = kernel("histc")
+    x = np.asarray(values)
+    if x.ndim != 2 or x.shape[0] != binning.cells:
+        raise ValueError(f"values must be (cells={binning.cells}, m), got {x.shape}")
+    if compiled is None or binning.carried is not None or x.shape[1] >= 2**23:
+        return None
+    _check_strict(x, binning, describe)
+    data, kind, per_cell = _kernel_input(x, binning)
+    cells, m = x.shape
+    imin = np.zeros(cells, dtype=np.int64)
+    imax = np.zeros(cells, dtype=np.int64)
+    pmin, pmax = float(np.float32(1 - percentile / 100)), float(np.float32(percentile))
+
+    def run(rows):
+        compiled.percentile_bins(
+            data, kind, m, *per_cell, binning.bins, pmin, pmax, imin, imax, *rows
+        )
+
+    workers = COUNT_WORKERS if workers is None else max(1, workers)
+    if workers == 1 or x.size < _THREADED_ELEMENTS or cells < 2:
+        run((0, cells))
+    else:
+        list(_pool().map(run, _row_parts(cells, min(workers, cells))))
+    if percentile == 100:
+        imin[:], imax[:] = 0, binning.bins
+    return imin, imax
 
 
 def percentile_range(

@@ -16,7 +16,12 @@
    infinity or a value >= 2^63 is INT64_MIN on x86-64 (cvttss2si), so bin 0. NaN fails every
    comparison and is not counted anywhere.
 
-   The thin Python wrapper (histogram._count_compiled) validates dtypes, shapes and
+   percentile_bins(x, kind, m, lo, hi, below, above, bins, pmin, pmax, imin, imax, row0, row1)
+
+   For rows that are whole cells of a histogram's only batch: each row counted as above and
+   AIMET's percentile bins searched in it (see search_rows), without a (cells, bins) matrix.
+
+   The thin Python wrappers (histogram._count_compiled, histogram.searched_percentile_bins) validates dtypes, shapes and
    contiguity; this module checks only that the buffers are large enough for the arguments.
    The GIL is released while counting. */
 
@@ -127,6 +132,46 @@ CLONES static void count_rows(
     }
 }
 
+/* Rows [row0, row1), each a whole cell of a histogram's only batch with fewer than 2^23
+   values: counted into a private row of counters, then AIMET's percentile search on the
+   finished float32 histogram (below added to bin 0, above to the last bin; every count and
+   cumulative count an exact integer below 2^24, so float32 equals the integers here):
+   vmin = T * pmin, vmax = float32(T * pmax) / 100 in float32, and each index is the first
+   bin whose cumulative count is >= the target (bins when none is). */
+CLONES static void search_rows(
+    const char *x, int kind, int64_t m, const float *lo, const float *hi, const float *below,
+    const float *above, int64_t bins, float pmin, float pmax, int64_t *imin, int64_t *imax,
+    int64_t *row, int64_t row0, int64_t row1)
+{
+    const int64_t itemsize = kind == 0 ? 4 : 2;
+    for (int64_t r = row0; r < row1; r++) {
+        const char *data = x + r * m * itemsize;
+        memset(row, 0, (size_t)(bins + 2) * sizeof *row);
+        if (kind == 0)
+            count_row(data, 0, m, lo[r], hi[r], below[r], above[r], bins, row);
+        else if (kind == 1)
+            count_row(data, 1, m, lo[r], hi[r], below[r], above[r], bins, row);
+        else
+            count_row(data, 2, m, lo[r], hi[r], below[r], above[r], bins, row);
+        row[0] += row[bins];
+        row[bins - 1] += row[bins + 1];
+        int64_t total = 0;
+        for (int64_t j = 0; j < bins; j++)
+            total += row[j];
+        const float t = (float)total;
+        const float vmin = t * pmin;
+        const float vmax = (t * pmax) / 100.0f;
+        int64_t cum = 0, j = 0;
+        for (; j < bins && !((float)(cum + row[j]) >= vmin); j++)
+            cum += row[j];
+        imin[r] = j;
+        cum = 0;
+        for (j = 0; j < bins && !((float)(cum + row[j]) >= vmax); j++)
+            cum += row[j];
+        imax[r] = j;
+    }
+}
+
 static int too_small(const Py_buffer *view, int64_t items, int64_t itemsize, const char *name)
 {
     if (items < 0 || view->len < items * itemsize) {
@@ -173,10 +218,60 @@ done:
     return result;
 }
 
+static PyObject *percentile_bins(PyObject *self, PyObject *args)
+{
+    (void)self;
+    Py_buffer x, lo, hi, below, above, imin, imax;
+    int kind;
+    long long m, bins, row0, row1;
+    double pmin, pmax;
+    if (!PyArg_ParseTuple(args, "y*iLy*y*y*y*Lddw*w*LL", &x, &kind, &m, &lo, &hi, &below,
+                          &above, &bins, &pmin, &pmax, &imin, &imax, &row0, &row1))
+        return NULL;
+    PyObject *result = NULL;
+    int64_t *row = NULL;
+    const int64_t itemsize = kind == 0 ? 4 : 2;
+    if (kind < 0 || kind > 2 || bins < 1 || bins > (1 << 24) || m < 0 || m >= (1 << 23) ||
+        row0 < 0 || row1 < row0) {
+        PyErr_SetString(PyExc_ValueError, "_histc.percentile_bins: invalid arguments");
+        goto done;
+    }
+    if (too_small(&x, row1 * m, itemsize, "x") || too_small(&lo, row1, 4, "lo") ||
+        too_small(&hi, row1, 4, "hi") || too_small(&below, row1, 4, "below") ||
+        too_small(&above, row1, 4, "above") || too_small(&imin, row1, 8, "imin") ||
+        too_small(&imax, row1, 8, "imax"))
+        goto done;
+    row = PyMem_RawMalloc((size_t)(bins + 2) * sizeof *row);
+    if (row == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    search_rows((const char *)x.buf, kind, m, (const float *)lo.buf, (const float *)hi.buf,
+                (const float *)below.buf, (const float *)above.buf, bins, (float)pmin,
+                (float)pmax, (int64_t *)imin.buf, (int64_t *)imax.buf, row, row0, row1);
+    Py_END_ALLOW_THREADS
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    PyMem_RawFree(row);
+    PyBuffer_Release(&x);
+    PyBuffer_Release(&lo);
+    PyBuffer_Release(&hi);
+    PyBuffer_Release(&below);
+    PyBuffer_Release(&above);
+    PyBuffer_Release(&imin);
+    PyBuffer_Release(&imax);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"count", count, METH_VARARGS,
      "count(x, kind, m, lo, hi, below, above, out, bins, row0, row1, col0, col1): "
      "histogram.count's counts of rows [row0, row1), elements [col0, col1), added to out"},
+    {"percentile_bins", percentile_bins, METH_VARARGS,
+     "percentile_bins(x, kind, m, lo, hi, below, above, bins, pmin, pmax, imin, imax, row0, "
+     "row1): each row counted and searched: AIMET's percentile bins into imin, imax"},
     {NULL, NULL, 0, NULL},
 };
 
