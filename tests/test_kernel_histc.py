@@ -409,3 +409,23 @@ def test_encodings_equal_with_or_without_kernel_and_shortcut(
         ways += [(True, False), (True, True)]
     for compiled, shortcut in ways:
         assert _encoding(x, spec, chunk_bytes, compiled, shortcut) == reference
+
+
+@pytest.mark.parametrize("percentile", [99.99, 99.0])
+def test_progress_counts_every_byte_once(percentile):
+    """Settled, searched or counted: the progress hears of the tensor's bytes once."""
+
+    class Recorder(Progress):
+        def __init__(self):
+            self.seen = 0
+
+        def advance(self, nbytes):
+            self.seen += nbytes
+
+    x = np.random.default_rng(0).standard_normal((64, 300)).astype(F32)
+    for compiled in (True, False):
+        progress = Recorder()
+        spec = Spec(analyzer="percentile", percentile=percentile, per_channel=True)
+        with kernels.use_compiled(compiled):
+            encode_batches("t", [array_ref(x, "t")], spec, progress, 4096)
+        assert progress.seen == x.nbytes

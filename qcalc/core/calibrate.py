@@ -205,7 +205,9 @@ def _histogram_range(batches, stream, spec: Spec, dtype, num_steps: int):
                 math.prod(batch.shape) // cells,
                 spec.percentile,
             )
-            if not settled.settled.all():  # count and search row by row (compiled)
+            if settled.settled.all():
+                stream.progress.advance(batch.nbytes)  # the counting pass it saves
+            else:  # count and search row by row (compiled)
                 settled = stream.percentile_bins(batch, binning, spec.percentile, describe)
             if settled is not None:
                 hist = histogram.uncounted(binning)
