@@ -1,39 +1,50 @@
-"""Cost of the histogram analyzers and of per-block encodings, relative to min-max.
+"""Cost of the histogram analyzers and of per-block encodings, relative to min-max, and the
+peak memory of each.
 
     python bench/bench_analyzers.py [--path bench/out/ckpt.safetensors] [--repeat 2]
         [--only minmax,per-block,percentile,sqnr,tf-enhanced] [--block-size 128] [--per-tensor]
+        [--jobs N]
 
-Runs `qcalc.ops.encode.compute_encodings` in this one process on the same checkpoint (the synthetic
-bf16 LLM checkpoint of make_checkpoint.py; written by bench_encode.py --keep), per channel
-along axis 0, symmetric 8-bit, with each analyzer, plus per-block min-max (blocks of
---block-size along the last axis), and prints each run's best time and its ratio to the
-per-channel min-max run. The page cache is warmed first, so these are compute costs; rounds
-alternate between the runs.
-Targets (issue 4): percentile <= 3x, sqnr <= 6x, per-block <= 1.5x min-max.
+Runs `qcalc encode PATH --symmetric --per-channel [--analyzer A] -f json` as a fresh process
+per run (the installed CLI; output to /dev/null) on the same checkpoint (the synthetic bf16
+LLM checkpoint of make_checkpoint.py; written by bench_encode.py --keep), plus per-block
+min-max (blocks of --block-size along the last axis), and prints each run's best wall time,
+its ratio to the per-channel min-max run and the largest peak RSS of its runs (the child's
+ru_maxrss). The page cache is warmed first, so these are compute costs; rounds alternate
+between the runs. `--jobs` is passed on (default: qcalc's, every core).
+Targets (issue 13): percentile <= 3x, sqnr <= 6x, tf-enhanced <= 6x min-max (issue 4:
+per-block <= 1.5x); peak RSS <= 200 MB for every run.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
-
-from qcalc import Spec, compute_encodings  # noqa: E402
-
-TARGETS = {"per-block": 1.5, "percentile": 3.0, "sqnr": 6.0}
+TARGETS = {"per-block": 1.5, "percentile": 3.0, "sqnr": 6.0, "tf-enhanced": 6.0}
+RSS_TARGET_MB = 200
 
 
-def run(path: Path, spec: Spec, repeat: int) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        compute_encodings([path], spec)
-        best = min(best, time.perf_counter() - start)
-    return best
+def qcalc_command() -> list[str]:
+    script = Path(sys.executable).with_name("qcalc")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "qcalc"]
+
+
+def run(command: list[str]) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MB) of one fresh process."""
+    started = time.perf_counter()
+    with open(os.devnull, "w") as sink:
+        process = subprocess.Popen(command, stdout=sink)
+        _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - started
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"failed: {' '.join(command)}")
+    return seconds, usage.ru_maxrss / 1024  # kB on Linux
 
 
 def main() -> None:
@@ -42,6 +53,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--block-size", type=int, default=128)
     parser.add_argument("--only", default="minmax,per-block,percentile,sqnr,tf-enhanced")
+    parser.add_argument("--jobs", type=int, help="passed to qcalc as --jobs")
     parser.add_argument(
         "--per-tensor",
         action="store_true",
@@ -54,29 +66,30 @@ def main() -> None:
         while f.read(64 << 20):
             pass
     size_gb = args.path.stat().st_size / 1e9
-    per_channel = not args.per_tensor
-    base = Spec(symmetric=True, per_channel=per_channel)
+    base = [*qcalc_command(), "encode", str(args.path), "--symmetric", "-f", "json"]
+    if not args.per_tensor:
+        base.append("--per-channel")
+    if args.jobs is not None:
+        base += ["--jobs", str(args.jobs)]
     runs = {
         "minmax": base,
-        "per-block": Spec(symmetric=True, block_size=args.block_size, block_axis=-1),
-        "percentile": Spec(symmetric=True, per_channel=per_channel, analyzer="percentile"),
-        "sqnr": Spec(symmetric=True, per_channel=per_channel, analyzer="sqnr"),
-        "tf-enhanced": Spec(symmetric=True, per_channel=per_channel, analyzer="tf-enhanced"),
+        "per-block": [*base[:5], "-f", "json", "--block-size", str(args.block_size)]
+        + (["--jobs", str(args.jobs)] if args.jobs is not None else []),
+        "percentile": [*base, "--analyzer", "percentile"],
+        "sqnr": [*base, "--analyzer", "sqnr"],
+        "tf-enhanced": [*base, "--analyzer", "tf-enhanced"],
     }
     wanted = ["minmax"] + [n for n in args.only.split(",") if n != "minmax"]
-    print(f"{args.path} ({size_gb:.3f} GB), best of {args.repeat}:")
-    # Rounds alternate between the runs, so that a busy moment on the machine does not land on
-    # one of them only; sqnr and tf-enhanced (minutes each) run in the first round only.
+    print(f"{args.path} ({size_gb:.3f} GB), fresh processes, best of {args.repeat}:")
     best = {name: float("inf") for name in wanted}
-    for round_ in range(args.repeat):
+    peak = {name: 0.0 for name in wanted}
+    for _ in range(args.repeat):  # rounds alternate between the runs
         for name in wanted:
-            if round_ and name in ("sqnr", "tf-enhanced"):
-                continue
-            best[name] = min(best[name], run(args.path, runs[name], 1))
+            seconds, rss = run(runs[name])
+            best[name], peak[name] = min(best[name], seconds), max(peak[name], rss)
     reference = best["minmax"]
     for name in wanted:
-        seconds = best[name]
-        ratio = seconds / reference
+        ratio = best[name] / reference
         target = TARGETS.get(name)
         verdict = (
             ""
@@ -84,7 +97,9 @@ def main() -> None:
             else f" (target <= {target}: {'OK' if ratio <= target else 'missed'})"
         )
         print(
-            f"  {name:12s} {seconds:8.2f} s  {size_gb / seconds:6.2f} GB/s  x{ratio:.2f}{verdict}"
+            f"  {name:12s} {best[name]:8.2f} s  {size_gb / best[name]:6.2f} GB/s  x{ratio:.2f}"
+            f"{verdict}  peak RSS {peak[name]:.0f} MB"
+            + ("" if peak[name] <= RSS_TARGET_MB else f" (over {RSS_TARGET_MB} MB)")
         )
 
 

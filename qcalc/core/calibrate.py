@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import os
 import threading
 from typing import Optional
@@ -175,9 +176,12 @@ def _histogram_range(batches, stream, spec: Spec, dtype, num_steps: int):
         dtype = FLOAT32
     ignore = spec.nonfinite == "ignore"
     hist = None
+    settled = None
+    # one batch: the percentile bins of most cells follow from their min / max, no counting
+    shortcut = spec.analyzer == "percentile" and len(batches) == 1
     for batch in batches:
         where = batch.where
-        finite = stream.minmax(batch, finite_only=True)
+        finite, all_finite = stream.finite_range(batch)
         cells = finite.min.size
         batch_min, batch_max = finite.min.reshape(cells), finite.max.reshape(cells)
         if wide:  # float64 arithmetic: finite values beyond float32 overflow the histogram
@@ -194,10 +198,28 @@ def _histogram_range(batches, stream, spec: Spec, dtype, num_steps: int):
         )
         if ignore:  # no NaN / inf is counted: histc's collapsed-range failure cannot happen
             binning = dataclasses.replace(binning, strict=np.zeros_like(binning.strict))
+        if shortcut:
+            clean = all_finite.reshape(cells)
+            settled = histogram.settled_percentile_bins(
+                binning,
+                np.where(clean, binning.min, np.float32(np.nan)),  # the finite min / max,
+                np.where(clean, binning.max, np.float32(np.nan)),  # as float32 counts them
+                math.prod(batch.shape) // cells,
+                spec.percentile,
+            )
+            if settled.settled.all():
+                stream.progress.advance(batch.nbytes)  # the counting pass it saves
+            else:  # count and search row by row (compiled)
+                settled = stream.percentile_bins(batch, binning, spec.percentile, describe)
+            if settled is not None:
+                hist = histogram.uncounted(binning)
+                continue
         hist = histogram.finish(binning, stream.counts(batch, binning, describe))
     shape = layout.encoding_shape
     if spec.analyzer == "percentile":
-        rmin, rmax = histogram.percentile_range(hist, spec.percentile, num_steps, spec.symmetric)
+        rmin, rmax = histogram.percentile_range(
+            hist, spec.percentile, num_steps, spec.symmetric, settled
+        )
     else:
         rmin, rmax = histogram.sqnr_range(hist, num_steps, spec.symmetric)
     observed = MinMax(hist.min.reshape(shape), hist.max.reshape(shape))
@@ -278,20 +300,32 @@ class _Stream:
         --nonfinite, or always left out with `finite_only` (a histogram's range). With
         `float32_inf`, float64 values beyond float32 are ±inf (dtypes.float32_view). Chunks
         are reduced on the run's threads and merged in order (qcalc.core.parallel)."""
+        return self._minmax(ref, finite_only)[0]
+
+    def finite_range(self, ref: TensorRef) -> tuple[MinMax, np.ndarray]:
+        """`minmax(ref, finite_only=True)` and, per cell (same shape), whether every value
+        of the cell was finite (then that range is the range of all its values)."""
+        return self._minmax(ref, True)
+
+    def _minmax(self, ref: TensorRef, finite_only: bool) -> tuple[MinMax, np.ndarray]:
         layout = self.layout
         parts: list[MinMax] = []
         total: Optional[MinMax] = None
+        clean_parts: list[np.ndarray] = []  # per chunk: the cells whose values are all finite
+        clean: Optional[np.ndarray] = None
         nonfinite = NonFiniteCount()
         beyond = 0
         reduce = functools.partial(self._reduce_chunk, dtype=ref.dtype, finite_only=finite_only)
-        for stats, count, changed, nbytes in parallel.ordered(
+        for stats, all_finite, count, changed, nbytes in parallel.ordered(
             reduce, ref.chunks(self.chunk_bytes, layout.row_multiple)
         ):
             nonfinite, beyond = nonfinite + count, beyond + changed
             if layout.rows_are_cells:
                 parts.append(stats)
+                clean_parts.append(all_finite)
             else:
                 total = stats if total is None else total.merge(stats)
+                clean = all_finite if clean is None else clean & all_finite
             if not finite_only:
                 self.progress.advance(nbytes)
         if nonfinite.total:
@@ -309,13 +343,13 @@ class _Stream:
         if layout.rows_are_cells:
             return MinMax(
                 np.concatenate([p.min for p in parts]), np.concatenate([p.max for p in parts])
-            )
-        assert total is not None
-        return total
+            ), np.concatenate(clean_parts)
+        assert total is not None and clean is not None
+        return total, clean
 
     def _reduce_chunk(self, chunk, dtype, finite_only: bool):
-        """One chunk's (MinMax, NonFiniteCount counted under --nonfinite error, values beyond
-        float32 made ±inf, source bytes)."""
+        """One chunk's (MinMax, which cells were all finite, NonFiniteCount counted under
+        --nonfinite error, values beyond float32 made ±inf, source bytes)."""
         layout = self.layout
         chunk = np.asarray(chunk)
         values = None
@@ -329,41 +363,82 @@ class _Stream:
             if changed:
                 beyond = changed
                 stats = reduce_minmax(*layout.cell_view(values))
+        all_finite = np.ones(stats.min.shape, dtype=bool)
         if not is_all_finite(stats):
+            all_finite = np.isfinite(stats.min) & np.isfinite(stats.max)
             values = widen(chunk, dtype) if values is None else values
             finite, count = finite_minmax(*layout.cell_view(values), stats)
             if self.spec.nonfinite == "error":
                 nonfinite = count
             elif finite_only or self.spec.nonfinite == "ignore":
                 stats = finite
-        return stats, nonfinite, beyond, chunk.nbytes
+        return stats, all_finite, nonfinite, beyond, chunk.nbytes
+
+    def _counted(self, chunk, dtype) -> np.ndarray:
+        """A chunk's values as histograms count them (with the tensor's `dtype`: count()
+        reads float16 / bfloat16 as they are, compiled). float64 becomes float32 here (beyond
+        float32: ±inf, as in float32 models); under --nonfinite ignore NaN and inf become NaN
+        (counted nowhere)."""
+        values = np.asarray(chunk)
+        if values.dtype.name == "float64":  # either byte order
+            with np.errstate(over="ignore"):
+                values = values.astype(FLOAT32)
+        if self.spec.nonfinite == "ignore":
+            values = widen(values, dtype)
+            values = np.where(np.isfinite(values), values, np.float32(np.nan))
+        return values
+
+    def percentile_bins(self, ref: TensorRef, binning, percentile: float, describe=None):
+        """AIMET's percentile bins of a histogram's only batch, counted and searched chunk by
+        chunk (on the run's threads) by the compiled kernel when every chunk holds whole
+        cells (rows): SettledBins for every cell, with no (cells, bins) count matrix. None
+        when that does not apply (layout, no kernel; see histogram.searched_percentile_bins)."""
+        from qcalc.core import histogram
+
+        layout = self.layout
+        row_length = math.prod(ref.shape) // max(binning.cells, 1)
+        if not layout.rows_are_cells or not histogram.searches_percentiles(binning, row_length):
+            return None
+        imin = np.zeros(binning.cells, dtype=np.int64)
+        imax = np.zeros(binning.cells, dtype=np.int64)
+
+        def search(item):
+            start, chunk = item
+            cells = layout.cells(self._counted(chunk, ref.dtype))
+            part = slice(start, start + cells.shape[0])
+            named = None if describe is None else (lambda k: describe(start + k))
+            imin[part], imax[part] = histogram.searched_percentile_bins(
+                cells, binning.rows(part), percentile, named, dtype=ref.dtype
+            )
+            return chunk.nbytes
+
+        for nbytes in parallel.ordered(search, self._numbered(ref)):
+            self.progress.advance(nbytes)
+        return histogram.SettledBins(np.ones(binning.cells, dtype=bool), imin, imax)
 
     def counts(self, ref: TensorRef, binning, describe=None) -> np.ndarray:
         """Histogram counts of one batch, chunk by chunk on the run's threads (counts are
         additive: chunks of whole cells fill their own rows, other chunks' counts are summed
         in order); `describe` names a cell in errors (histogram.count)."""
+        from qcalc.core import histogram
+
         layout = self.layout
         total = binning.zeros()
         local = threading.local()  # each thread's work arrays, reused chunk after chunk
 
         def count_chunk(item):
             start, chunk = item
-            from qcalc.core import histogram
-
-            values = widen(np.asarray(chunk), ref.dtype)
-            if values.dtype == FLOAT64:  # histograms are float32 (count() casts anyway)
-                with np.errstate(over="ignore"):  # beyond float32: ±inf, as in float32 models
-                    values = values.astype(FLOAT32)
-            if self.spec.nonfinite == "ignore":
-                values = np.where(np.isfinite(values), values, np.float32(np.nan))
-            cells = layout.cells(values)
+            cells = layout.cells(self._counted(chunk, ref.dtype))
             workspace = local.__dict__.setdefault("workspace", {})
             if layout.rows_are_cells:  # this chunk's rows hold a contiguous run of cells
                 part = slice(start, start + cells.shape[0])
                 named = None if describe is None else (lambda k: describe(start + k))
-                histogram.count(cells, binning.rows(part), total[part], workspace, named)
+                histogram.count(
+                    cells, binning.rows(part), total[part], workspace, named, dtype=ref.dtype
+                )
                 return None, chunk.nbytes
-            return histogram.count(cells, binning, None, workspace, describe), chunk.nbytes
+            counted = histogram.count(cells, binning, None, workspace, describe, dtype=ref.dtype)
+            return counted, chunk.nbytes
 
         for counted, nbytes in parallel.ordered(count_chunk, self._numbered(ref)):
             if counted is not None:

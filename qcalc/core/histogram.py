@@ -53,8 +53,9 @@ import numpy as np
 
 from qcalc.core import kernels, parallel
 from qcalc.core.dtypes import FLOAT32 as F32
-from qcalc.core.dtypes import StoredFloat, round_to_bfloat16
+from qcalc.core.dtypes import StoredFloat, round_to_bfloat16, widen
 from qcalc.core.grid import minimum_scale
+from qcalc.core.kernels import kernel
 from qcalc.core.stats import reduce_minmax
 from qcalc.core.workspace import work_array
 from qcalc.errors import HistogramError
@@ -473,6 +474,8 @@ def count(
     out: Optional[np.ndarray] = None,
     workspace: Optional[dict] = None,
     describe=None,
+    workers: Optional[int] = None,
+    dtype=None,
 ) -> np.ndarray:
     """Counts of one chunk, (cells, bins + 2) int64, additive over chunks.
 
@@ -486,10 +489,14 @@ def count(
     and it is returned: for small chunks this scatters only the chunk's elements instead of
     building a whole (cells, bins) array per chunk. `workspace` (any dict, kept across the
     chunks of a batch) holds reused work arrays. `describe(cell)` names a cell in errors.
+
+    `dtype` is the tensor's (a StoredFloat's values come as bit patterns), else `values`'.
+    The compiled kernel (qcalc.core._histc, when built and enabled) gives the same counts;
+    it reads float16 / bfloat16 values as they are, on one thread (callers spread chunks over
+    the run's threads) or, for tests, over `workers` threads. The numpy path below is the
+    reference.
     """
     x = np.asarray(values)
-    if x.dtype != F32:
-        x = x.astype(F32)
     if x.ndim != 2 or x.shape[0] != binning.cells:
         raise ValueError(f"values must be (cells={binning.cells}, m), got {x.shape}")
     cells, nb = x.shape[0], binning.bins
@@ -498,12 +505,11 @@ def count(
         out.shape != (cells, width) or out.dtype != np.int64 or not out.flags.c_contiguous
     ):
         raise ValueError(f"out must be a C-contiguous int64 array of shape {(cells, width)}")
-    if binning.strict.any() and not np.isfinite(x[binning.strict]).all():
-        bad = int(np.flatnonzero(binning.strict & ~np.isfinite(x).all(axis=1))[0])
-        raise HistogramError(
-            f"{(describe or _cell)(bad)}: holds a single finite value and NaN or inf; AIMET's "
-            "torch.histc then derives a non-finite range and raises"
-        )
+    _check_strict(x, binning, describe, dtype)
+    compiled = kernel("histc")
+    if compiled is not None:
+        return _count_compiled(compiled, x, binning, out, workers, dtype)
+    x = _f32(widen(x, dtype))
     workspace = {} if workspace is None else workspace
     lo, hi = binning.lo[:, None], binning.hi[:, None]
     # Each row's min / max (NaN if it holds one) tell which masks can be skipped: usually
@@ -553,6 +559,77 @@ def count(
     result[:, nb] += below
     result[:, nb + 1] += above
     return result
+
+
+def _check_strict(x: np.ndarray, binning: Binning, describe, dtype=None) -> None:
+    """HistogramError where a strict cell (a range collapsed to one value) holds NaN or inf."""
+    if not binning.strict.any():
+        return
+    x = _f32(widen(x, dtype))
+    if not np.isfinite(x[binning.strict]).all():
+        bad = int(np.flatnonzero(binning.strict & ~np.isfinite(x).all(axis=1))[0])
+        raise HistogramError(
+            f"{(describe or _cell)(bad)}: holds a single finite value and NaN or inf; AIMET's "
+            "torch.histc then derives a non-finite range and raises"
+        )
+
+
+_KERNEL_KINDS = {"float32": 0, "float16": 1, "bfloat16": 2}  # the values _histc reads as is
+_THREADED_ELEMENTS = 1 << 18  # with `workers`, chunks from this size are split over threads
+
+
+def _kernel_input(x: np.ndarray, binning: Binning, dtype=None):
+    """(values as the kernel reads them, their kind, the per-cell float32 arrays)."""
+    stored = dtype is not None and x.dtype.kind == "u"  # a StoredFloat's bit patterns
+    name = dtype.name if stored else x.dtype.name
+    kind = _KERNEL_KINDS.get(name) if x.dtype.isnative else None
+    if kind is None:  # float64, float8, other byte orders: float32 values
+        x, kind = _f32(widen(x, dtype)), 0
+    x = np.ascontiguousarray(x)
+    per_cell = [
+        np.ascontiguousarray(a, dtype=F32)
+        for a in (binning.lo, binning.hi, binning.below, binning.above)
+    ]
+    return (x if kind == 0 else x.view(np.uint16)), kind, per_cell
+
+
+def _row_parts(cells: int, workers: int) -> list[tuple[int, int]]:
+    cuts = np.linspace(0, cells, workers + 1).astype(np.int64)
+    return [(int(a), int(b)) for a, b in zip(cuts[:-1], cuts[1:]) if b > a]
+
+
+def _count_compiled(compiled, x, binning: Binning, out, workers, dtype=None) -> np.ndarray:
+    """`count` by qcalc.core._histc: (cells, m) values of any float dtype (float32, float16
+    and bfloat16 read as they are, others converted to float32 as the numpy path does). With
+    `workers`, rows or, for fewer rows than threads, runs of elements are split over that many
+    threads. Counts are integers: any split adds up to the same."""
+    data, kind, per_cell = _kernel_input(x, binning, dtype)
+    cells, m = x.shape
+    result = binning.zeros() if out is None else out
+    nb = binning.bins
+
+    def run(target, rows, cols):
+        compiled.count(data, kind, m, *per_cell, target, nb, *rows, *cols)
+
+    if workers is None or workers == 1 or x.size < _THREADED_ELEMENTS:
+        run(result, (0, cells), (0, m))
+    elif cells >= workers:  # each thread counts its own rows, into their own counters
+        _on_threads(lambda rows: run(result, rows, (0, m)), _row_parts(cells, workers))
+    else:  # few long rows: runs of elements, each counted into a private accumulator
+        parts = _row_parts(m, workers)
+        private = [binning.zeros() for _ in parts]
+        _on_threads(lambda job: run(job[0], (0, cells), job[1]), list(zip(private, parts)))
+        for part in private:
+            result += part
+    return result
+
+
+def _on_threads(job, parts: list) -> None:
+    """`job` over `parts`, one thread each (tests: results must not depend on the split)."""
+    if not parts:
+        return
+    with ThreadPoolExecutor(len(parts)) as pool:
+        list(pool.map(job, parts))
 
 
 def _count_beyond(x: np.ndarray, row, threshold: np.ndarray, beyond) -> np.ndarray:
@@ -608,30 +685,203 @@ def _searchsorted_left(cum: np.ndarray, value: np.ndarray) -> np.ndarray:
     return start
 
 
+def _percentile_targets(total: np.ndarray, percentile: float):
+    """The cumulative counts AIMET searches for: (vmin, vmax), float32, from the float32
+    totals (NOTES.md section 8)."""
+    total = _f32(total)
+    with np.errstate(all="ignore"):
+        vmax = (total * np.float32(percentile)) / np.float32(100)
+        vmin = total * np.float32(1 - percentile / 100)
+    return vmin, vmax
+
+
+def percentile_bins(h: Histogram, percentile: float) -> tuple[np.ndarray, np.ndarray]:
+    """AIMET's percentile bins (imin, imax), int64 per cell: the indices of the edges it
+    takes, searched in the cumulative counts."""
+    if percentile == 100:
+        return np.zeros(h.cells, dtype=np.int64), np.full(h.cells, h.bins, dtype=np.int64)
+    cum = _cumulative_counts(h.counts)
+    vmin, vmax = _percentile_targets(cum[:, -1].astype(F32), percentile)
+    return _searchsorted_left(cum, vmin), _searchsorted_left(cum, vmax)
+
+
+@dataclass(frozen=True)
+class SettledBins:
+    """Percentile bins known without a histogram (`settled_percentile_bins`): `imin` / `imax`
+    (int64 per cell) hold in the cells where `settled` is true (elsewhere: 0)."""
+
+    settled: np.ndarray
+    imin: np.ndarray
+    imax: np.ndarray
+
+
+def _histc_bin(x: np.ndarray, lo: np.ndarray, hi: np.ndarray, bins: int) -> np.ndarray:
+    """The bin `count` gives a value x with lo <= x <= hi (per cell): int64 of
+    float32(float32(x - lo) * bins) / float32(hi - lo), where NaN, inf and |t| >= 2^63 give
+    INT64_MIN, clipped to [0, bins - 1]."""
+    with np.errstate(all="ignore"):
+        t = ((_f32(x) - lo) * np.float32(bins)) / (hi - lo)
+        t = np.where(np.abs(t) < np.float32(2.0**63), t, np.float32(0))  # NaN fails too
+    return np.clip(t.astype(np.int64), 0, bins - 1)
+
+
+def settled_percentile_bins(
+    binning: Binning,
+    values_min: np.ndarray,
+    values_max: np.ndarray,
+    elements: int,
+    percentile: float,
+) -> SettledBins:
+    """The cells of a histogram's only batch whose percentile bins follow from each cell's
+    min and max alone, and those bins: equal to ``percentile_bins(finish(binning, counts))``
+    there, without counting.
+
+    `binning` must plan a first batch (nothing carried; otherwise nothing is settled);
+    `values_min` / `values_max` (cells,) are the min / max of each cell's values as `count`
+    sees them (float32), NaN for a cell holding any NaN or inf; every cell holds `elements`
+    values. A cell is settled when
+
+    * its values are all finite, 1 <= elements < 2^24 (no saturation; every cumulative
+      count is an exact integer in float32) and hi > lo;
+    * every value is counted exactly once: ``below == lo`` or min >= max(lo, below) (no value
+      in a gap or counted twice at the bottom; float16 / bfloat16 thresholds can differ from
+      lo), ``above == hi`` or max <= min(hi, above) at the top. Then the histogram's total is
+      `elements`;
+    * the bin index is monotone over the cell's values inside [lo, hi]: the quotient of
+      min(max, hi) is finite (else an overflow sends a large value to bin 0). Then the first
+      non-empty bin is the min's (0 if it is below `below`), the last the max's (bins - 1 if
+      it is above `above`);
+    * the searched counts fall in those bins: with T = elements and (vmin, vmax) computed as
+      `percentile_range` does in float32, vmin <= 1 (imin = 0 if vmin <= 0, else the first
+      non-empty bin: cum < vmin only before it), and vmax > T - 1 (imax = the last non-empty
+      bin: cum reaches T only there; bins if vmax > T, as no cum reaches it) or vmax <= 0
+      (imax = 0); percentile 100 takes (0, bins) whatever the counts.
+
+    At the default 99.99% every cell of up to 9 994 values is settled (float32 gives
+    vmin <= 1 and vmax > T - 1; at 9 995 vmax rounds to T - 1): the rows of LLM weights.
+    """
+    cells, nb = binning.cells, binning.bins
+    none = np.zeros(cells, dtype=bool)
+    zeros = np.zeros(cells, dtype=np.int64)
+    if binning.carried is not None or not 1 <= elements < HISTC_SATURATION:
+        return SettledBins(none, zeros, zeros)
+    mn, mx = _f32(values_min).ravel(), _f32(values_max).ravel()
+    lo, hi, below, above = binning.lo, binning.hi, binning.below, binning.above
+    with np.errstate(all="ignore"):
+        settled = np.isfinite(mn) & np.isfinite(mx) & (hi > lo)
+        settled &= (below == lo) | ((mn >= lo) & (mn >= below))
+        settled &= (above == hi) | ((mx <= hi) & (mx <= above))
+        top = ((np.minimum(mx, hi) - lo) * np.float32(nb)) / (hi - lo)
+        settled &= np.isfinite(top)
+    first = np.where(mn < below, 0, np.where(mn > above, nb - 1, _histc_bin(mn, lo, hi, nb)))
+    last = np.where(mx > above, nb - 1, np.where(mx < below, 0, _histc_bin(mx, lo, hi, nb)))
+    if percentile == 100:
+        return SettledBins(settled, zeros, np.where(settled, nb, 0))
+    total = np.float32(elements)
+    vmin, vmax = (float(v[0]) for v in _percentile_targets(np.array([total]), percentile))
+    if vmin <= 0:
+        imin = zeros
+    elif vmin <= 1:
+        imin = first
+    else:
+        return SettledBins(none, zeros, zeros)
+    if vmax <= 0:
+        imax = zeros
+    elif vmax > total:
+        imax = np.full(cells, nb, dtype=np.int64)
+    elif vmax > total - 1:
+        imax = last
+    else:
+        return SettledBins(none, zeros, zeros)
+    return SettledBins(settled, np.where(settled, imin, 0), np.where(settled, imax, 0))
+
+
+def uncounted(binning: Binning) -> Histogram:
+    """The Histogram of a first batch whose percentile bins are all known without a count
+    matrix (`settled_percentile_bins`, `searched_percentile_bins`): ranges and flags as
+    `finish` gives them, counts all zero (lazily allocated: never touched)."""
+    counts = np.zeros((binning.cells, binning.bins), dtype=F32)
+    return Histogram(
+        counts, binning.min, binning.max, binning.left, binning.right, binning.dtype,
+        binning.started, binning.merged,
+    )  # fmt: skip
+
+
+MAX_SEARCHED_ROW = 2**23  # the fused search's row counts stay exact float32 integers
+
+
+def searches_percentiles(binning: Binning, row_length: int) -> bool:
+    """Whether `searched_percentile_bins` applies to rows of `row_length` values: the kernel
+    is on, the histogram has one batch (nothing carried) and rows are shorter than 2^23."""
+    return kernel("histc") is not None and binning.carried is None and row_length < MAX_SEARCHED_ROW
+
+
+def searched_percentile_bins(
+    values: np.ndarray,
+    binning: Binning,
+    percentile: float,
+    describe=None,
+    dtype=None,
+    workers: Optional[int] = None,
+) -> Optional[tuple[np.ndarray, np.ndarray]]:
+    """``percentile_bins(finish(binning, count(values, binning)))`` where each row of
+    `values` is a whole cell of a histogram's only batch (`binning` carries nothing),
+    computed row by row by the compiled kernel without a (cells, bins) count matrix: (imin,
+    imax), int64 per row. None when the kernel is off or does not apply (see
+    `searches_percentiles`); raises as `count` does. `dtype` as in `count`; `workers` (tests)
+    splits the rows over that many threads."""
+    x = np.asarray(values)
+    if x.ndim != 2 or x.shape[0] != binning.cells:
+        raise ValueError(f"values must be (cells={binning.cells}, m), got {x.shape}")
+    if not searches_percentiles(binning, x.shape[1]):
+        return None
+    compiled = kernel("histc")
+    _check_strict(x, binning, describe, dtype)
+    data, kind, per_cell = _kernel_input(x, binning, dtype)
+    cells, m = x.shape
+    imin = np.zeros(cells, dtype=np.int64)
+    imax = np.zeros(cells, dtype=np.int64)
+    pmin, pmax = float(np.float32(1 - percentile / 100)), float(np.float32(percentile))
+
+    def run(rows):
+        compiled.percentile_bins(
+            data, kind, m, *per_cell, binning.bins, pmin, pmax, imin, imax, *rows
+        )
+
+    if workers is None or workers == 1 or x.size < _THREADED_ELEMENTS or cells < 2:
+        run((0, cells))
+    else:
+        _on_threads(run, _row_parts(cells, min(workers, cells)))
+    if percentile == 100:
+        imin[:], imax[:] = 0, binning.bins
+    return imin, imax
+
+
 def percentile_range(
-    h: Histogram, percentile: float, num_steps: int, symmetric: bool
+    h: Histogram,
+    percentile: float,
+    num_steps: int,
+    symmetric: bool,
+    settled: Optional[SettledBins] = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """AIMET's PercentileEncodingAnalyzer (NOTES.md section 8): raw float32 (rmin, rmax).
 
     The result is rounded to ``h.dtype`` (the input dtype after one batch; float32 after a
-    merge, as AIMET's merged stats are float32).
+    merge, as AIMET's merged stats are float32). `settled` (from `settled_percentile_bins`)
+    gives the bins of its settled cells; the others are searched in ``h.counts``.
     """
     if not 50 <= percentile <= 100:
         raise ValueError("Percentile value must be within 50-100 range")
     if num_steps <= 0:
         raise ValueError("The number of quantization bins cannot be less than or equal to 0.")
     n = num_steps
-    cum = _cumulative_counts(h.counts)
-    total = cum[:, -1].astype(F32)
-    with np.errstate(all="ignore"):
-        vmax = (total * np.float32(percentile)) / np.float32(100)
-        vmin = total * np.float32(1 - percentile / 100)
-    if percentile == 100:
-        imin = np.zeros(h.cells, dtype=np.int64)
-        imax = np.full(h.cells, h.bins, dtype=np.int64)
+    if settled is not None and settled.settled.all():
+        imin, imax = settled.imin, settled.imax
     else:
-        imin = _searchsorted_left(cum, vmin)
-        imax = _searchsorted_left(cum, vmax)
+        imin, imax = percentile_bins(h, percentile)
+        if settled is not None:
+            imin = np.where(settled.settled, settled.imin, imin)
+            imax = np.where(settled.settled, settled.imax, imax)
     lo, step = _bin_start_step(h.min, h.max, h.dtype, h.bins, h.merged)
     cmin = _edge(lo, step, imin.astype(F32))
     cmax = _edge(lo, step, imax.astype(F32))
