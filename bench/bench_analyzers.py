@@ -5,13 +5,15 @@ peak memory of each.
         [--only minmax,per-block,percentile,sqnr,tf-enhanced] [--block-size 128] [--per-tensor]
         [--jobs N]
 
-Runs `qcalc encode PATH --symmetric --per-channel [--analyzer A] -f json` as a fresh process
-per run (the installed CLI; output to /dev/null) on the same checkpoint (the synthetic bf16
-LLM checkpoint of make_checkpoint.py; written by bench_encode.py --keep), plus per-block
-min-max (blocks of --block-size along the last axis), and prints each run's best wall time,
-its ratio to the per-channel min-max run and the largest peak RSS of its runs (the child's
-ru_maxrss). The page cache is warmed first, so these are compute costs; rounds alternate
-between the runs. `--jobs` is passed on (default: qcalc's, every core).
+Runs `qcalc.compute_encodings([PATH], Spec(symmetric=True, per_channel=True, analyzer=A),
+jobs=N)` as a fresh Python process per run (the computation, not the rendering of 211k
+channels' JSON, which costs the same for every analyzer; per-block JSON is 20 times larger)
+on the same checkpoint (the synthetic bf16 LLM checkpoint of make_checkpoint.py; written by
+bench_encode.py --keep), plus per-block min-max (blocks of --block-size along the last
+axis), and prints each run's best wall time, its ratio to the per-channel min-max run and
+the largest peak RSS of its runs (the child's ru_maxrss). The page cache is warmed first, so
+these are compute costs; rounds alternate between the runs. `--jobs` is passed on (default:
+qcalc's, every core).
 Targets (issue 13): percentile <= 3x, sqnr <= 6x, tf-enhanced <= 6x min-max (issue 4:
 per-block <= 1.5x); peak RSS <= 200 MB for every run.
 """
@@ -30,9 +32,13 @@ TARGETS = {"per-block": 1.5, "percentile": 3.0, "sqnr": 6.0, "tf-enhanced": 6.0}
 RSS_TARGET_MB = 200
 
 
-def qcalc_command() -> list[str]:
-    script = Path(sys.executable).with_name("qcalc")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "qcalc"]
+def library_call(path: Path, jobs, **spec) -> list[str]:
+    """A fresh Python process that computes the encodings of `path` with `spec`."""
+    code = (
+        "import sys; from qcalc import Spec, compute_encodings; "
+        f"compute_encodings([sys.argv[1]], Spec(**{spec!r}), jobs={jobs!r})"
+    )
+    return [sys.executable, "-c", code, str(path)]
 
 
 def run(command: list[str]) -> tuple[float, float]:
@@ -66,19 +72,15 @@ def main() -> None:
         while f.read(64 << 20):
             pass
     size_gb = args.path.stat().st_size / 1e9
-    base = [*qcalc_command(), "encode", str(args.path), "--symmetric", "-f", "json"]
-    if not args.per_tensor:
-        base.append("--per-channel")
-    if args.jobs is not None:
-        base += ["--jobs", str(args.jobs)]
+    kind = {"symmetric": True, "per_channel": not args.per_tensor}
     runs = {
-        "minmax": base,
-        "per-block": [*base[:5], "-f", "json", "--block-size", str(args.block_size)]
-        + (["--jobs", str(args.jobs)] if args.jobs is not None else []),
-        "percentile": [*base, "--analyzer", "percentile"],
-        "sqnr": [*base, "--analyzer", "sqnr"],
-        "tf-enhanced": [*base, "--analyzer", "tf-enhanced"],
+        "minmax": library_call(args.path, args.jobs, **kind),
+        "per-block": library_call(
+            args.path, args.jobs, symmetric=True, block_size=args.block_size, block_axis=-1
+        ),
     }
+    for analyzer in ("percentile", "sqnr", "tf-enhanced"):
+        runs[analyzer] = library_call(args.path, args.jobs, **kind, analyzer=analyzer)
     wanted = ["minmax"] + [n for n in args.only.split(",") if n != "minmax"]
     print(f"{args.path} ({size_gb:.3f} GB), fresh processes, best of {args.repeat}:")
     best = {name: float("inf") for name in wanted}

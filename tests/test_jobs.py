@@ -174,3 +174,15 @@ def test_jobs_default_to_the_available_cores():
     with pytest.raises(ValueError):
         with parallel.using(0):
             pass
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@given(runs())
+def test_encodings_do_not_depend_on_the_chunk_size(tmp_path_factory, run):
+    """Without --metrics an encoding is the same for any chunking: per channel, SQNR and
+    TF-enhanced are searched chunk by chunk (no whole-tensor histogram), the percentile
+    counted and searched chunk by chunk, min-max merged chunk by chunk."""
+    arrays, spec, _, jobs = run
+    paths = dump(tmp_path_factory.mktemp("chunks"), arrays)
+    whole = encode_or_error(paths, spec, False, 1, 1 << 20)
+    assert encode_or_error(paths, spec, False, jobs, 16) == whole

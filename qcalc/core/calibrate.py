@@ -29,6 +29,7 @@ from qcalc.core.stats import (
     MinMax,
     NonFiniteCount,
     bf16_minmax,
+    bf16_minmax_compiled,
     finite_minmax,
     is_all_finite,
     reduce_minmax,
@@ -176,7 +177,7 @@ def _histogram_range(batches, stream, spec: Spec, dtype, num_steps: int):
         dtype = FLOAT32
     ignore = spec.nonfinite == "ignore"
     hist = None
-    settled = None
+    settled = searched = None
     # one batch: the percentile bins of most cells follow from their min / max, no counting
     shortcut = spec.analyzer == "percentile" and len(batches) == 1
     for batch in batches:
@@ -214,12 +215,18 @@ def _histogram_range(batches, stream, spec: Spec, dtype, num_steps: int):
             if settled is not None:
                 hist = histogram.uncounted(binning)
                 continue
+        elif len(batches) == 1 and layout.rows_are_cells:  # SQNR chunk by chunk
+            searched = stream.sqnr_rows(batch, binning, num_steps, spec.symmetric, describe)
+            hist = histogram.uncounted(binning)
+            continue
         hist = histogram.finish(binning, stream.counts(batch, binning, describe))
     shape = layout.encoding_shape
     if spec.analyzer == "percentile":
         rmin, rmax = histogram.percentile_range(
             hist, spec.percentile, num_steps, spec.symmetric, settled
         )
+    elif searched is not None:
+        rmin, rmax = searched
     else:
         rmin, rmax = histogram.sqnr_range(hist, num_steps, spec.symmetric)
     observed = MinMax(hist.min.reshape(shape), hist.max.reshape(shape))
@@ -280,6 +287,11 @@ def _check_batch(first: TensorRef, batch: TensorRef, layout) -> None:
         )
 
 
+# Chunks are this many times larger where the compiled bf16 min-max reads them: it makes no
+# widened copy to keep in cache, and 1 MB chunks spent as long in Python as in the kernel.
+COMPILED_CHUNK_FACTOR = 16
+
+
 class _Stream:
     """Streams one batch in chunks along axis 0 and reduces each chunk to its cells."""
 
@@ -316,8 +328,11 @@ class _Stream:
         nonfinite = NonFiniteCount()
         beyond = 0
         reduce = functools.partial(self._reduce_chunk, dtype=ref.dtype, finite_only=finite_only)
+        chunk_bytes = self.chunk_bytes
+        if bf16_minmax_compiled(ref.dtype):  # no widened copy: per-chunk overhead matters more
+            chunk_bytes *= COMPILED_CHUNK_FACTOR
         for stats, all_finite, count, changed, nbytes in parallel.ordered(
-            reduce, ref.chunks(self.chunk_bytes, layout.row_multiple)
+            reduce, ref.chunks(chunk_bytes, layout.row_multiple)
         ):
             nonfinite, beyond = nonfinite + count, beyond + changed
             if layout.rows_are_cells:
@@ -415,6 +430,34 @@ class _Stream:
         for nbytes in parallel.ordered(search, self._numbered(ref)):
             self.progress.advance(nbytes)
         return histogram.SettledBins(np.ones(binning.cells, dtype=bool), imin, imax)
+
+    def sqnr_rows(self, ref: TensorRef, binning, num_steps: int, symmetric: bool, describe=None):
+        """SQNR / TF-enhanced (rmin, rmax) of a histogram's only batch whose chunks hold whole
+        cells (rows): each chunk's cells counted, finished and searched on their own, on the
+        run's threads, so no (cells, bins) matrix of the whole tensor is ever held (cells are
+        independent: the same numbers as one search of the whole histogram)."""
+        from qcalc.core import histogram
+
+        layout = self.layout
+        rmin = np.empty(binning.cells, dtype=FLOAT32)
+        rmax = np.empty(binning.cells, dtype=FLOAT32)
+
+        def search(item):
+            start, chunk = item
+            cells = layout.cells(self._counted(chunk, ref.dtype))
+            part = slice(start, start + cells.shape[0])
+            rows = binning.rows(part)
+            named = None if describe is None else (lambda k: describe(start + k))
+            counts = histogram.count(cells, rows, None, None, named, dtype=ref.dtype)
+            rmin[part], rmax[part] = histogram.sqnr_range(
+                histogram.finish(rows, counts), num_steps, symmetric,
+                cells_of=(start, binning.cells),
+            )  # fmt: skip
+            return chunk.nbytes
+
+        for nbytes in parallel.ordered(search, self._numbered(ref)):
+            self.progress.advance(nbytes)
+        return rmin, rmax
 
     def counts(self, ref: TensorRef, binning, describe=None) -> np.ndarray:
         """Histogram counts of one batch, chunk by chunk on the run's threads (counts are

@@ -946,13 +946,16 @@ def sqnr_candidates(
     asymmetric_delta_candidates: int = 17,
     symmetric_delta_candidates: int = 101,
     offset_candidates: int = 21,
+    cells_of: Optional[tuple[int, int]] = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """AIMET's ``_pick_test_candidates``: (deltas, offsets), each (cells, candidates) float32,
-    candidates in row-major (delta, offset) order."""
+    candidates in row-major (delta, offset) order. `cells_of` = (first, total): `h` holds
+    cells first.. of a histogram of `total` cells (their place decides torch's vector tail)."""
     n = num_steps
     ms = minimum_scale(n)
     dtype = h.dtype
-    tail = _cell_tail(h.cells)
+    first, total = (0, h.cells) if cells_of is None else cells_of
+    tail = _cell_tail(total)[first : first + h.cells]
     with np.errstate(all="ignore"):
         mn = _torch_min(h.min, np.float32(0), tail)
         mx = _torch_max(h.max, np.float32(0), tail)
@@ -1183,10 +1186,13 @@ def sqnr_range(
     p: float = 2.0,
     work_elements: int = _WORK_ELEMENTS,
     workers: Optional[int] = None,
+    cells_of: Optional[tuple[int, int]] = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """AIMET's SqnrEncodingAnalyzer / TfEnhancedEncodingAnalyzer (NOTES.md section 9): raw
     float32 (rmin, rmax). The two differ only in bins and growth limit, which the Histogram
-    already embodies (sqnr: 2048 bins, unlimited; tf-enhanced: 512 bins, limit 3.0)."""
+    already embodies (sqnr: 2048 bins, unlimited; tf-enhanced: 512 bins, limit 3.0). Cells
+    are independent: `h` may hold a run of another histogram's cells (`cells_of`, see
+    `sqnr_candidates`)."""
     if num_steps <= 0:
         raise ValueError("The number of quantization bins cannot be less than or equal to 0.")
     deltas, offsets = sqnr_candidates(
@@ -1196,6 +1202,7 @@ def sqnr_range(
         asymmetric_delta_candidates=asymmetric_delta_candidates,
         symmetric_delta_candidates=symmetric_delta_candidates,
         offset_candidates=offset_candidates,
+        cells_of=cells_of,
     )
     best = _compiled_search(_bin_grid(h), h.counts, deltas, offsets, num_steps, gamma, p, workers)
     if best is None:

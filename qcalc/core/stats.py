@@ -156,6 +156,11 @@ def bf16_minmax(
     return MinMax(mn.reshape(shape), mx.reshape(shape))
 
 
+def bf16_minmax_compiled(dtype) -> bool:
+    """Whether `bf16_minmax` of a tensor of `dtype` runs compiled (qcalc.core._minmax)."""
+    return dtype.name == "bfloat16" and kernel("minmax") is not None
+
+
 def _bf16_keys(bits: np.ndarray) -> np.ndarray:
     """bfloat16 bits (int16) <-> keys whose int16 order is the float order: negative values
     get their magnitude bits flipped. Its own inverse. Order: -NaN < -inf < ... < -0 < +0 <
