@@ -72,8 +72,39 @@ class TensorRef:
             return
         row_bytes = max(1, array.nbytes // array.shape[0])
         rows = max(1, max_bytes // (row_bytes * row_multiple)) * row_multiple
+        release = _mapped_pages(array)
         for start in range(0, array.shape[0], rows):
             yield array[start : start + rows]
+            if release is not None:  # the pages read RELEASE_LAG_BYTES ago, if mapped
+                release((start + rows) * row_bytes - RELEASE_LAG_BYTES)
+
+
+# Memory-mapped tensors give their pages back this far behind the chunk being read, so that
+# a process's resident size does not grow with the tensor (the pages stay in the page cache;
+# a chunk still being reduced on another thread that touches a released page reads it again
+# from there: the data cannot change, only the time).
+RELEASE_LAG_BYTES = 64 << 20
+
+
+def _mapped_pages(array: np.ndarray):
+    """For a C-contiguous np.memmap over a file: `release(upto)`, which unmaps the pages of
+    the first `upto` bytes of the array from the process (madvise DONTNEED); else None."""
+    mapping = getattr(array, "_mmap", None)
+    if mapping is None or not array.flags.c_contiguous or not hasattr(mapping, "madvise"):
+        return None
+    import mmap
+
+    base = array.offset % mmap.ALLOCATIONGRANULARITY  # the array's start in the mapping
+    done = 0
+
+    def release(upto: int) -> None:
+        nonlocal done
+        end = (base + upto) // mmap.PAGESIZE * mmap.PAGESIZE
+        if end - done >= RELEASE_LAG_BYTES // 4:  # in a few large calls
+            mapping.madvise(mmap.MADV_DONTNEED, done, end - done)
+            done = end
+
+    return release
 
 
 def array_ref(array: np.ndarray, name: str, dtype: Optional[DType] = None) -> TensorRef:
