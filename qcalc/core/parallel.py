@@ -33,8 +33,11 @@ class _Pools:
         self.chunks = ThreadPoolExecutor(jobs, thread_name_prefix="qcalc-chunk")
 
     def close(self) -> None:
-        for pool in (self.tensors, self.chunks):
-            pool.shutdown(wait=True, cancel_futures=True)
+        # The chunk pool refuses new work first, so that a tensor still running (after an
+        # error or Ctrl-C elsewhere) stops at its next chunk instead of finishing.
+        self.chunks.shutdown(wait=False, cancel_futures=True)
+        self.tensors.shutdown(wait=True, cancel_futures=True)
+        self.chunks.shutdown(wait=True)
 
 
 _pools: contextvars.ContextVar[Optional[_Pools]] = contextvars.ContextVar(
