@@ -448,11 +448,10 @@ class _Stream:
             part = slice(start, start + cells.shape[0])
             rows = binning.rows(part)
             named = None if describe is None else (lambda k: describe(start + k))
-            counts = histogram.count(cells, rows, None, None, named, dtype=ref.dtype)
+            hist = histogram.counted_histogram(cells, rows, named, dtype=ref.dtype)
             rmin[part], rmax[part] = histogram.sqnr_range(
-                histogram.finish(rows, counts), num_steps, symmetric,
-                cells_of=(start, binning.cells),
-            )  # fmt: skip
+                hist, num_steps, symmetric, cells_of=(start, binning.cells)
+            )
             return chunk.nbytes
 
         for nbytes in parallel.ordered(search, self._numbered(ref)):

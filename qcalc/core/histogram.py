@@ -664,6 +664,33 @@ def finish(binning: Binning, counts: np.ndarray) -> Histogram:
     )  # fmt: skip
 
 
+def counted_histogram(values: np.ndarray, binning: Binning, describe=None, dtype=None) -> Histogram:
+    """``finish(binning, count(values, binning))`` for one chunk that is a whole batch of its
+    cells (each row of `values` all of one cell's elements). For a first batch (nothing
+    carried) with the kernel on, qcalc.core._histc counts each row into a private row of
+    counters and writes finish's float32 histogram directly (same counts, then the same
+    float32 saturation, conversions and additions in the same order), so no
+    (cells, bins + 2) int64 matrix nor its float32 copy is made. Raises as `count` does;
+    `dtype` as in `count`."""
+    x = np.asarray(values)
+    if x.ndim != 2 or x.shape[0] != binning.cells:
+        raise ValueError(f"values must be (cells={binning.cells}, m), got {x.shape}")
+    compiled = kernel("histc")
+    if compiled is None or binning.carried is not None:
+        return finish(binning, count(x, binning, None, None, describe, dtype=dtype))
+    _check_strict(x, binning, describe, dtype)
+    data, kind, per_cell = _kernel_input(x, binning, dtype)
+    cells, m = x.shape
+    hist = np.empty((cells, binning.bins), dtype=F32)
+    compiled.histogram(
+        data, kind, m, *per_cell, hist, binning.bins, HISTC_SATURATION, 0, cells
+    )  # fmt: skip
+    return Histogram(
+        hist, binning.min, binning.max, binning.left, binning.right, binning.dtype,
+        binning.started, binning.merged,
+    )  # fmt: skip
+
+
 # ----------------------------------------------------------------------------- percentile
 
 

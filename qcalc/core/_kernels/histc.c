@@ -21,7 +21,16 @@
    For rows that are whole cells of a histogram's only batch: each row counted as above and
    AIMET's percentile bins searched in it (see search_rows), without a (cells, bins) matrix.
 
-   The thin Python wrappers (histogram._count_compiled, histogram.searched_percentile_bins) validates dtypes, shapes and
+   histogram(x, kind, m, lo, hi, below, above, out, bins, ceiling, row0, row1)
+
+   For rows that are whole cells of a histogram's only batch: each row counted as above into
+   a private row of int64 counters, then written to `out` ((cells, bins) C-contiguous float32)
+   as histogram.finish writes it: float32(min(count, ceiling)) per bin (ceiling = 2^24, the
+   single-threaded histc's), then float32(below) added to bin 0 and float32(above) to the last
+   bin, each one float32 addition, in that order. No (cells, bins + 2) int64 matrix.
+
+   The thin Python wrappers (histogram._count_compiled, histogram.searched_percentile_bins,
+   histogram.counted_histogram) validate dtypes, shapes and
    contiguity; this module checks only that the buffers are large enough for the arguments.
    The GIL is released while counting. */
 
@@ -172,6 +181,33 @@ CLONES static void search_rows(
     }
 }
 
+/* Rows [row0, row1), each a whole cell of a histogram's only batch: counted into `row`
+   (bins + 2 int64 counters), then finished into out[r] in histogram.finish's float32
+   operations. int64 -> float32 conversions round to nearest even, as numpy's astype does
+   (cvtsi2ss); the additions are plain float32 additions (no FMA, no reordering). */
+CLONES static void finish_rows(
+    const char *x, int kind, int64_t m, const float *lo, const float *hi, const float *below,
+    const float *above, int64_t bins, int64_t ceiling, float *out, int64_t *row, int64_t row0,
+    int64_t row1)
+{
+    const int64_t itemsize = kind == 0 ? 4 : 2;
+    for (int64_t r = row0; r < row1; r++) {
+        const char *data = x + r * m * itemsize;
+        memset(row, 0, (size_t)(bins + 2) * sizeof *row);
+        if (kind == 0)
+            count_row(data, 0, m, lo[r], hi[r], below[r], above[r], bins, row);
+        else if (kind == 1)
+            count_row(data, 1, m, lo[r], hi[r], below[r], above[r], bins, row);
+        else
+            count_row(data, 2, m, lo[r], hi[r], below[r], above[r], bins, row);
+        float *h = out + r * bins;
+        for (int64_t j = 0; j < bins; j++)
+            h[j] = (float)(row[j] < ceiling ? row[j] : ceiling);
+        h[0] = h[0] + (float)row[bins];
+        h[bins - 1] = h[bins - 1] + (float)row[bins + 1];
+    }
+}
+
 static int too_small(const Py_buffer *view, int64_t items, int64_t itemsize, const char *name)
 {
     if (items < 0 || view->len < items * itemsize) {
@@ -265,6 +301,50 @@ done:
     return result;
 }
 
+static PyObject *histogram(PyObject *self, PyObject *args)
+{
+    (void)self;
+    Py_buffer x, lo, hi, below, above, out;
+    int kind;
+    long long m, bins, ceiling, row0, row1;
+    if (!PyArg_ParseTuple(args, "y*iLy*y*y*y*w*LLLL", &x, &kind, &m, &lo, &hi, &below,
+                          &above, &out, &bins, &ceiling, &row0, &row1))
+        return NULL;
+    PyObject *result = NULL;
+    int64_t *row = NULL;
+    const int64_t itemsize = kind == 0 ? 4 : 2;
+    if (kind < 0 || kind > 2 || bins < 1 || bins > (1 << 24) || ceiling < 0 || m < 0 ||
+        row0 < 0 || row1 < row0) {
+        PyErr_SetString(PyExc_ValueError, "_histc.histogram: invalid arguments");
+        goto done;
+    }
+    if (too_small(&x, row1 * m, itemsize, "x") || too_small(&lo, row1, 4, "lo") ||
+        too_small(&hi, row1, 4, "hi") || too_small(&below, row1, 4, "below") ||
+        too_small(&above, row1, 4, "above") || too_small(&out, row1 * bins, 4, "out"))
+        goto done;
+    row = PyMem_RawMalloc((size_t)(bins + 2) * sizeof *row);
+    if (row == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    finish_rows((const char *)x.buf, kind, m, (const float *)lo.buf, (const float *)hi.buf,
+                (const float *)below.buf, (const float *)above.buf, bins, ceiling,
+                (float *)out.buf, row, row0, row1);
+    Py_END_ALLOW_THREADS
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    PyMem_RawFree(row);
+    PyBuffer_Release(&x);
+    PyBuffer_Release(&lo);
+    PyBuffer_Release(&hi);
+    PyBuffer_Release(&below);
+    PyBuffer_Release(&above);
+    PyBuffer_Release(&out);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"count", count, METH_VARARGS,
      "count(x, kind, m, lo, hi, below, above, out, bins, row0, row1, col0, col1): "
@@ -272,6 +352,9 @@ static PyMethodDef methods[] = {
     {"percentile_bins", percentile_bins, METH_VARARGS,
      "percentile_bins(x, kind, m, lo, hi, below, above, bins, pmin, pmax, imin, imax, row0, "
      "row1): each row counted and searched: AIMET's percentile bins into imin, imax"},
+    {"histogram", histogram, METH_VARARGS,
+     "histogram(x, kind, m, lo, hi, below, above, out, bins, ceiling, row0, row1): each row "
+     "counted and finished (histogram.finish of a first batch) into float32 out"},
     {NULL, NULL, 0, NULL},
 };
 
