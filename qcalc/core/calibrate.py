@@ -289,7 +289,7 @@ def _check_batch(first: TensorRef, batch: TensorRef, layout) -> None:
 
 # Chunks are this many times larger where the compiled bf16 min-max reads them: it makes no
 # widened copy to keep in cache, and 1 MB chunks spent as long in Python as in the kernel.
-COMPILED_CHUNK_FACTOR = 16
+COMPILED_CHUNK_FACTOR = 8
 
 
 class _Stream:

@@ -83,7 +83,7 @@ class TensorRef:
 # a process's resident size does not grow with the tensor (the pages stay in the page cache;
 # a chunk still being reduced on another thread that touches a released page reads it again
 # from there: the data cannot change, only the time).
-RELEASE_LAG_BYTES = 64 << 20
+RELEASE_LAG_BYTES = 32 << 20
 
 
 def _mapped_pages(array: np.ndarray):
