@@ -47,7 +47,7 @@
 #define INLINE static inline __attribute__((always_inline))
 
 #define LEAF 128   /* numpy's PW_BLOCKSIZE */
-#define CHECK 4    /* rounds of 8 terms between two pruning checks */
+#define CHECK 8    /* rounds of 8 terms between two pruning checks in a leaf */
 
 typedef struct {
     float n;      /* num_steps */
