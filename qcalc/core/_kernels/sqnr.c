@@ -47,7 +47,7 @@
 #define INLINE static inline __attribute__((always_inline))
 
 #define LEAF 128   /* numpy's PW_BLOCKSIZE */
-#define CHECK 4    /* rounds of 8 terms between two pruning checks */
+#define CHECK 8    /* rounds of 8 terms between two pruning checks in a leaf */
 
 typedef struct {
     float n;      /* num_steps */
@@ -206,74 +206,84 @@ typedef struct {
     float probe_m[16], probe_w[16]; /* up to 8 outermost non-empty bins at each end */
 } Cell;
 
-/* The probe: distinct non-empty bins, the 8 first and the 8 last (+0 terms pad it). A
- * candidate that clips too much has most of its noise there. */
-static void probe(Cell *c, const float *mid, const float *cnt)
+/* The probe: distinct non-empty bins, the 8 first and the 8 last of idx[0..k) (+0 terms pad
+ * it). A candidate that clips too much has most of its noise there. */
+static void probe(Cell *c, const float *mid, const float *cnt, const int32_t *idx, int k)
 {
-    Py_ssize_t lo = 0, hi = c->bins - 1;
-    int k = 0;
-    for (; k < 8 && lo <= hi; lo++)
-        if (cnt[lo] != 0.0f) {
-            c->probe_m[k] = mid[lo];
-            c->probe_w[k++] = cnt[lo];
-        }
-    for (; k < 16 && hi >= lo; hi--)
-        if (cnt[hi] != 0.0f) {
-            c->probe_m[k] = mid[hi];
-            c->probe_w[k++] = cnt[hi];
-        }
-    for (; k < 16; k++) {
-        c->probe_m[k] = mid[0];
-        c->probe_w[k] = 0.0f;
+    int n = 0;
+    for (int i = 0; i < k && i < 8; i++, n++) {
+        c->probe_m[n] = mid[idx[i]];
+        c->probe_w[n] = cnt[idx[i]];
+    }
+    for (int i = k - 1; i >= 8 && n < 16; i--, n++) {
+        c->probe_m[n] = mid[idx[i]];
+        c->probe_w[n] = cnt[idx[i]];
+    }
+    for (; n < 16; n++) {
+        c->probe_m[n] = mid[0];
+        c->probe_w[n] = 0.0f;
     }
 }
 
-/* The lane layout of one cell: all bins (compact = 0) or the non-empty ones only. */
-static void layout(Cell *c, const float *mid, const float *cnt, int compact)
+/* The lane layout of one cell: all bins (compact = 0) or only the non-empty ones, idx[0..k)
+ * in increasing order. */
+static void layout(Cell *c, const float *mid, const float *cnt, int compact, const int32_t *idx,
+                   int k)
 {
     if (compact)
-        probe(c, mid, cnt);
+        probe(c, mid, cnt, idx, k);
     Py_ssize_t at = 0, rat = 0;
+    int p = 0; /* the next non-empty bin, idx[p] */
     for (int L = 0; L < c->nleaves; L++) {
         Leaf *f = &c->leaves[L];
         Py_ssize_t s = f->start, n = f->size, body = n < 8 ? 0 : n - n % 8;
         f->at = at;
-        if (!compact) {
+        f->rest_at = rat;
+        f->rest = 0;
+        if (!compact || n < 8) {
             f->rounds = (int)(body / 8);
             memcpy(c->m + at, mid + s, body * sizeof(float));
             memcpy(c->w + at, cnt + s, body * sizeof(float));
+            for (Py_ssize_t i = body; i < n; i++) {
+                if (compact && n >= 8 && cnt[s + i] == 0.0f)
+                    continue;
+                c->rm[rat] = mid[s + i];
+                c->rw[rat] = cnt[s + i];
+                rat++;
+                f->rest++;
+            }
+            while (p < k && idx[p] < s + n)
+                p++;
         } else {
-            /* branch-free (empty bins are unpredictable): every bin is written at its lane's
-             * next slot, which only a non-empty one takes (+0 counts only: a -0 count takes
-             * the full path) */
-            int len[8] = {0}, rounds = 1;
-            for (Py_ssize_t i = 0; i < body; i++) {
-                int j = (int)(i % 8);
-                c->m[at + 8 * len[j] + j] = mid[s + i];
-                c->w[at + 8 * len[j] + j] = cnt[s + i];
-                len[j] += cnt[s + i] != 0.0f;
+            /* each non-empty bin at its lane's next slot; the 8 lane lengths (<= 16 each) are
+             * the bytes of len */
+            uint64_t len = 0;
+            for (; p < k && idx[p] < s + body; p++) {
+                int i = idx[p], j = (int)((i - s) & 7);
+                int r = (int)(len >> (8 * j)) & 0xff;
+                c->m[at + 8 * r + j] = mid[i];
+                c->w[at + 8 * r + j] = cnt[i];
+                len += (uint64_t)1 << (8 * j);
+            }
+            int rounds = 1;
+            for (int j = 0; j < 8; j++) {
+                int r = (int)(len >> (8 * j)) & 0xff;
+                rounds = r > rounds ? r : rounds;
             }
             for (int j = 0; j < 8; j++)
-                if (len[j] > rounds)
-                    rounds = len[j];
-            for (int j = 0; j < 8; j++)
-                for (int r = len[j]; r < rounds; r++) { /* +0 terms (finite mid, count 0) */
-                    c->m[at + 8 * r + j] = mid[s];
+                for (int r = (int)(len >> (8 * j)) & 0xff; r < rounds; r++) {
+                    c->m[at + 8 * r + j] = mid[s]; /* +0 terms (finite mid, count 0) */
                     c->w[at + 8 * r + j] = 0.0f;
                 }
             f->rounds = rounds;
+            for (; p < k && idx[p] < s + n; p++) {
+                c->rm[rat] = mid[idx[p]];
+                c->rw[rat] = cnt[idx[p]];
+                rat++;
+                f->rest++;
+            }
         }
         at += 8 * (Py_ssize_t)f->rounds;
-        f->rest_at = rat;
-        f->rest = 0;
-        for (Py_ssize_t i = body; i < n; i++) {
-            if (compact && n >= 8 && cnt[s + i] == 0.0f)
-                continue;
-            c->rm[rat] = mid[s + i];
-            c->rw[rat] = cnt[s + i];
-            rat++;
-            f->rest++;
-        }
     }
 }
 
@@ -337,22 +347,97 @@ static int score(Cell *c, float d, float o, Params P, int square, const double *
     return 0;
 }
 
+/* idx[0..k) = the bins [i0, nb) with a count != 0 (NaN included, -0 not), in order;
+ * returns k. */
+static int nonempty_from(const float *cnt, int i0, int nb, int32_t *idx)
+{
+    int n = 0;
+    for (int i = i0; i < nb; i++) {
+        uint32_t w;
+        memcpy(&w, &cnt[i], 4);
+        idx[n] = i;
+        n += (w & 0x7fffffffu) != 0;
+    }
+    return n;
+}
+
+#if defined(__GNUC__) && defined(__x86_64__)
+#include <immintrin.h>
+#define HAVE_AVX2_COMPACT 1
+/* the set bits of each byte value, as 8 packed byte indices (low first) */
+static uint64_t bit_lanes[256];
+
+static void init_bit_lanes(void)
+{
+    for (int v = 0; v < 256; v++) {
+        uint64_t x = 0;
+        for (int b = 0, n = 0; b < 8; b++)
+            if (v >> b & 1)
+                x |= (uint64_t)b << (8 * n++);
+        bit_lanes[v] = x;
+    }
+}
+
+/* nonempty_scalar, 8 bins at a time (a mask of the non-empty ones picks their indices) */
+__attribute__((target("avx2,popcnt"))) static int nonempty_avx2(const float *cnt, int nb,
+                                                                 int32_t *idx)
+{
+    const __m256i abs = _mm256_set1_epi32(0x7fffffff), zero = _mm256_setzero_si256();
+    int n = 0, i = 0;
+    for (; i + 8 <= nb; i += 8) {
+        __m256i w = _mm256_and_si256(_mm256_loadu_si256((const __m256i *)(cnt + i)), abs);
+        unsigned mask = ~(unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(
+                            _mm256_cmpeq_epi32(w, zero))) & 0xffu;
+        __m256i lanes = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)bit_lanes[mask]));
+        _mm256_storeu_si256((__m256i *)(idx + n),
+                            _mm256_add_epi32(lanes, _mm256_set1_epi32(i)));
+        n += __builtin_popcount(mask);
+    }
+    return n + nonempty_from(cnt, i, nb, idx + n);
+}
+#endif
+
+static int nonempty(const float *cnt, int nb, int32_t *idx)
+{
+#ifdef HAVE_AVX2_COMPACT
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("popcnt"))
+        return nonempty_avx2(cnt, nb, idx);
+#endif
+    return nonempty_from(cnt, 0, nb, idx);
+}
+
+/* The bins of one cell: mid[i] as histogram._bin_mids (centre + width * i, two roundings, no
+ * FMA) and idx[0..*k) the non-empty bins (count != 0) in order. Returns whether every mid and
+ * count is finite and no count has its sign bit set (the fast path's premise for the bins),
+ * with the largest |mid| and count. Branch-free (vectorised): non-negative floats order as
+ * their bit patterns, and a set sign bit or an inf / NaN makes a pattern >= 0x7f800000. */
+CLONES static int scan(float centre, float width, int nb, const float *cnt, float *mid,
+                       int32_t *idx, int *k, float *mmax, float *wmax)
+{
+    uint32_t mbits = 0, wbits = 0;
+    for (int i = 0; i < nb; i++) {
+        float m = centre + width * (float)i;
+        mid[i] = m;
+        uint32_t a, w;
+        memcpy(&a, &m, 4);
+        memcpy(&w, &cnt[i], 4);
+        a &= 0x7fffffffu;
+        mbits = a > mbits ? a : mbits;
+        wbits = w > wbits ? w : wbits;
+    }
+    *k = nonempty(cnt, nb, idx);
+    memcpy(mmax, &mbits, 4);
+    memcpy(wmax, &wbits, 4);
+    return mbits < 0x7f800000u && wbits < 0x7f800000u;
+}
+
 /* Whether every term of the cell is finite and >= +0 (and never -0): the fast path's
- * premise. The bound on |e| = |(q + o) * d - m| allows the roundings (factors 1 + 2^-20). */
-CLONES static int safe_cell(const float *mid, const float *cnt, Py_ssize_t nb, const float *dl,
-                     const float *of, Py_ssize_t nc, Params P, int square)
+ * premise, given scan's. The bound on |e| = |(q + o) * d - m| allows the roundings (factors
+ * 1 + 2^-20). */
+static int safe_cell(float mmax, float wmax, const float *dl, const float *of, Py_ssize_t nc,
+                     Params P, int square)
 {
     if (P.use_gamma && (!(P.gamma >= 0.0f) || !isfinite(P.gamma) || signbit(P.gamma)))
-        return 0;
-    float mmax = 0.0f, wmax = 0.0f;
-    int bad = 0;
-    for (Py_ssize_t i = 0; i < nb; i++) { /* branch-free: vectorised */
-        float am = fabsf(mid[i]);
-        bad |= !(am <= FLT_MAX) | !(cnt[i] <= FLT_MAX) | (signbit(cnt[i]) != 0);
-        mmax = am > mmax ? am : mmax;
-        wmax = cnt[i] > wmax ? cnt[i] : wmax;
-    }
-    if (bad)
         return 0;
     double g = P.use_gamma && P.gamma > 1.0f ? P.gamma : 1.0, slack = 1.0 + 1.0 / (1 << 20);
     for (Py_ssize_t k = 0; k < nc; k++) {
@@ -364,13 +449,6 @@ CLONES static int safe_cell(const float *mid, const float *cnt, Py_ssize_t nb, c
             return 0;
     }
     return 1;
-}
-
-/* The bin centres, as histogram._bin_mids: centre + width * i (two roundings, no FMA). */
-CLONES static void bin_mids(float centre, float width, Py_ssize_t nb, float *mid)
-{
-    for (Py_ssize_t i = 0; i < nb; i++)
-        mid[i] = centre + width * (float)i;
 }
 
 typedef struct {
@@ -413,8 +491,9 @@ static int run(const Job *J)
     c.order_out = malloc(maxleaves * sizeof(int));
     float *row = malloc((nc > 0 ? nc : 1) * sizeof(float));
     float *mid = malloc(nb * sizeof(float));
+    int32_t *idx = malloc((nb + 8) * sizeof(int32_t)); /* nonempty_avx2 writes 8 at a time */
     int ok = c.leaves && c.m && c.w && c.rm && c.rw && c.value && c.order_in && c.order_out &&
-             row && mid;
+             row && mid && idx;
     if (ok) {
         c.nleaves = split(0, nb, c.leaves, 0, 0, &depth);
         /* roundings on a path: a leaf's lane (<= 15), combine (3), tail (<= 7), levels, +0 */
@@ -427,11 +506,14 @@ static int run(const Job *J)
     Py_ssize_t guess = nc * 3 / 4;
     for (Py_ssize_t cell = J->row0; ok && cell < J->row1; cell++) {
         const float *cnt = J->cnt + cell * nb;
-        bin_mids(J->grid[2 * cell], J->grid[2 * cell + 1], nb, mid);
         const float *dl = J->dl + cell * nc, *of = J->of + cell * nc;
         float *out = J->noise ? J->noise + cell * nc : row;
-        int fast = safe_cell(mid, cnt, nb, dl, of, nc, J->P, J->square);
-        layout(&c, mid, cnt, fast);
+        int k;
+        float mmax, wmax;
+        int fast = scan(J->grid[2 * cell], J->grid[2 * cell + 1], (int)nb, cnt, mid, idx, &k,
+                        &mmax, &wmax) &&
+                   safe_cell(mmax, wmax, dl, of, nc, J->P, J->square);
+        layout(&c, mid, cnt, fast, idx, k);
         if (!fast || J->noise) { /* every candidate, in full */
             for (Py_ssize_t k = 0; k < nc; k++)
                 score(&c, dl[k], of[k], J->P, J->square, NULL, 0, c.order_in, &out[k]);
@@ -472,6 +554,7 @@ static int run(const Job *J)
     free(c.order_out);
     free(row);
     free(mid);
+    free(idx);
     return ok;
 }
 
@@ -505,7 +588,7 @@ static PyObject *search(PyObject *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "OOOOOOnnndddnn", &o_grid, &o_cnt, &o_dl, &o_of, &o_best,
                           &o_noise, &cells, &bins, &ncand, &n, &gamma, &p, &row0, &row1))
         return NULL;
-    if (cells < 0 || bins < 1 || ncand < 1 || row0 < 0 || row1 > cells || row0 > row1 ||
+    if (cells < 0 || bins < 1 || bins > INT32_MAX / 4 || ncand < 1 || row0 < 0 || row1 > cells || row0 > row1 ||
         (p != 1.0 && p != 2.0)) {
         PyErr_SetString(PyExc_ValueError, "search: bad sizes, rows or p");
         return NULL;
@@ -547,4 +630,10 @@ static PyMethodDef methods[] = {
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_sqnr",
                                     "SQNR candidate scoring (qcalc.core.histogram)", -1, methods};
 
-PyMODINIT_FUNC PyInit__sqnr(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__sqnr(void)
+{
+#ifdef HAVE_AVX2_COMPACT
+    init_bit_lanes();
+#endif
+    return PyModule_Create(&module);
+}
