@@ -131,10 +131,10 @@ def _torch_min(a, b, tail):
     return np.where(np.isnan(a) | np.isnan(b), np.float32(np.nan), out)
 
 
-def _cell_tail(cells: int) -> np.ndarray:
+def _cell_tail(cells: int, first: int = 0, count: Optional[int] = None) -> np.ndarray:
     """Cells in the scalar tail of (cells,) element-wise ops: AIMET runs them on chunks of
-    `max_parallelism` = 64 histograms."""
-    index = np.arange(cells)
+    `max_parallelism` = 64 histograms. Of cells first.. first + count (default: all)."""
+    index = np.arange(first, cells if count is None else first + count)
     start = index - index % MAX_PARALLELISM
     size = np.minimum(MAX_PARALLELISM, cells - start)
     return index - start >= size - size % (2 * TORCH_VECTOR_FLOATS)
@@ -982,7 +982,7 @@ def sqnr_candidates(
     ms = minimum_scale(n)
     dtype = h.dtype
     first, total = (0, h.cells) if cells_of is None else cells_of
-    tail = _cell_tail(total)[first : first + h.cells]
+    tail = _cell_tail(total, first, h.cells)
     with np.errstate(all="ignore"):
         mn = _torch_min(h.min, np.float32(0), tail)
         mx = _torch_max(h.max, np.float32(0), tail)
