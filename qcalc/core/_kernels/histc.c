@@ -117,6 +117,20 @@ static inline __attribute__((always_inline)) void count_row(
     row[bins + 1] += nabove;
 }
 
+/* count_row with the value kind fixed in each branch, so that every caller gets the loop
+   specialised for float32, float16 and bfloat16. */
+static inline __attribute__((always_inline)) void count_kind(
+    const void *data, int kind, int64_t n, float lo, float hi, float below, float above,
+    int64_t bins, int64_t *row)
+{
+    if (kind == 0)
+        count_row(data, 0, n, lo, hi, below, above, bins, row);
+    else if (kind == 1)
+        count_row(data, 1, n, lo, hi, below, above, bins, row);
+    else
+        count_row(data, 2, n, lo, hi, below, above, bins, row);
+}
+
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define CLONES __attribute__((target_clones("avx2", "default")))
 #else
@@ -132,12 +146,7 @@ CLONES static void count_rows(
     for (int64_t r = row0; r < row1; r++) {
         const char *data = x + (r * m + col0) * itemsize;
         int64_t *row = out + r * (bins + 2);
-        if (kind == 0)
-            count_row(data, 0, col1 - col0, lo[r], hi[r], below[r], above[r], bins, row);
-        else if (kind == 1)
-            count_row(data, 1, col1 - col0, lo[r], hi[r], below[r], above[r], bins, row);
-        else
-            count_row(data, 2, col1 - col0, lo[r], hi[r], below[r], above[r], bins, row);
+        count_kind(data, kind, col1 - col0, lo[r], hi[r], below[r], above[r], bins, row);
     }
 }
 
@@ -156,12 +165,7 @@ CLONES static void search_rows(
     for (int64_t r = row0; r < row1; r++) {
         const char *data = x + r * m * itemsize;
         memset(row, 0, (size_t)(bins + 2) * sizeof *row);
-        if (kind == 0)
-            count_row(data, 0, m, lo[r], hi[r], below[r], above[r], bins, row);
-        else if (kind == 1)
-            count_row(data, 1, m, lo[r], hi[r], below[r], above[r], bins, row);
-        else
-            count_row(data, 2, m, lo[r], hi[r], below[r], above[r], bins, row);
+        count_kind(data, kind, m, lo[r], hi[r], below[r], above[r], bins, row);
         row[0] += row[bins];
         row[bins - 1] += row[bins + 1];
         int64_t total = 0;
@@ -194,12 +198,7 @@ CLONES static void finish_rows(
     for (int64_t r = row0; r < row1; r++) {
         const char *data = x + r * m * itemsize;
         memset(row, 0, (size_t)(bins + 2) * sizeof *row);
-        if (kind == 0)
-            count_row(data, 0, m, lo[r], hi[r], below[r], above[r], bins, row);
-        else if (kind == 1)
-            count_row(data, 1, m, lo[r], hi[r], below[r], above[r], bins, row);
-        else
-            count_row(data, 2, m, lo[r], hi[r], below[r], above[r], bins, row);
+        count_kind(data, kind, m, lo[r], hi[r], below[r], above[r], bins, row);
         float *h = out + r * bins;
         for (int64_t j = 0; j < bins; j++)
             h[j] = (float)(row[j] < ceiling ? row[j] : ceiling);
