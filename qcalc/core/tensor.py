@@ -127,7 +127,9 @@ class Skipped:
 
 
 class Progress:
-    """Receives progress events; this base class ignores them (the CLI draws a bar)."""
+    """Receives progress events; this base class ignores them (the CLI draws a bar). With
+    --jobs above 1 the events come from several threads: a subclass that keeps state must
+    lock it (commands/progress.py does)."""
 
     def start(self, tensors: int, total_bytes: int) -> None:
         pass
