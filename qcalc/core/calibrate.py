@@ -23,6 +23,7 @@ from qcalc.core.dtypes import (
     widen,
 )
 from qcalc.core.encoding import Encoding
+from qcalc.core.kernels import kernel
 from qcalc.core.layout import layout_for
 from qcalc.core.spec import Spec
 from qcalc.core.stats import (
@@ -454,7 +455,9 @@ class _Stream:
             )
             return chunk.nbytes
 
-        for nbytes in parallel.ordered(search, self._numbered(ref)):
+        # compiled, a chunk costs more in Python than in C: fewer, larger ones
+        factor = COMPILED_CHUNK_FACTOR if kernel("histc") and kernel("sqnr") else 1
+        for nbytes in parallel.ordered(search, self._numbered(ref, factor)):
             self.progress.advance(nbytes)
         return rmin, rmax
 
@@ -488,14 +491,14 @@ class _Stream:
             self.progress.advance(nbytes)
         return total
 
-    def _numbered(self, ref: TensorRef):
-        """(first cell, chunk) for each chunk of `ref`."""
+    def _numbered(self, ref: TensorRef, factor: int = 1):
+        """(first cell, chunk) for each chunk of `ref` (chunks `factor` times the size)."""
         layout = self.layout
         shape = layout.encoding_shape
         # cells per row of axis 0 (per `row_multiple` rows for blocks along axis 0)
         per_row = int(np.prod(shape, dtype=np.int64)) // shape[0] if layout.rows_are_cells else 0
         start = 0
-        for chunk in ref.chunks(self.chunk_bytes, layout.row_multiple):
+        for chunk in ref.chunks(self.chunk_bytes * factor, layout.row_multiple):
             yield start, chunk
             if per_row:
                 start += len(chunk) // layout.row_multiple * per_row
