@@ -133,7 +133,8 @@ def flags_id(flags: dict) -> str:
 
 def flags(bitwidth, symmetric, signed, per_channel, block_size=None, variant=None):
     out = {"bitwidth": bitwidth, "symmetric": symmetric, "signed": signed,
-           "per_channel": per_channel, "axis": 0 if per_channel else None, "block_size": block_size}  # fmt: skip
+           "per_channel": per_channel, "axis": 0 if per_channel else None,
+           "block_size": block_size}  # fmt: skip
     if variant:
         out["variant"] = variant
     return out
@@ -147,14 +148,15 @@ def guarded(label):
             except Exception as exc:  # a combination the toolchain refuses is itself data
                 MISSING.append(f"{label} {a} {k}: {type(exc).__name__}: {str(exc)[:200]}")
                 traceback.print_exc(limit=2)
+
         return run
+
     return wrap
 
 
 # ---------------------------------------------------------------- torch.ao
 def torch_cases():
     import torch
-    from torch.ao.quantization.observer import MinMaxObserver, PerChannelMinMaxObserver
 
     combos = []
     for bits in (8, 4):
@@ -177,7 +179,9 @@ def one_torch(x, name, bits, signed, sym, per_channel):
     qmin, qmax = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2**bits - 1)
     if per_channel:
         scheme = torch.per_channel_symmetric if sym else torch.per_channel_affine
-        obs = PerChannelMinMaxObserver(ch_axis=0, dtype=dtype, qscheme=scheme, quant_min=qmin, quant_max=qmax)
+        obs = PerChannelMinMaxObserver(
+            ch_axis=0, dtype=dtype, qscheme=scheme, quant_min=qmin, quant_max=qmax
+        )
         cls = "torch.ao.quantization.observer.PerChannelMinMaxObserver"
     else:
         scheme = torch.per_tensor_symmetric if sym else torch.per_tensor_affine
@@ -374,8 +378,11 @@ def one_gguf(name, kind):
         q = np.concatenate([packed & 0x0F, packed >> 4], axis=1).astype(np.int64)
         qmin, qmax = 0, 15
         zp = np.full(len(d), 8, dtype=np.int64) if kind == "Q4_0" else None
-        rounding = ("Q4_0: d = (value of largest |x|) / -8; q = trunc(x*(1/d) + 8.5) clipped to [0,15]; 1/d from the unrounded float32 d, d stored fp16 (gguf/quants.py Q4_0.quantize_blocks)"
-                    if kind == "Q4_0" else "Q4_1: d = (max-min)/15, m = min; q = trunc((x-m)*(1/d) + 0.5) clipped to [0,15]; d and m stored fp16 (gguf/quants.py Q4_1.quantize_blocks)")
+        rounding = (
+            "Q4_0: d = (value of largest |x|) / -8; q = trunc(x*(1/d) + 8.5) clipped to [0,15]; 1/d from the unrounded float32 d, d stored fp16 (gguf/quants.py Q4_0.quantize_blocks)"
+            if kind == "Q4_0"
+            else "Q4_1: d = (max-min)/15, m = min; q = trunc((x-m)*(1/d) + 0.5) clipped to [0,15]; d and m stored fp16 (gguf/quants.py Q4_1.quantize_blocks)"
+        )
         sym, signed = kind == "Q4_0", False
     case("llama.cpp", "gguf", f"gguf.quants.quantize(x, GGMLQuantizationType.{kind})", name,
          flags(8 if kind == "Q8_0" else 4, sym, signed, False, block_size=block, variant=kind),

@@ -24,14 +24,25 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "tests" / "golden" / "conventions"
 INNER = Path(__file__).resolve().parent / "convention_goldens_inner.py"
-REQUIRED = ["torch==2.13.0", "numpy", "onnx", "onnxruntime", "compressed-tensors", "optimum-quanto", "gguf"]
+REQUIRED = [
+    "torch==2.13.0",
+    "numpy",
+    "onnx",
+    "onnxruntime",
+    "compressed-tensors",
+    "optimum-quanto",
+    "gguf",
+]
 OPTIONAL = ["nvidia-modelopt"]  # skipped (with a note) when it does not install without a GPU
 OPTIONAL_TIMEOUT = 300
 
 
 def pip(python: Path, *args: str, timeout: float | None = None) -> bool:
     try:
-        return subprocess.run([str(python), "-m", "pip", "install", *args], timeout=timeout).returncode == 0
+        return (
+            subprocess.run([str(python), "-m", "pip", "install", *args], timeout=timeout).returncode
+            == 0
+        )
     except subprocess.TimeoutExpired:
         return False
 
@@ -56,7 +67,10 @@ def main() -> int:
             return 1
         for extra in OPTIONAL:
             if not pip(python, extra, timeout=OPTIONAL_TIMEOUT):
-                print(f"NOTE: {extra} did not install without a GPU / in time; its cases are skipped", file=sys.stderr)
+                print(
+                    f"NOTE: {extra} did not install without a GPU / in time; its cases are skipped",
+                    file=sys.stderr,
+                )
         args.out.mkdir(parents=True, exist_ok=True)
         seed = ROOT / "sample_tensors" / "seed.npy"
         return subprocess.run([str(python), str(INNER), str(args.out), str(seed)]).returncode
