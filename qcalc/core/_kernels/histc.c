@@ -207,48 +207,71 @@ CLONES static void finish_rows(
     }
 }
 
-static int too_small(const Py_buffer *view, int64_t items, int64_t itemsize, const char *name)
+/* What every entry point reads: the values (rows x m; float32, or float16 / bfloat16 bits)
+   and each row's counting range and out-of-range thresholds. */
+typedef struct {
+    Py_buffer x, lo, hi, below, above;
+} Rows;
+
+static int too_small(const Py_buffer *view, int64_t items, int64_t itemsize, const char *fn,
+                     const char *name)
 {
     if (items < 0 || view->len < items * itemsize) {
-        PyErr_Format(PyExc_ValueError, "_histc.count: buffer %s is too small", name);
+        PyErr_Format(PyExc_ValueError, "_histc.%s: buffer %s is too small", fn, name);
         return 1;
     }
     return 0;
 }
 
+/* ValueError unless `in` holds rows [0, row1) of m values of `kind` and their per-row
+   floats. */
+static int rows_too_small(const Rows *in, int kind, int64_t m, int64_t row1, const char *fn)
+{
+    return too_small(&in->x, row1 * m, kind == 0 ? 4 : 2, fn, "x") ||
+           too_small(&in->lo, row1, 4, fn, "lo") || too_small(&in->hi, row1, 4, fn, "hi") ||
+           too_small(&in->below, row1, 4, fn, "below") ||
+           too_small(&in->above, row1, 4, fn, "above");
+}
+
+static void release_rows(Rows *in)
+{
+    PyBuffer_Release(&in->x);
+    PyBuffer_Release(&in->lo);
+    PyBuffer_Release(&in->hi);
+    PyBuffer_Release(&in->below);
+    PyBuffer_Release(&in->above);
+}
+
+#define ROWS_ARGS(in) \
+    (const char *)(in).x.buf, kind, m, (const float *)(in).lo.buf, (const float *)(in).hi.buf, \
+        (const float *)(in).below.buf, (const float *)(in).above.buf
+
 static PyObject *count(PyObject *self, PyObject *args)
 {
     (void)self;
-    Py_buffer x, lo, hi, below, above, out;
+    Rows in;
+    Py_buffer out;
     int kind;
     long long m, bins, row0, row1, col0, col1;
-    if (!PyArg_ParseTuple(args, "y*iLy*y*y*y*w*LLLLL", &x, &kind, &m, &lo, &hi, &below,
-                          &above, &out, &bins, &row0, &row1, &col0, &col1))
+    if (!PyArg_ParseTuple(args, "y*iLy*y*y*y*w*LLLLL", &in.x, &kind, &m, &in.lo, &in.hi,
+                          &in.below, &in.above, &out, &bins, &row0, &row1, &col0, &col1))
         return NULL;
     PyObject *result = NULL;
-    const int64_t itemsize = kind == 0 ? 4 : 2;
     if (kind < 0 || kind > 2 || bins < 1 || bins > (1 << 24) || m < 0 || row0 < 0 ||
         row1 < row0 || col0 < 0 || col1 < col0 || col1 > m) {
         PyErr_SetString(PyExc_ValueError, "_histc.count: invalid arguments");
         goto done;
     }
-    if (too_small(&x, row1 * m, itemsize, "x") || too_small(&lo, row1, 4, "lo") ||
-        too_small(&hi, row1, 4, "hi") || too_small(&below, row1, 4, "below") ||
-        too_small(&above, row1, 4, "above") || too_small(&out, row1 * (bins + 2), 8, "out"))
+    if (rows_too_small(&in, kind, m, row1, "count") ||
+        too_small(&out, row1 * (bins + 2), 8, "count", "out"))
         goto done;
     Py_BEGIN_ALLOW_THREADS
-    count_rows((const char *)x.buf, kind, m, (const float *)lo.buf, (const float *)hi.buf,
-               (const float *)below.buf, (const float *)above.buf, (int64_t *)out.buf, bins,
-               row0, row1, col0, col1);
+    count_rows(ROWS_ARGS(in), (int64_t *)out.buf, bins, row0, row1, col0, col1);
     Py_END_ALLOW_THREADS
     result = Py_None;
     Py_INCREF(result);
 done:
-    PyBuffer_Release(&x);
-    PyBuffer_Release(&lo);
-    PyBuffer_Release(&hi);
-    PyBuffer_Release(&below);
-    PyBuffer_Release(&above);
+    release_rows(&in);
     PyBuffer_Release(&out);
     return result;
 }
@@ -256,25 +279,25 @@ done:
 static PyObject *percentile_bins(PyObject *self, PyObject *args)
 {
     (void)self;
-    Py_buffer x, lo, hi, below, above, imin, imax;
+    Rows in;
+    Py_buffer imin, imax;
     int kind;
     long long m, bins, row0, row1;
     double pmin, pmax;
-    if (!PyArg_ParseTuple(args, "y*iLy*y*y*y*Lddw*w*LL", &x, &kind, &m, &lo, &hi, &below,
-                          &above, &bins, &pmin, &pmax, &imin, &imax, &row0, &row1))
+    if (!PyArg_ParseTuple(args, "y*iLy*y*y*y*Lddw*w*LL", &in.x, &kind, &m, &in.lo, &in.hi,
+                          &in.below, &in.above, &bins, &pmin, &pmax, &imin, &imax, &row0,
+                          &row1))
         return NULL;
     PyObject *result = NULL;
     int64_t *row = NULL;
-    const int64_t itemsize = kind == 0 ? 4 : 2;
     if (kind < 0 || kind > 2 || bins < 1 || bins > (1 << 24) || m < 0 || m >= (1 << 23) ||
         row0 < 0 || row1 < row0) {
         PyErr_SetString(PyExc_ValueError, "_histc.percentile_bins: invalid arguments");
         goto done;
     }
-    if (too_small(&x, row1 * m, itemsize, "x") || too_small(&lo, row1, 4, "lo") ||
-        too_small(&hi, row1, 4, "hi") || too_small(&below, row1, 4, "below") ||
-        too_small(&above, row1, 4, "above") || too_small(&imin, row1, 8, "imin") ||
-        too_small(&imax, row1, 8, "imax"))
+    if (rows_too_small(&in, kind, m, row1, "percentile_bins") ||
+        too_small(&imin, row1, 8, "percentile_bins", "imin") ||
+        too_small(&imax, row1, 8, "percentile_bins", "imax"))
         goto done;
     row = PyMem_RawMalloc((size_t)(bins + 2) * sizeof *row);
     if (row == NULL) {
@@ -282,19 +305,14 @@ static PyObject *percentile_bins(PyObject *self, PyObject *args)
         goto done;
     }
     Py_BEGIN_ALLOW_THREADS
-    search_rows((const char *)x.buf, kind, m, (const float *)lo.buf, (const float *)hi.buf,
-                (const float *)below.buf, (const float *)above.buf, bins, (float)pmin,
-                (float)pmax, (int64_t *)imin.buf, (int64_t *)imax.buf, row, row0, row1);
+    search_rows(ROWS_ARGS(in), bins, (float)pmin, (float)pmax, (int64_t *)imin.buf,
+                (int64_t *)imax.buf, row, row0, row1);
     Py_END_ALLOW_THREADS
     result = Py_None;
     Py_INCREF(result);
 done:
     PyMem_RawFree(row);
-    PyBuffer_Release(&x);
-    PyBuffer_Release(&lo);
-    PyBuffer_Release(&hi);
-    PyBuffer_Release(&below);
-    PyBuffer_Release(&above);
+    release_rows(&in);
     PyBuffer_Release(&imin);
     PyBuffer_Release(&imax);
     return result;
@@ -303,23 +321,22 @@ done:
 static PyObject *histogram(PyObject *self, PyObject *args)
 {
     (void)self;
-    Py_buffer x, lo, hi, below, above, out;
+    Rows in;
+    Py_buffer out;
     int kind;
     long long m, bins, ceiling, row0, row1;
-    if (!PyArg_ParseTuple(args, "y*iLy*y*y*y*w*LLLL", &x, &kind, &m, &lo, &hi, &below,
-                          &above, &out, &bins, &ceiling, &row0, &row1))
+    if (!PyArg_ParseTuple(args, "y*iLy*y*y*y*w*LLLL", &in.x, &kind, &m, &in.lo, &in.hi,
+                          &in.below, &in.above, &out, &bins, &ceiling, &row0, &row1))
         return NULL;
     PyObject *result = NULL;
     int64_t *row = NULL;
-    const int64_t itemsize = kind == 0 ? 4 : 2;
     if (kind < 0 || kind > 2 || bins < 1 || bins > (1 << 24) || ceiling < 0 || m < 0 ||
         row0 < 0 || row1 < row0) {
         PyErr_SetString(PyExc_ValueError, "_histc.histogram: invalid arguments");
         goto done;
     }
-    if (too_small(&x, row1 * m, itemsize, "x") || too_small(&lo, row1, 4, "lo") ||
-        too_small(&hi, row1, 4, "hi") || too_small(&below, row1, 4, "below") ||
-        too_small(&above, row1, 4, "above") || too_small(&out, row1 * bins, 4, "out"))
+    if (rows_too_small(&in, kind, m, row1, "histogram") ||
+        too_small(&out, row1 * bins, 4, "histogram", "out"))
         goto done;
     row = PyMem_RawMalloc((size_t)(bins + 2) * sizeof *row);
     if (row == NULL) {
@@ -327,19 +344,13 @@ static PyObject *histogram(PyObject *self, PyObject *args)
         goto done;
     }
     Py_BEGIN_ALLOW_THREADS
-    finish_rows((const char *)x.buf, kind, m, (const float *)lo.buf, (const float *)hi.buf,
-                (const float *)below.buf, (const float *)above.buf, bins, ceiling,
-                (float *)out.buf, row, row0, row1);
+    finish_rows(ROWS_ARGS(in), bins, ceiling, (float *)out.buf, row, row0, row1);
     Py_END_ALLOW_THREADS
     result = Py_None;
     Py_INCREF(result);
 done:
     PyMem_RawFree(row);
-    PyBuffer_Release(&x);
-    PyBuffer_Release(&lo);
-    PyBuffer_Release(&hi);
-    PyBuffer_Release(&below);
-    PyBuffer_Release(&above);
+    release_rows(&in);
     PyBuffer_Release(&out);
     return result;
 }
