@@ -20,13 +20,20 @@ import numpy as np
 import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
-from test_kernel_histc import DTYPES, F32, _plan, _plan_of, cell_values, needs_kernel, slow
+from test_kernel_histc import (
+    DTYPES,
+    F32,
+    _plan,
+    _plan_of,
+    cell_values,
+    encoding_numbers,
+    needs_kernel,
+    slow,
+)
 
 from qcalc import Spec
 from qcalc.core import histogram as H
 from qcalc.core import kernels
-from qcalc.core.calibrate import encode_batches
-from qcalc.core.tensor import Progress, array_ref
 from qcalc.errors import HistogramError
 
 
@@ -182,17 +189,6 @@ def test_bit_patterns_other_dtypes_and_errors():
         H.counted_histogram(z[:2], strict)
 
 
-def _encoding(x, spec, chunk_bytes, compiled):
-    with kernels.use_compiled(compiled):
-        try:
-            enc = encode_batches("t", [array_ref(x, "t")], spec, Progress(), chunk_bytes)
-        except Exception as error:  # noqa: BLE001 - the same refusal either way
-            return type(error).__name__, str(error)
-    return tuple(
-        np.asarray(getattr(enc, key), F32).tobytes() for key in ("scale", "offset", "min", "max")
-    )
-
-
 @slow(60)
 @given(
     cell_values(max_cells=6, max_m=40),
@@ -210,9 +206,9 @@ def test_encodings_equal_with_or_without_kernel(
     spec = Spec(
         analyzer=analyzer, nonfinite=nonfinite, per_channel=per_channel, symmetric=symmetric
     )
-    reference = _encoding(x, spec, 1 << 20, False)
+    reference = encoding_numbers(x, spec, 1 << 20, False)
     if kernels.built("histc"):
-        assert _encoding(x, spec, chunk_bytes, True) == reference
+        assert encoding_numbers(x, spec, chunk_bytes, True) == reference
 
 
 @needs_kernel
@@ -222,5 +218,5 @@ def test_sqnr_rows_use_the_fused_kernel():
     x = np.random.default_rng(5).standard_normal((32, 256)).astype(DTYPES["bfloat16"])
     spec = Spec(analyzer="sqnr", per_channel=True)
     with mock.patch.object(H, "count", side_effect=AssertionError("counted")):
-        fused = _encoding(x, spec, 4096, True)
-    assert fused == _encoding(x, spec, 4096, False)
+        fused = encoding_numbers(x, spec, 4096, True)
+    assert fused == encoding_numbers(x, spec, 4096, False)

@@ -364,7 +364,7 @@ def test_settled_percentile_bins_on_golden_cases(case):
 # ----------------------------------------------------------------------------- end to end
 
 
-def _encoding(x, spec, chunk_bytes, compiled, shortcut):
+def encoding_numbers(x, spec, chunk_bytes, compiled, shortcut=True):
     """The encoding's numbers (or its error); without `shortcut`, every percentile is searched
     in a counted (cells, bins) matrix."""
     nothing = lambda binning, *args: H.SettledBins(  # noqa: E731
@@ -401,12 +401,12 @@ def test_encodings_equal_with_or_without_kernel_and_shortcut(
     spec = Spec(
         analyzer=analyzer, percentile=percentile, nonfinite=nonfinite, per_channel=per_channel
     )
-    reference = _encoding(x, spec, 1 << 20, False, False)
+    reference = encoding_numbers(x, spec, 1 << 20, False, False)
     ways = [(False, True)]
     if kernels.built("histc"):  # with the shortcut: counted and searched row by row
         ways += [(True, False), (True, True)]
     for compiled, shortcut in ways:
-        assert _encoding(x, spec, chunk_bytes, compiled, shortcut) == reference
+        assert encoding_numbers(x, spec, chunk_bytes, compiled, shortcut) == reference
 
 
 @pytest.mark.parametrize("percentile", [99.99, 99.0])

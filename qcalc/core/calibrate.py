@@ -216,7 +216,7 @@ def _histogram_range(batches, stream, spec: Spec, dtype, num_steps: int):
             if settled is not None:
                 hist = histogram.uncounted(binning)
                 continue
-        elif len(batches) == 1 and layout.rows_are_cells:  # SQNR chunk by chunk
+        elif len(batches) == 1 and layout.rows_are_cells:  # SQNR / TF-enhanced chunk by chunk
             searched = stream.sqnr_rows(batch, binning, num_steps, spec.symmetric, describe)
             hist = histogram.uncounted(binning)
             continue
@@ -419,14 +419,11 @@ class _Stream:
         imax = np.zeros(binning.cells, dtype=np.int64)
 
         def search(item):
-            start, chunk = item
-            cells = layout.cells(self._counted(chunk, ref.dtype))
-            part = slice(start, start + cells.shape[0])
-            named = None if describe is None else (lambda k: describe(start + k))
+            part, cells, named = self._chunk_cells(item, ref.dtype, describe)
             imin[part], imax[part] = histogram.searched_percentile_bins(
                 cells, binning.rows(part), percentile, named, dtype=ref.dtype
             )
-            return chunk.nbytes
+            return item[1].nbytes
 
         for nbytes in parallel.ordered(search, self._numbered(ref)):
             self.progress.advance(nbytes)
@@ -439,21 +436,17 @@ class _Stream:
         independent: the same numbers as one search of the whole histogram)."""
         from qcalc.core import histogram
 
-        layout = self.layout
         rmin = np.empty(binning.cells, dtype=FLOAT32)
         rmax = np.empty(binning.cells, dtype=FLOAT32)
 
         def search(item):
-            start, chunk = item
-            cells = layout.cells(self._counted(chunk, ref.dtype))
-            part = slice(start, start + cells.shape[0])
+            part, cells, named = self._chunk_cells(item, ref.dtype, describe)
             rows = binning.rows(part)
-            named = None if describe is None else (lambda k: describe(start + k))
             hist = histogram.counted_histogram(cells, rows, named, dtype=ref.dtype)
             rmin[part], rmax[part] = histogram.sqnr_range(
-                hist, num_steps, symmetric, cells_of=(start, binning.cells)
+                hist, num_steps, symmetric, cells_of=(part.start, binning.cells)
             )
-            return chunk.nbytes
+            return item[1].nbytes
 
         # compiled, a chunk costs more in Python than in C: fewer, larger ones
         factor = COMPILED_CHUNK_FACTOR if kernel("histc") and kernel("sqnr") else 1
@@ -472,24 +465,30 @@ class _Stream:
         local = threading.local()  # each thread's work arrays, reused chunk after chunk
 
         def count_chunk(item):
-            start, chunk = item
-            cells = layout.cells(self._counted(chunk, ref.dtype))
+            part, cells, named = self._chunk_cells(item, ref.dtype, describe)
             workspace = local.__dict__.setdefault("workspace", {})
             if layout.rows_are_cells:  # this chunk's rows hold a contiguous run of cells
-                part = slice(start, start + cells.shape[0])
-                named = None if describe is None else (lambda k: describe(start + k))
                 histogram.count(
                     cells, binning.rows(part), total[part], workspace, named, dtype=ref.dtype
                 )
-                return None, chunk.nbytes
+                return None, item[1].nbytes
             counted = histogram.count(cells, binning, None, workspace, describe, dtype=ref.dtype)
-            return counted, chunk.nbytes
+            return counted, item[1].nbytes
 
         for counted, nbytes in parallel.ordered(count_chunk, self._numbered(ref)):
             if counted is not None:
                 total += counted
             self.progress.advance(nbytes)
         return total
+
+    def _chunk_cells(self, item, dtype, describe):
+        """A `_numbered` (first cell, chunk) as the histogram code takes it: the chunk's
+        slice of cells, its values as (cells, m) (`_counted`), and how errors name its cell
+        k (None without `describe`)."""
+        start, chunk = item
+        cells = self.layout.cells(self._counted(chunk, dtype))
+        named = None if describe is None else (lambda k: describe(start + k))
+        return slice(start, start + cells.shape[0]), cells, named
 
     def _numbered(self, ref: TensorRef, factor: int = 1):
         """(first cell, chunk) for each chunk of `ref` (chunks `factor` times the size)."""

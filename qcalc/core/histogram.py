@@ -238,6 +238,19 @@ class Binning:
         }
         return dataclasses.replace(self, **per_cell)
 
+    def histogram(self, counts: np.ndarray) -> "Histogram":
+        """The Histogram this batch leaves, with its float32 (cells, bins) `counts`."""
+        return Histogram(
+            counts,
+            self.min,
+            self.max,
+            self.left,
+            self.right,
+            self.dtype,
+            self.started,
+            self.merged,
+        )
+
     def zeros(self) -> np.ndarray:
         """An empty count accumulator, (cells, bins + 2) int64 (see `count`)."""
         return np.zeros((self.cells, self.bins + 2), dtype=np.int64)
@@ -496,9 +509,7 @@ def count(
     the run's threads) or, for tests, over `workers` threads. The numpy path below is the
     reference.
     """
-    x = np.asarray(values)
-    if x.ndim != 2 or x.shape[0] != binning.cells:
-        raise ValueError(f"values must be (cells={binning.cells}, m), got {x.shape}")
+    x = _cell_values(values, binning)
     cells, nb = x.shape[0], binning.bins
     width = nb + 2
     if out is not None and (
@@ -559,6 +570,14 @@ def count(
     result[:, nb] += below
     result[:, nb + 1] += above
     return result
+
+
+def _cell_values(values, binning: Binning) -> np.ndarray:
+    """`values` as an array, ValueError unless (cells, m) with the binning's cells."""
+    x = np.asarray(values)
+    if x.ndim != 2 or x.shape[0] != binning.cells:
+        raise ValueError(f"values must be (cells={binning.cells}, m), got {x.shape}")
+    return x
 
 
 def _check_strict(x: np.ndarray, binning: Binning, describe, dtype=None) -> None:
@@ -658,10 +677,7 @@ def finish(binning: Binning, counts: np.ndarray) -> Histogram:
         hist += binning.carried
     hist[:, 0] += counts[:, nb].astype(F32)
     hist[:, -1] += counts[:, nb + 1].astype(F32)
-    return Histogram(
-        hist, binning.min, binning.max, binning.left, binning.right, binning.dtype,
-        binning.started, binning.merged,
-    )  # fmt: skip
+    return binning.histogram(hist)
 
 
 def counted_histogram(values: np.ndarray, binning: Binning, describe=None, dtype=None) -> Histogram:
@@ -672,9 +688,7 @@ def counted_histogram(values: np.ndarray, binning: Binning, describe=None, dtype
     float32 saturation, conversions and additions in the same order), so no
     (cells, bins + 2) int64 matrix nor its float32 copy is made. Raises as `count` does;
     `dtype` as in `count`."""
-    x = np.asarray(values)
-    if x.ndim != 2 or x.shape[0] != binning.cells:
-        raise ValueError(f"values must be (cells={binning.cells}, m), got {x.shape}")
+    x = _cell_values(values, binning)
     compiled = kernel("histc")
     if compiled is None or binning.carried is not None:
         return finish(binning, count(x, binning, None, None, describe, dtype=dtype))
@@ -685,10 +699,7 @@ def counted_histogram(values: np.ndarray, binning: Binning, describe=None, dtype
     compiled.histogram(
         data, kind, m, *per_cell, hist, binning.bins, HISTC_SATURATION, 0, cells
     )  # fmt: skip
-    return Histogram(
-        hist, binning.min, binning.max, binning.left, binning.right, binning.dtype,
-        binning.started, binning.merged,
-    )  # fmt: skip
+    return binning.histogram(hist)
 
 
 # ----------------------------------------------------------------------------- percentile
@@ -828,10 +839,7 @@ def uncounted(binning: Binning) -> Histogram:
     matrix (`settled_percentile_bins`, `searched_percentile_bins`): ranges and flags as
     `finish` gives them, counts all zero (lazily allocated: never touched)."""
     counts = np.zeros((binning.cells, binning.bins), dtype=F32)
-    return Histogram(
-        counts, binning.min, binning.max, binning.left, binning.right, binning.dtype,
-        binning.started, binning.merged,
-    )  # fmt: skip
+    return binning.histogram(counts)
 
 
 MAX_SEARCHED_ROW = 2**23  # the fused search's row counts stay exact float32 integers
@@ -857,9 +865,7 @@ def searched_percentile_bins(
     imax), int64 per row. None when the kernel is off or does not apply (see
     `searches_percentiles`); raises as `count` does. `dtype` as in `count`; `workers` (tests)
     splits the rows over that many threads."""
-    x = np.asarray(values)
-    if x.ndim != 2 or x.shape[0] != binning.cells:
-        raise ValueError(f"values must be (cells={binning.cells}, m), got {x.shape}")
+    x = _cell_values(values, binning)
     if not searches_percentiles(binning, x.shape[1]):
         return None
     compiled = kernel("histc")
@@ -1087,9 +1093,8 @@ def _run_parts(job, parts: list, workers: Optional[int]) -> None:
     if workers is None or workers == 1 or len(parts) == 1:
         for _ in parallel.ordered(job, parts):
             pass
-        return
-    with ThreadPoolExecutor(workers) as pool:
-        list(pool.map(job, parts))
+    else:  # at most `workers` parts: one thread each
+        _on_threads(job, parts)
 
 
 def _bin_grid(h: Histogram) -> tuple[np.ndarray, np.ndarray]:
