@@ -18,7 +18,7 @@ from unittest import mock
 
 import numpy as np
 import pytest
-from hypothesis import assume, given
+from hypothesis import given
 from hypothesis import strategies as st
 from test_kernel_histc import (
     DTYPES,
@@ -26,6 +26,7 @@ from test_kernel_histc import (
     _plan,
     _plan_of,
     cell_values,
+    drawn_binning,
     encoding_numbers,
     needs_kernel,
     slow,
@@ -74,9 +75,6 @@ def _same(a, b) -> None:
     assert a.dtype == b.dtype
 
 
-ARBITRARY = np.array([0, -0.0, 1, -1, 1e-45, 3e38, -3e38, np.inf, -np.inf, np.nan, 1e-3, 0.5], F32)
-
-
 @needs_kernel
 @slow(200)
 @given(
@@ -90,23 +88,7 @@ def test_counted_histogram_equals_finish_of_count(x, bins, kind, seed):
     (collapsed ranges, strict cells); first-batch plans, arbitrary ranges and thresholds
     (values outside [lo, hi], below / above counts, collapsed, reversed and non-finite
     ranges) and merged batches (carried counts: the numpy path)."""
-    rng = np.random.default_rng(seed)
-    if kind == "merged":
-        with np.errstate(over="ignore"):
-            earlier = (x.astype(F32) * rng.uniform(0.1, 3)).astype(x.dtype)
-        first = _plan(earlier, bins)
-        try:
-            previous = _reference(earlier, first)
-        except HistogramError:
-            assume(False)
-        binning = _plan(x, bins, growth=rng.choice([None, 3.0]), previous=previous)
-    else:
-        binning = _plan(x, bins)
-    if kind == "arbitrary":
-        finite = x.astype(F32)[np.isfinite(x.astype(F32))]
-        pool = np.concatenate([ARBITRARY, finite[:8], np.nextafter(finite[:4], np.inf)])
-        pick = lambda: rng.choice(pool, binning.cells).astype(F32)  # noqa: E731
-        binning = dataclasses.replace(binning, lo=pick(), hi=pick(), below=pick(), above=pick())
+    binning = drawn_binning(x, bins, kind, np.random.default_rng(seed))
     _same(*_both(x, binning))
 
 

@@ -11,10 +11,11 @@ from unittest import mock
 import ml_dtypes
 import numpy as np
 import pytest
+from golden_cases import inputs_of, load_input
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from test_histogram import HIST_CASES, cells_of
 
-from golden_cases import inputs_of, load_input
 from qcalc import Spec
 from qcalc.core import histogram as H
 from qcalc.core import kernels
@@ -22,7 +23,6 @@ from qcalc.core.calibrate import encode_batches
 from qcalc.core.stats import finite_minmax
 from qcalc.core.tensor import Progress, array_ref
 from qcalc.errors import HistogramError
-from test_histogram import HIST_CASES, cells_of
 
 F32 = np.float32
 BF16 = np.dtype(ml_dtypes.bfloat16)
@@ -100,6 +100,33 @@ def _plan(x: np.ndarray, bins: int, growth=None, previous=None):
 # ----------------------------------------------------------------------------- count
 
 
+ARBITRARY = np.array([0, -0.0, 1, -1, 1e-45, 3e38, -3e38, np.inf, -np.inf, np.nan, 1e-3, 0.5], F32)
+
+
+def drawn_binning(x, bins: int, kind: str, rng):
+    """A binning of `x`: "first" a first batch's; "merged" one merged into an earlier
+    histogram (float32 range, input-dtype thresholds, values out of range; an earlier batch
+    AIMET cannot bin is assumed away); "arbitrary" any lo / hi / below / above (collapsed,
+    reversed, overflowing, non-finite)."""
+    if kind == "merged":
+        with np.errstate(over="ignore"):
+            earlier = (x.astype(F32) * rng.uniform(0.1, 3)).astype(x.dtype)
+        first = _plan(earlier, bins)
+        try:
+            with kernels.use_compiled(False):
+                previous = H.finish(first, H.count(earlier, first))
+        except HistogramError:
+            assume(False)
+        return _plan(x, bins, growth=rng.choice([None, 3.0]), previous=previous)
+    binning = _plan(x, bins)
+    if kind == "arbitrary":
+        finite = x.astype(F32)[np.isfinite(x.astype(F32))]
+        pool = np.concatenate([ARBITRARY, finite[:8], np.nextafter(finite[:4], np.inf)])
+        pick = lambda: rng.choice(pool, binning.cells).astype(F32)  # noqa: E731
+        binning = dataclasses.replace(binning, lo=pick(), hi=pick(), below=pick(), above=pick())
+    return binning
+
+
 @needs_kernel
 @slow()
 @given(
@@ -112,28 +139,7 @@ def test_compiled_count_equals_numpy(x, bins, kind, seed):
     """Same counts (or the same HistogramError) for a first batch, a batch merged into an
     earlier histogram (float32 range, input-dtype thresholds, values out of range) and
     arbitrary ranges and thresholds (collapsed, reversed, overflowing)."""
-    rng = np.random.default_rng(seed)
-    if kind == "merged":
-        with np.errstate(over="ignore"):
-            earlier = (x.astype(F32) * rng.uniform(0.1, 3)).astype(x.dtype)
-        first = _plan(earlier, bins)
-        try:
-            previous = H.finish(first, H.count(earlier, first))
-        except HistogramError:
-            assume(False)
-        binning = _plan(x, bins, growth=rng.choice([None, 3.0]), previous=previous)
-    else:
-        binning = _plan(x, bins)
-    if kind == "arbitrary":
-        cells = binning.cells
-        pool = np.array(
-            [0, -0.0, 1, -1, 1e-45, 3e38, -3e38, np.inf, -np.inf, np.nan, 1e-3, 0.5], F32
-        )
-        finite = x.astype(F32)[np.isfinite(x.astype(F32))]
-        if finite.size:
-            pool = np.concatenate([pool, finite[:8], np.nextafter(finite[:4], np.inf)])
-        pick = lambda: rng.choice(pool, cells).astype(F32)  # noqa: E731
-        binning = dataclasses.replace(binning, lo=pick(), hi=pick(), below=pick(), above=pick())
+    binning = drawn_binning(x, bins, kind, np.random.default_rng(seed))
     compiled, numpy = _counts_both_ways(x, binning)
     assert type(compiled) is type(numpy)
     assert np.array_equal(compiled, numpy)
