@@ -73,6 +73,7 @@ def test_every_schema_key_is_accepted():
         analyzer = "percentile"
         percentile = 99.99
         num_bins = 2048
+        convention = "aimet"
         skip = false
         """
     )

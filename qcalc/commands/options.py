@@ -63,6 +63,11 @@ QUANTIZATION: dict[str, tuple[tuple[str, ...], str]] = {
         "scale (needs --block-size, --symmetric).",
     ),
     "decompressed_bitwidth": (("--decompressed-bitwidth",), "LPBQ decompressed bitwidth."),
+    "convention": (
+        ("--convention",),
+        "Whose rules make scale and zero point: AIMET's, or another toolchain's (min-max "
+        "ranges; see the README's 'Conventions').",
+    ),
 }
 # `check` and `hist` count NaN / inf instead of failing on them: no --nonfinite there.
 COUNTS_NONFINITE = tuple(name for name in QUANTIZATION if name != "nonfinite")

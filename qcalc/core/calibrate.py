@@ -13,6 +13,7 @@ from typing import Optional
 import numpy as np
 
 from qcalc.core import grid, parallel
+from qcalc.core.conventions import toolchain_grid
 from qcalc.core.dtypes import (
     FLOAT32,
     FLOAT32_OVERFLOW,
@@ -36,6 +37,7 @@ from qcalc.core.stats import (
     reduce_minmax,
 )
 from qcalc.core.tensor import Progress, TensorRef
+from qcalc.core.toolchains import llama_type
 from qcalc.errors import HistogramError, NonFiniteError, SpecError
 
 
@@ -69,6 +71,8 @@ def encode_batches(
     # a float64 tensor in float32 arithmetic (the default): values beyond float32 are ±inf
     float32_inf = first.dtype.name == "float64" and dtype == FLOAT32
     stream = _Stream(layout, spec, progress, chunk_bytes, float32_inf)
+    if spec.convention != "aimet":
+        return _toolchain_encoding(name, batches, spec, layout, stream)
     if spec.analyzer == "minmax":
         stats = stream.minmax(batches[0])
         for batch in batches[1:]:
@@ -121,6 +125,79 @@ def encode_batches(
         where = first.where if len(batches) == 1 else f"{encoding.source}: tensor '{name}'"
         _check_finite(encoding, observed, layout, where)
     return encoding
+
+
+def _toolchain_encoding(
+    name: str, batches: list[TensorRef], spec: Spec, layout, stream
+) -> Encoding:
+    """Another toolchain's encoding (--convention) of the tensor's per-cell min-max range.
+    Its numbers are the toolchain's, degenerate ones included (a zero scale, an infinite
+    multiplier): they are not refused as AIMET's non-finite encodings are."""
+    first = batches[0]
+    _check_toolchain_layout(spec, layout, first)
+    stats = stream.minmax(batches[0])
+    for batch in batches[1:]:
+        stats = stats.merge(stream.minmax(batch))
+    mn = _cast(stats.min, FLOAT32).reshape(layout.encoding_shape)
+    mx = _cast(stats.max, FLOAT32).reshape(layout.encoding_shape)
+    peak = None
+    if spec.convention == "llama.cpp" and llama_type(spec) == "Q4_0":
+        peak = _first_peaks(batches, layout, mn, mx, stream.chunk_bytes)
+    numbers = toolchain_grid(spec, mn, mx, peak)
+    return Encoding.on_grid(
+        name,
+        _describe_sources(batches),
+        spec,
+        layout.granularity,
+        numbers.scale,
+        numbers.offset,
+        raw_min=mn,
+        raw_max=mx,
+        dtype=first.dtype.name,
+        shape=tuple(first.shape),
+        axis=layout.channel_axis,
+        block_size=layout.block_size,
+        block_axis=layout.block_axis,
+        toolchain=numbers,
+    )
+
+
+def _check_toolchain_layout(spec: Spec, layout, ref: TensorRef) -> None:
+    """Other toolchains' blocks run along the last axis of a matrix (llama.cpp's rows,
+    quanto's groups, ModelOpt's and compressed-tensors' blocks): SpecError otherwise."""
+    blocks = spec.block_size is not None
+    if not blocks or (layout.block_axis == 1 and layout.channel_axis == 0 and len(ref.shape) == 2):
+        return
+    raise SpecError(
+        f"{ref.where}: convention {spec.convention} takes blocks along the last axis of a "
+        f"rank-2 tensor with channels on axis 0, not shape {list(ref.shape)} with --axis "
+        f"{spec.axis} --block-axis {spec.block_axis} (--exclude it)"
+    )
+
+
+def _first_peaks(batches, layout, mn: np.ndarray, mx: np.ndarray, chunk_bytes: int):
+    """llama.cpp Q4_0's peak per block: the value of largest magnitude, the first one (in
+    batch and element order) when -m and +m both occur. Reads the data again only when some
+    block holds both."""
+    peak = np.where(np.abs(mn) > np.abs(mx), mn, mx)
+    ties = (np.abs(mn) == np.abs(mx)) & (mn != mx)
+    if not ties.any():
+        return peak
+    found = np.zeros(peak.shape, dtype=bool)
+    for ref in batches:
+        row = 0
+        for chunk in ref.chunks(chunk_bytes, layout.row_multiple):
+            blocks = widen(np.asarray(chunk), ref.dtype).astype(FLOAT32, copy=False)
+            blocks = blocks.reshape(blocks.shape[0], -1, layout.block_size)
+            cells = slice(row, row + blocks.shape[0])
+            row += blocks.shape[0]
+            first = np.take_along_axis(
+                blocks, np.argmax(np.abs(blocks), axis=-1)[..., None], axis=-1
+            )[..., 0]
+            hit = ties[cells] & ~found[cells] & (np.abs(first) == np.abs(mx[cells]))
+            peak[cells] = np.where(hit, first, peak[cells])
+            found[cells] |= hit
+    return peak
 
 
 def _cast(values: np.ndarray, dtype: np.dtype) -> np.ndarray:

@@ -13,5 +13,9 @@ ComputeDtype = Literal["float32", "input"]
 NonFinite = Literal["error", "ignore", "keep"]
 Kind = Literal["param", "activation"]  # a tensor's role: positional inputs / --activations
 Version = Literal["0.6.1", "1.0.0", "2.0.0", "2.1.0"]  # AIMET encodings files
+# Whose rules turn a range into scale and zero point (qcalc.core.toolchains)
+Convention = Literal[
+    "aimet", "torch", "onnxruntime", "compressed-tensors", "quanto", "modelopt", "llama.cpp"
+]
 
 VERSIONS: tuple[str, ...] = get_args(Version)

@@ -8,8 +8,9 @@ from typing import Any, Optional
 
 import numpy as np
 
-from qcalc.core import grid
+from qcalc.core import conventions, grid
 from qcalc.core.choices import Granularity
+from qcalc.core.conventions import ToolchainGrid
 from qcalc.core.spec import Spec
 
 
@@ -68,6 +69,10 @@ class Encoding:
     scale and the integer per-block multipliers whose product is `scale`. `raw_min` / `raw_max`
     are the range the analyzer produced before it was snapped to the grid. `dtype` and `shape`
     describe the tensor; they are None when unknown (an encoding read from an encodings file).
+    Under another toolchain's convention (`spec.convention`), `toolchain` holds its numbers
+    as it stores them (zero point, stored scale) and quantizing follows its quantizer; the
+    scale may then be negative (llama.cpp Q4_0) and the offset fractional (quanto's float
+    shift, llama.cpp Q4_1's block minimum).
     Encodings compare by identity (their arrays have no single truth value).
     """
 
@@ -91,6 +96,7 @@ class Encoding:
     per_channel_scale: Optional[np.ndarray] = field(default=None, repr=False)
     per_block_int_scale: Optional[np.ndarray] = field(default=None, repr=False)
     decompressed_bitwidth: Optional[int] = None
+    toolchain: Optional[ToolchainGrid] = field(default=None, repr=False)
     # qcalc.core.metrics.Metrics of the tensor under this encoding, when they were asked for
     metrics: Optional[Any] = field(default=None, repr=False, compare=False)
 
@@ -114,6 +120,8 @@ class Encoding:
         block fields."""
         qmin, qmax = spec.int_range
         lo, hi = grid.effective_range(scale, offset, qmin, qmax)
+        if fields.get("toolchain") is not None:  # a negative scale runs the grid backwards
+            lo, hi = np.where(scale < 0, hi, lo), np.where(scale < 0, lo, hi)
         return cls(
             name=name, source=source, spec=spec, granularity=granularity, qmin=qmin, qmax=qmax,
             scale=scale, offset=offset, min=lo, max=hi,
@@ -132,12 +140,24 @@ class Encoding:
             return values
         return np.repeat(values, self.block_size, axis=self.block_axis)
 
+    def _toolchain_grid(self) -> ToolchainGrid:
+        """The toolchain's numbers repeated over each block (see `_broadcastable`)."""
+        return self.toolchain.mapped(self._broadcastable)
+
     def quantize(self, x: np.ndarray) -> np.ndarray:
-        """Integer grid values of `x` (same dtype as `x`), as AIMET's Quantize computes them."""
+        """Integer grid values of `x` (same dtype as `x`), as AIMET's Quantize computes them
+        (or the convention's toolchain: float32 in, float32 integers out)."""
+        if self.toolchain is not None:
+            return conventions.quantize(self.spec, x, self._toolchain_grid())
         scale, offset = self._broadcastable(self.scale), self._broadcastable(self.offset)
         return grid.quantize(x, scale, offset, self.qmin, self.qmax)
 
     def quantize_dequantize(self, x: np.ndarray) -> np.ndarray:
-        """`x` fake-quantized on this grid, as AIMET's QuantizeDequantize computes it."""
+        """`x` fake-quantized on this grid, as AIMET's QuantizeDequantize computes it (or the
+        convention's toolchain quantizes and dequantizes it, in float32)."""
+        if self.toolchain is not None:
+            numbers = self._toolchain_grid()
+            q = conventions.quantize(self.spec, x, numbers)
+            return conventions.dequantize(self.spec, q, numbers)
         scale, offset = self._broadcastable(self.scale), self._broadcastable(self.offset)
         return grid.quantize_dequantize(x, scale, offset, self.qmin, self.qmax)

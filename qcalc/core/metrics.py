@@ -22,7 +22,7 @@ from typing import Sequence, Union
 
 import numpy as np
 
-from qcalc.core import grid
+from qcalc.core import conventions, grid
 from qcalc.core.dtypes import FLOAT32, FLOAT64, arithmetic_dtype, to_numpy, widen
 from qcalc.core.encoding import Encoding, Metrics
 from qcalc.core.layout import Layout, encoding_layout
@@ -71,7 +71,7 @@ class _Accumulator:
         self.elements = self.clipped = self.nan = self.inf = 0
         scale, offset = encoding.scale, encoding.offset
         # With a finite positive scale and a finite offset, every finite x has a finite level.
-        self.regular = bool(
+        self.regular = encoding.toolchain is None and bool(
             np.all(np.isfinite(offset)) and np.all((scale > 0) & np.isfinite(scale))
         )
         self.flat_scale = np.asarray(scale, dtype=FLOAT32).reshape(-1, 1)
@@ -98,7 +98,7 @@ class _Accumulator:
             if layout.rows_are_cells:  # this chunk's rows hold a contiguous run of cells
                 first = row // layout.row_multiple
                 rows = slice(first, first + len(chunk) // layout.row_multiple)
-                part = tuple(v[rows] for v in views)
+                part = _rows_of(views, rows)
                 start = first * cells_per_row
                 row += len(chunk)
             if fast and x.dtype == FLOAT32 and x.size and self._add_rows(layout, x, start):
@@ -154,12 +154,16 @@ class _Accumulator:
 
     def _add_chunk(self, layout: Layout, x, qin, views, start: int) -> None:
         enc = self.encoding
-        scale, offset = views
+        scale, offset, numbers = views
         xv, axes = layout.cell_view(x)
         qv, _ = layout.cell_view(qin)
         if xv.size == 0:
             return
-        xhat = widen(grid.quantize_dequantize(qv, scale, offset, enc.qmin, enc.qmax))
+        if numbers is None:
+            xhat = widen(grid.quantize_dequantize(qv, scale, offset, enc.qmin, enc.qmax))
+        else:  # another toolchain's quantizer and dequantizer
+            q = conventions.quantize(enc.spec, qv, numbers)
+            xhat = conventions.dequantize(enc.spec, q, numbers)
         err = np.asarray(np.subtract(xv, xhat, dtype=FLOAT64))  # arrays even for 0-d tensors
         x2 = np.asarray(np.square(xv, dtype=FLOAT64))
         sum_x2 = np.sum(x2, axis=axes, dtype=FLOAT64).ravel()
@@ -190,7 +194,7 @@ class _Accumulator:
         else:
             self.sum_x2[cells] += sum_x2
             self.sum_e2[cells] += sum_e2
-        self._add_levels(qv, scale, offset, axes, finite, cells)
+        self._add_levels(qv, views, axes, finite, cells)
 
     def _add_scaled(self, x, err, axes, cells) -> None:
         """Add the sums of squares of finite float64 `x` and `err` per cell, each cell whose
@@ -218,11 +222,15 @@ class _Accumulator:
         )
         self.unit[cells] = merged
 
-    def _add_levels(self, qv, scale, offset, axes, finite, cells) -> None:
+    def _add_levels(self, qv, views, axes, finite, cells) -> None:
         """Clipped elements (their level before clamping is off the grid) and each cell's
         lowest and highest level, from the chunk's finite elements."""
         enc = self.encoding
-        q = grid.unclamped_levels(qv, scale, offset, enc.qmin, enc.qmax)
+        scale, offset, numbers = views
+        if numbers is None:
+            q = grid.unclamped_levels(qv, scale, offset, enc.qmin, enc.qmax)
+        else:
+            q = conventions.levels(enc.spec, qv, numbers)
         valid = finite & ~np.isnan(q)  # x / scale can overflow: an infinite level is clipped
         self.clipped += int(np.count_nonzero(valid & ((q < enc.qmin) | (q > enc.qmax))))
         q = np.clip(q, enc.qmin, enc.qmax)
@@ -281,12 +289,31 @@ def _sqnr_db(signal: np.ndarray, noise: np.ndarray) -> np.ndarray:
     return np.where(noise == 0, np.inf, db)
 
 
-def _grid_views(encoding: Encoding, layout: Layout) -> tuple[np.ndarray, np.ndarray]:
-    """scale and offset shaped to broadcast against a chunk's `Layout.cell_view` (a size-1
-    axis after each block axis)."""
-    arrays = [np.asarray(encoding.scale), np.asarray(encoding.offset)]
-    if layout.channel_axis is None:
-        return arrays[0].reshape(()), arrays[1].reshape(())
-    if layout.block_axis is not None:
-        arrays = [np.expand_dims(a, layout.block_axis + 1) for a in arrays]
-    return arrays[0], arrays[1]
+def _grid_views(encoding: Encoding, layout: Layout) -> tuple:
+    """scale, offset and the toolchain's numbers (None under AIMET's convention) shaped to
+    broadcast against a chunk's `Layout.cell_view` (a size-1 axis after each block axis)."""
+
+    def shaped(values: np.ndarray) -> np.ndarray:
+        values = np.asarray(values)
+        if layout.channel_axis is None:
+            return values.reshape(())
+        if layout.block_axis is not None:
+            return np.expand_dims(values, layout.block_axis + 1)
+        return values
+
+    numbers = encoding.toolchain
+    return (
+        shaped(encoding.scale),
+        shaped(encoding.offset),
+        None if numbers is None else numbers.mapped(shaped),
+    )
+
+
+def _rows_of(views: tuple, rows: slice) -> tuple:
+    """The views of the cells in `rows` (a chunk of rows that are cells)."""
+    scale, offset, numbers = views
+    return (
+        scale[rows],
+        offset[rows],
+        None if numbers is None else numbers.mapped(lambda values: values[rows]),
+    )

@@ -8,7 +8,8 @@ import numbers
 from dataclasses import dataclass
 from typing import Any, Optional, get_args
 
-from qcalc.core.choices import Analyzer, ComputeDtype, NonFinite, SymmetricOffset
+from qcalc.core import toolchains
+from qcalc.core.choices import Analyzer, ComputeDtype, Convention, NonFinite, SymmetricOffset
 from qcalc.errors import SpecError
 
 # Grids of 2 to 32 bits: what AIMET's golden data spans. A 1-bit grid has no symmetric form
@@ -79,6 +80,7 @@ class Spec:
     block_axis: int = -1
     lpbq: bool = False
     decompressed_bitwidth: int = 8
+    convention: Convention = "aimet"
 
     def __post_init__(self) -> None:
         for name, what in _INTEGERS.items():
@@ -139,6 +141,10 @@ class Spec:
                     f"decompressed bitwidth {self.decompressed_bitwidth} is below "
                     f"bitwidth {self.bitwidth}"
                 )
+        _check_choice("convention", self.convention, Convention)
+        reason = toolchains.unsupported(self)
+        if reason is not None:
+            raise SpecError(reason)
 
     @property
     def bins(self) -> int:
@@ -154,12 +160,19 @@ class Spec:
 
     @property
     def is_signed(self) -> bool:
-        """Signedness after applying the default (signed iff symmetric)."""
-        return self.symmetric if self.signed is None else self.signed
+        """Signedness after applying the default (signed iff symmetric, unless the
+        convention fixes it)."""
+        if self.signed is not None:
+            return self.signed
+        return toolchains.default_signed(self.convention, self.symmetric, self.bitwidth)
 
     @property
     def int_range(self) -> tuple[int, int]:
         """(qmin, qmax) of the integer grid."""
+        if self.convention != "aimet":
+            return toolchains.integer_grid(
+                self.convention, self.bitwidth, self.is_signed, self.symmetric
+            )
         return integer_range(self.bitwidth, self.is_signed, self.strict_symmetric)
 
 

@@ -37,6 +37,7 @@ FIELDS = (
 PER_CELL = ("min", "max", "scale", "offset")
 BLOCK_FIELDS = ("block_size", "block_axis")  # appended for per-block and LPBQ encodings
 LPBQ_FIELDS = ("per_channel_scale", "per_block_int_scale", "decompressed_bitwidth")  # and LPBQ
+TOOLCHAIN_FIELDS = ("convention", "zero_point", "stored_scale")  # after "offset", --convention
 
 
 def exact_offset(value: float) -> Any:
@@ -54,9 +55,13 @@ def _floats(values: Any) -> list[Any]:
 
 
 def _offsets(values: Any) -> list[Any]:
+    """Integer offsets as integers; a convention's fractional offsets (quanto's shift,
+    llama.cpp Q4_1's block minimum over the scale) as floats."""
     flat = np.asarray(values).ravel()
-    if np.isfinite(flat).all():
+    if np.isfinite(flat).all() and np.array_equal(flat, np.round(flat)):
         return NumberList(flat.astype(np.int64))
+    if not np.array_equal(flat, np.round(flat), equal_nan=True):
+        return _floats(flat)
     return [exact_offset(v) for v in flat]
 
 
@@ -65,6 +70,8 @@ def encoding_record(enc: Encoding) -> dict[str, Any]:
 
     Per-block and LPBQ encodings add BLOCK_FIELDS; LPBQ ones also LPBQ_FIELDS: the per-channel
     scales (one per channel, C order) and the integer multipliers (one per cell, like `scale`).
+    Another toolchain's encodings add TOOLCHAIN_FIELDS: the convention, and its zero point
+    and scale as it stores them (one per cell).
     """
     record = {
         "name": enc.name,
@@ -84,6 +91,13 @@ def encoding_record(enc: Encoding) -> dict[str, Any]:
         "scale": _floats(enc.scale),
         "offset": _offsets(enc.offset),
     }
+    if enc.toolchain is not None:
+        record["convention"] = enc.spec.convention
+        points = enc.toolchain.zero_point
+        record["zero_point"] = (
+            _floats(points) if enc.toolchain.float_zero_point else _offsets(points)
+        )
+        record["stored_scale"] = _floats(enc.toolchain.stored_scale)
     if enc.granularity in ("per-block", "lpbq"):
         record["block_size"] = enc.block_size
         record["block_axis"] = enc.block_axis
@@ -106,12 +120,15 @@ def write_csv(encodings: Sequence[Encoding], out: TextIO) -> None:
 
     With per-block or LPBQ encodings the columns go on: block_size, block_axis, and with LPBQ
     ones per_channel_scale (the cell's channel's), per_block_int_scale (the cell's) and
-    decompressed_bitwidth; empty for encodings without them.
+    decompressed_bitwidth; then, under another toolchain's convention, convention,
+    zero_point and stored_scale (the cell's); empty for encodings without them.
     """
     grans = {enc.granularity for enc in encodings}
     extra = [*BLOCK_FIELDS] if grans & {"per-block", "lpbq"} else []
     if "lpbq" in grans:
         extra += LPBQ_FIELDS
+    if any(enc.toolchain is not None for enc in encodings):
+        extra += TOOLCHAIN_FIELDS
     metrics = [*METRIC_FIELDS] if any(enc.metrics is not None for enc in encodings) else []
     columns = [*FIELDS[:12], *metrics, "channel", *PER_CELL, *extra]
     writer = csv.writer(out, lineterminator="\n")
@@ -132,7 +149,7 @@ def _csv_block_columns(enc: Encoding, record: dict[str, Any], extra: list[str]) 
     for key in extra:
         if key == "per_channel_scale" and enc.per_channel_scale is not None:
             columns.append(_floats(np.broadcast_to(enc.per_channel_scale, np.shape(enc.scale))))
-        elif key == "per_block_int_scale" and key in record:
+        elif key in ("per_block_int_scale", "zero_point", "stored_scale") and key in record:
             columns.append(record[key])
         else:
             columns.append([record.get(key)] * count)
@@ -165,8 +182,13 @@ def table_row(enc: Encoding) -> list[str]:
         per = f"{'×'.join(map(str, cells))} {kind}"
     return [
         enc.name, dtype, shape, per, num(np.min(enc.min)), num(np.max(enc.max)),
-        spread(enc.scale), spread(enc.offset, integer=True),
+        spread(enc.scale), spread(enc.offset, integer=_integers(enc.offset)),
     ]  # fmt: skip
+
+
+def _integers(values: np.ndarray) -> bool:
+    finite = values[np.isfinite(values)]
+    return bool(np.array_equal(finite, np.round(finite)))
 
 
 def grid_label(spec) -> str:
@@ -178,7 +200,7 @@ def grid_label(spec) -> str:
 
 
 def _grid_key(spec) -> tuple:
-    return (spec.bitwidth, spec.is_signed, spec.symmetric, spec.strict_symmetric)
+    return (spec.bitwidth, spec.is_signed, spec.symmetric, spec.strict_symmetric, spec.int_range)
 
 
 def analyzer_label(spec) -> str:
@@ -203,6 +225,10 @@ def table_title(encodings: Sequence[Encoding]) -> str:
         parts = [f"{spec.bitwidth}-bit {kind} {sign} grid [{qmin}, {qmax}]"]
     else:
         parts = ["grids per tensor"]
+    conventions = {enc.spec.convention for enc in encodings}
+    if conventions != {"aimet"}:  # AIMET's tables stay as they were
+        named = conventions.pop() if len(conventions) == 1 else "conventions per tensor"
+        parts.insert(0, f"{named} convention")
     analyzers = {analyzer_label(enc.spec) for enc in encodings}
     if any(enc.dtype is not None for enc in encodings):  # files do not record the analyzer
         parts.append(analyzers.pop() if len(analyzers) == 1 else "analyzers per tensor")
