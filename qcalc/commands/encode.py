@@ -20,6 +20,7 @@ from qcalc.commands.options import (
 )
 from qcalc.core.choices import Version
 from qcalc.core.spec import Spec
+from qcalc.errors import SpecError
 
 HELP = """\
 Compute encodings (min, max, scale, offset) for every floating-point tensor in INPUT... .
@@ -82,6 +83,11 @@ def encode(
 
     with user_errors():
         if output is not None:
+            if spec.convention != "aimet":
+                raise SpecError(
+                    f"-o writes AIMET's encodings; --convention {spec.convention} prints its "
+                    "records (--format json)"
+                )
             recipe = [] if picked["recipe"] is None else [Path(picked["recipe"].path)]
             refuse_overwriting_inputs(output, [*inputs, *picked["activations"], *recipe])
         with TerminalProgress() as progress:

@@ -216,6 +216,11 @@ def _check_shipped(
 ) -> CheckReport:
     from qcalc.io import formats
 
+    if settings.spec.convention != "aimet":
+        raise SpecError(
+            f"{encodings}: shipped encodings are quantized as AIMET does; drop --convention "
+            f"{settings.spec.convention}"
+        )
     shipped = formats.read(encodings)
     found = gather(paths, activations, include, exclude)
     settings = dataclasses.replace(settings, graph=found.graph)

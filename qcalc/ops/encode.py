@@ -46,6 +46,12 @@ class EncodeResult:
         a model's int32 biases only in 2.x files, as AIMET's export writes them."""
         from qcalc.io.formats import LEGACY_VERSIONS, EncodingFile
 
+        for enc in [*self.encodings, *self.activations]:
+            if enc.toolchain is not None:
+                raise SpecError(
+                    f"tensor '{enc.name}': an encodings file holds AIMET's encodings, not "
+                    f"{enc.spec.convention}'s; print them instead (--format json)"
+                )
         params = self.encodings
         if version in LEGACY_VERSIONS:
             params = [enc for enc in params if enc.name not in self.int32_biases]
