@@ -354,9 +354,13 @@ _CELL_FIELDS = ("scale", "offset", "min", "max", "raw_min", "raw_max")
 
 def _cell_encoding(encoding: Encoding, axis: int, k: int, shape) -> Encoding:
     """Per-channel cell k as a per-tensor encoding (0-d arrays) of the channel slice."""
-    arrays = {
-        name: np.take(getattr(encoding, name), k, axis=axis).reshape(()) for name in _CELL_FIELDS
-    }
+
+    def cell(values: np.ndarray) -> np.ndarray:
+        return np.take(values, k, axis=axis).reshape(())
+
+    arrays = {name: cell(getattr(encoding, name)) for name in _CELL_FIELDS}
+    if encoding.toolchain is not None:
+        arrays["toolchain"] = encoding.toolchain.mapped(cell)
     return dataclasses.replace(
         encoding, granularity="per-tensor", axis=None, shape=tuple(shape), metrics=None, **arrays
     )
@@ -364,7 +368,13 @@ def _cell_encoding(encoding: Encoding, axis: int, k: int, shape) -> Encoding:
 
 def _channel_encoding(encoding: Encoding, axis: int, k: int) -> Encoding:
     """Channel k's blocks of a per-block / LPBQ encoding, the channel axis kept (length 1)."""
-    arrays = {name: np.take(getattr(encoding, name), [k], axis=axis) for name in _CELL_FIELDS}
+
+    def channel(values: np.ndarray) -> np.ndarray:
+        return np.take(values, [k], axis=axis)
+
+    arrays = {name: channel(getattr(encoding, name)) for name in _CELL_FIELDS}
+    if encoding.toolchain is not None:
+        arrays["toolchain"] = encoding.toolchain.mapped(channel)
     for name in ("per_channel_scale", "per_block_int_scale"):
         values = getattr(encoding, name)
         if values is not None and np.ndim(values) > axis:
