@@ -105,21 +105,8 @@ def encode_batches(
         scale, offset = grid.scale_offset(
             rmin, rmax, qmin, qmax, spec.symmetric, spec.symmetric_offset == "zero"
         )
-    encoding = Encoding.on_grid(
-        name,
-        _describe_sources(batches),
-        spec,
-        granularity,
-        scale,
-        offset,
-        raw_min=rmin,
-        raw_max=rmax,
-        dtype=first.dtype.name,
-        shape=tuple(first.shape),
-        axis=layout.channel_axis,
-        block_size=layout.block_size,
-        block_axis=layout.block_axis,
-        **extra,
+    encoding = _on_grid(
+        name, batches, spec, layout, granularity, scale, offset, rmin, rmax, **extra
     )
     if spec.nonfinite != "keep":
         where = first.where if len(batches) == 1 else f"{encoding.source}: tensor '{name}'"
@@ -144,21 +131,31 @@ def _toolchain_encoding(
     if spec.convention == "llama.cpp" and llama_type(spec) == "Q4_0":
         peak = _first_peaks(batches, layout, mn, mx, stream.chunk_bytes)
     numbers = toolchain_grid(spec, mn, mx, peak)
+    return _on_grid(
+        name, batches, spec, layout, layout.granularity, numbers.scale, numbers.offset, mn, mx,
+        toolchain=numbers,
+    )  # fmt: skip
+
+
+def _on_grid(name, batches, spec, layout, granularity, scale, offset, rmin, rmax, **extra):
+    """The tensor's Encoding of `scale` / `offset` (`Encoding.on_grid`) with its layout and
+    the first batch's dtype and shape."""
+    first = batches[0]
     return Encoding.on_grid(
         name,
         _describe_sources(batches),
         spec,
-        layout.granularity,
-        numbers.scale,
-        numbers.offset,
-        raw_min=mn,
-        raw_max=mx,
+        granularity,
+        scale,
+        offset,
+        raw_min=rmin,
+        raw_max=rmax,
         dtype=first.dtype.name,
         shape=tuple(first.shape),
         axis=layout.channel_axis,
         block_size=layout.block_size,
         block_axis=layout.block_axis,
-        toolchain=numbers,
+        **extra,
     )
 
 
