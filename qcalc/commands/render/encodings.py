@@ -29,6 +29,7 @@ from qcalc.commands.render.text import (
 )
 from qcalc.core.dtypes import short_dtype
 from qcalc.core.encoding import METRIC_FIELDS, Encoding
+from qcalc.core.toolchains import llama_type
 
 FIELDS = (
     "name", "source", "dtype", "shape", "bitwidth", "signed", "symmetric", "granularity",
@@ -225,10 +226,6 @@ def table_title(encodings: Sequence[Encoding]) -> str:
         parts = [f"{spec.bitwidth}-bit {kind} {sign} grid [{qmin}, {qmax}]"]
     else:
         parts = ["grids per tensor"]
-    conventions = {enc.spec.convention for enc in encodings}
-    if conventions != {"aimet"}:  # AIMET's tables stay as they were
-        named = conventions.pop() if len(conventions) == 1 else "conventions per tensor"
-        parts.insert(0, f"{named} convention")
     analyzers = {analyzer_label(enc.spec) for enc in encodings}
     if any(enc.dtype is not None for enc in encodings):  # files do not record the analyzer
         parts.append(analyzers.pop() if len(analyzers) == 1 else "analyzers per tensor")
@@ -253,7 +250,18 @@ def table_title(encodings: Sequence[Encoding]) -> str:
         parts.append(f"LPBQ decompressed to {lpbq.pop()} bits")
     elif lpbq:
         parts.append("LPBQ")
+    conventions = {convention_label(enc.spec) for enc in encodings}
+    if conventions != {"aimet"}:  # AIMET's tables stay as they were
+        named = conventions.pop() if len(conventions) == 1 else "conventions per tensor"
+        parts.insert(0, f"{named} convention")
     return ", ".join(parts)
+
+
+def convention_label(spec) -> str:
+    """The convention as titles name it: "torch", "llama.cpp Q4_0"."""
+    if spec.convention == "llama.cpp":
+        return f"llama.cpp {llama_type(spec)}"
+    return spec.convention
 
 
 def columns_to_show(
