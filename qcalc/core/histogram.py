@@ -1406,14 +1406,15 @@ def _record_winner(trace, noise, best, reference, d, o, rmin, rmax, n, gamma, p,
     scores = np.asarray(noise).reshape(-1)
     index = one(best)
     power = "²" if p == 2.0 else f"^{fmt(p)}"
+    scored = scores[~np.isnan(scores)]  # a NaN noise (NaN counts) wins np.argmin: said below
+    low, high = (scored.min(), scored.max()) if scored.size else (np.float32(np.nan),) * 2
     add(
         trace, "noise",
         f"Each candidate's expected noise is the sum over the {bins} bins of count × "
         f"|bin centre - its quantize-dequantized value|{power}, × {fmt(gamma)} where the "
-        f"bin is clipped off the grid; the scores run from {fmt(np.nanmin(scores))} to "
-        f"{fmt(np.nanmax(scores))}.",
-        candidates=int(scores.size), lowest=float(np.nanmin(scores)),
-        highest=float(np.nanmax(scores)), gamma=gamma, p=p,
+        f"bin is clipped off the grid; the scores run from {fmt(low)} to {fmt(high)}"
+        + (f", {scores.size - scored.size} are NaN." if scored.size < scores.size else "."),
+        candidates=int(scores.size), lowest=float(low), highest=float(high), gamma=gamma, p=p,
     )  # fmt: skip
     compared = ""
     if 0 <= reference < scores.size and reference != index:
@@ -1424,8 +1425,12 @@ def _record_winner(trace, noise, best, reference, d, o, rmin, rmax, n, gamma, p,
         )  # fmt: skip
     add(
         trace, "best candidate",
-        f"The lowest noise, {fmt(scores[index])}, is candidate {index} of {scores.size}"
-        f"{compared}: delta {fmt(d)}, offset {fmt(o)}, the range [offset × delta, offset × "
+        (
+            f"Candidate {index} of {scores.size} wins with a NaN noise (torch.min takes the "
+            "first NaN)" if np.isnan(scores[index])
+            else f"The lowest noise, {fmt(scores[index])}, is candidate {index} of {scores.size}"
+        )
+        + f"{compared}: delta {fmt(d)}, offset {fmt(o)}, the range [offset × delta, offset × "
         f"delta + {n} × delta] = [{fmt(rmin)}, {fmt(rmax)}].",
         candidate=index, noise=float(scores[index]), delta=one(d), offset=one(o),
         min=one(rmin), max=one(rmax),
