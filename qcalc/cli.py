@@ -15,7 +15,7 @@ import typer  # noqa: E402
 from typer.core import TyperGroup  # noqa: E402
 
 from qcalc import __version__  # noqa: E402
-from qcalc.commands import check, compare, diff, encode, hist, lint, ls, show  # noqa: E402
+from qcalc.commands import check, compare, diff, encode, explain, hist, lint, ls, show  # noqa: E402
 from qcalc.commands.options import Terminated, say  # noqa: E402
 
 HELP = """\
@@ -41,6 +41,8 @@ Examples:
   qcalc check model.safetensors --encodings model.encodings --min-sqnr 30
 
   qcalc ls model.safetensors.index.json
+
+  qcalc explain sample_tensors/seed.npy --tensor seed
 
   qcalc diff shipped.encodings model.encodings
 
@@ -148,6 +150,7 @@ for command, help_text, name in (
     (ls.ls, ls.HELP, "ls"),
     (hist.hist, hist.HELP, "hist"),
     (compare.compare, compare.HELP, "compare"),
+    (explain.explain, explain.HELP, "explain"),
     (show.show, show.SHOW_HELP, "show"),
     (show.convert, show.CONVERT_HELP, "convert"),
     (diff.diff, diff.HELP, "diff"),

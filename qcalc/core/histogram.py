@@ -54,9 +54,17 @@ import numpy as np
 from qcalc.core import kernels, parallel
 from qcalc.core.dtypes import FLOAT32 as F32
 from qcalc.core.dtypes import StoredFloat, round_to_bfloat16, widen
-from qcalc.core.grid import minimum_scale
+from qcalc.core.grid import (
+    bits_equal,
+    minimum_scale,
+    record_asymmetric,
+    record_delta,
+    record_minimum_scale,
+    record_zero,
+)
 from qcalc.core.kernels import kernel
 from qcalc.core.stats import reduce_minmax
+from qcalc.core.trace import Trace, add, fmt, one
 from qcalc.core.workspace import work_array
 from qcalc.errors import HistogramError
 
@@ -733,14 +741,65 @@ def _percentile_targets(total: np.ndarray, percentile: float):
     return vmin, vmax
 
 
-def percentile_bins(h: Histogram, percentile: float) -> tuple[np.ndarray, np.ndarray]:
+def percentile_bins(
+    h: Histogram, percentile: float, *, trace: Optional[Trace] = None
+) -> tuple[np.ndarray, np.ndarray]:
     """AIMET's percentile bins (imin, imax), int64 per cell: the indices of the edges it
-    takes, searched in the cumulative counts."""
+    takes, searched in the cumulative counts. With a `trace` (a one-cell histogram), the
+    search records its step."""
     if percentile == 100:
+        if trace is not None:
+            add(
+                trace, "percentile positions",
+                f"Percentile 100 keeps the whole histogram: edges 0 and {h.bins}.",
+                imin=0, imax=h.bins,
+            )  # fmt: skip
         return np.zeros(h.cells, dtype=np.int64), np.full(h.cells, h.bins, dtype=np.int64)
     cum = _cumulative_counts(h.counts)
     vmin, vmax = _percentile_targets(cum[:, -1].astype(F32), percentile)
-    return _searchsorted_left(cum, vmin), _searchsorted_left(cum, vmax)
+    imin, imax = _searchsorted_left(cum, vmin), _searchsorted_left(cum, vmax)
+    if trace is not None:
+        total = cum[:, -1].astype(F32)
+        add(
+            trace, "percentile positions",
+            f"Of the {fmt(total)} counted values, the cut at {100 - percentile:.10g}% is the "
+            f"first edge whose cumulative count reaches {fmt(total)} × (1 - {fmt(percentile)} "
+            f"/ 100) = {fmt(vmin)}: edge {one(imin)}; the cut at {fmt(percentile)}% the first "
+            f"reaching {fmt(total)} × {fmt(percentile)} / 100 = {fmt(vmax)}: edge {one(imax)}"
+            f" (of {h.bins}).",
+            total=one(total), lower_target=one(vmin), upper_target=one(vmax),
+            imin=one(imin), imax=one(imax),
+        )  # fmt: skip
+    return imin, imax
+
+
+def record_histogram(trace: Trace, h: Histogram) -> None:
+    """The "histogram" step: a one-cell histogram's bins, range, bin width and total."""
+    lo, step = _bin_start_step(h.min, h.max, h.dtype, h.bins, h.merged)
+    first, last = _edge(lo, step, 0), _edge(lo, step, h.bins)
+    total = h.counts.sum(dtype=np.float64)
+    limits = ""
+    if np.isfinite(h.left).all() and np.isfinite(h.right).all():
+        limits = f"; later batches may widen it to [{fmt(h.left)}, {fmt(h.right)}] at most"
+    add(
+        trace, "histogram",
+        f"AIMET's histogram of the cell: {h.bins} bins of width {fmt(step)} from {fmt(first)} "
+        f"to {fmt(last)}, {fmt(total)} values counted (values beyond the ends count in the end "
+        f"bins){limits}.",
+        bins=h.bins, min=one(first), max=one(last), bin_width=one(step), counted=float(total),
+    )  # fmt: skip
+
+
+def _record_rounded(trace: Trace, before, after, dtype) -> None:
+    """The "tensor dtype" step when the range rounded to the stats dtype changed it."""
+    if bits_equal(before[0], after[0]) and bits_equal(before[1], after[1]):
+        return
+    add(
+        trace, "tensor dtype",
+        f"Rounded to {np.dtype(dtype).name}, the dtype of AIMET's statistics, the range is "
+        f"[{fmt(after[0])}, {fmt(after[1])}].",
+        min=one(after[0]), max=one(after[1]),
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -896,30 +955,45 @@ def percentile_range(
     num_steps: int,
     symmetric: bool,
     settled: Optional[SettledBins] = None,
+    *,
+    trace: Optional[Trace] = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """AIMET's PercentileEncodingAnalyzer (NOTES.md section 8): raw float32 (rmin, rmax).
 
     The result is rounded to ``h.dtype`` (the input dtype after one batch; float32 after a
     merge, as AIMET's merged stats are float32). `settled` (from `settled_percentile_bins`)
-    gives the bins of its settled cells; the others are searched in ``h.counts``.
+    gives the bins of its settled cells; the others are searched in ``h.counts``. With a
+    `trace` (a one-cell histogram, counted: no `settled`), each rule records its step.
     """
     if not 50 <= percentile <= 100:
         raise ValueError("Percentile value must be within 50-100 range")
     if num_steps <= 0:
         raise ValueError("The number of quantization bins cannot be less than or equal to 0.")
     n = num_steps
+    if trace is not None:
+        record_histogram(trace, h)
     if settled is not None and settled.settled.all():
         imin, imax = settled.imin, settled.imax
     else:
-        imin, imax = percentile_bins(h, percentile)
+        imin, imax = percentile_bins(h, percentile, trace=trace)
         if settled is not None:
             imin = np.where(settled.settled, settled.imin, imin)
             imax = np.where(settled.settled, settled.imax, imax)
     lo, step = _bin_start_step(h.min, h.max, h.dtype, h.bins, h.merged)
     cmin = _edge(lo, step, imin.astype(F32))
     cmax = _edge(lo, step, imax.astype(F32))
-    cmin, cmax = _adjust_min_max(cmin, cmax, n, symmetric)
-    return _round_cells(cmin, h.dtype, h.merged), _round_cells(cmax, h.dtype, h.merged)
+    if trace is not None:
+        add(
+            trace, "percentile range",
+            f"Edge i lies at first edge + i × bin width: edge {one(imin)} = {fmt(cmin)} and "
+            f"edge {one(imax)} = {fmt(cmax)}, the range kept.",
+            min=one(cmin), max=one(cmax),
+        )  # fmt: skip
+    cmin, cmax = _adjust_min_max(cmin, cmax, n, symmetric, trace)
+    rmin, rmax = _round_cells(cmin, h.dtype, h.merged), _round_cells(cmax, h.dtype, h.merged)
+    if trace is not None:
+        _record_rounded(trace, (cmin, cmax), (rmin, rmax), h.dtype)
+    return rmin, rmax
 
 
 def _cumulative_counts(counts: np.ndarray) -> np.ndarray:
@@ -932,25 +1006,36 @@ def _cumulative_counts(counts: np.ndarray) -> np.ndarray:
     return np.cumsum(counts, axis=1, dtype=np.float64).astype(F32)
 
 
-def _adjust_min_max(cmin, cmax, n: int, symmetric: bool):
+def _adjust_min_max(cmin, cmax, n: int, symmetric: bool, trace: Optional[Trace] = None):
     ms = minimum_scale(n)
     big = np.finfo(F32).max
     with np.errstate(all="ignore"):
         # 0-d tensors: torch's scalar path, which keeps the first operand on ties (+-0)
+        given = (cmin, cmax)
         cmin = _torch_min(_torch_max(_torch_min(cmin, 0, True), -big, True), 0, True)
         cmax = _torch_min(_torch_max(_torch_max(cmax, 0, True), 0, True), big, True)
-        close = (cmax - cmin) / np.float32(n) < np.float32(ms)
+        step = (cmax - cmin) / np.float32(n)
+        close = step < np.float32(ms)
         npos, nneg = n // 2, -(-n // 2)
+        if trace is not None:
+            adj = np.where(close, np.float32(ms), np.float32(0))
+            record_zero(trace, *given, cmin, cmax)
+            record_minimum_scale(trace, cmin, cmax, step, n, np.float32(ms), adj, symmetric)
         if symmetric:
             cmin = np.where(close, cmin - np.float32(ms * nneg), cmin)
             cmax = np.where(close, cmax + np.float32(ms * npos), cmax)
             a = cmax / np.float32(npos)
             b = -cmin / np.float32(nneg)
             delta = np.where(b > a, b, a)  # Python max(a, b)
+            umin, umax = cmin, cmax
             cmin = np.float32(-nneg) * delta
             cmax = np.float32(npos) * delta
+            if trace is not None:
+                record_delta(trace, umin, umax, a, b, delta, n, cmin, cmax, divisor=npos)
         else:
             cmax = np.where(close, cmax + np.float32(ms * n), cmax)
+            if trace is not None:
+                record_asymmetric(trace, cmin, cmax, n, np.float32(ms), bool(one(close)))
     return _f32(cmin), _f32(cmax)
 
 
@@ -980,10 +1065,12 @@ def sqnr_candidates(
     symmetric_delta_candidates: int = 101,
     offset_candidates: int = 21,
     cells_of: Optional[tuple[int, int]] = None,
+    trace: Optional[Trace] = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """AIMET's ``_pick_test_candidates``: (deltas, offsets), each (cells, candidates) float32,
     candidates in row-major (delta, offset) order. `cells_of` = (first, total): `h` holds
-    cells first.. of a histogram of `total` cells (their place decides torch's vector tail)."""
+    cells first.. of a histogram of `total` cells (their place decides torch's vector tail).
+    With a `trace` (a one-cell histogram), the candidate grid is recorded."""
     n = num_steps
     ms = minimum_scale(n)
     dtype = h.dtype
@@ -1000,6 +1087,17 @@ def sqnr_candidates(
             deltas = (md[:, None] * k[None, :]) / np.float32(symmetric_delta_candidates - 1)
             deltas = np.maximum(deltas, np.float32(ms))
             offsets = np.full_like(deltas, np.float32((-n) // 2))
+            if trace is not None:
+                add(
+                    trace, "candidates",
+                    f"With zero in it, the histogram's range is [{fmt(mn)}, {fmt(mx)}]; AIMET "
+                    f"tries {symmetric_delta_candidates} symmetric grids: delta = k × "
+                    f"2 × max(max, -min) / {n} / {symmetric_delta_candidates - 1} = k × "
+                    f"{fmt(md)} / {symmetric_delta_candidates - 1} for k = 1.."
+                    f"{symmetric_delta_candidates}, offset {(-n) // 2}.",
+                    min=one(mn), max=one(mx), delta=one(md),
+                    candidates=symmetric_delta_candidates,
+                )  # fmt: skip
             return deltas, offsets
         md = _round_cells(mx - mn, dtype, h.merged) / nf
         observed = np.rint(mn / md)
@@ -1020,7 +1118,25 @@ def sqnr_candidates(
         tmax = _torch_min(omax[:, None, None], tmax, tail)
         d = np.maximum((tmax - tmin) / nf, np.float32(ms))
         o = np.rint(tmin / d)
+    if trace is not None:
+        add(
+            trace, "candidates",
+            f"With zero in it, the histogram's range is [{fmt(mn)}, {fmt(mx)}]: the min-max "
+            f"grid has delta ({fmt(mx)} - {_neg(mn)}) / {n} = {fmt(md)} and offset "
+            f"round(min / delta) = {fmt(observed)}. AIMET tries {deltas.shape[1]} deltas, k × "
+            f"{fmt(md)} / {asymmetric_delta_candidates - 1} for k = 1.."
+            f"{asymmetric_delta_candidates}, with {offsets.shape[1]} offsets each ({grid.size} "
+            f"from {fmt(grid[0])} to {fmt(grid[-1])} and the min-max one), each grid cut back "
+            f"to the min-max grid's range: {d.shape[1] * d.shape[2]} candidates.",
+            min=one(mn), max=one(mx), delta=one(md), offset=one(observed),
+            candidates=int(d.shape[1] * d.shape[2]),
+        )  # fmt: skip
     return d.reshape(h.cells, -1), o.reshape(h.cells, -1)
+
+
+def _neg(x) -> str:
+    text = fmt(x)
+    return f"({text})" if text.startswith("-") else text
 
 
 def _noise_blocks(
@@ -1219,14 +1335,18 @@ def sqnr_range(
     work_elements: int = _WORK_ELEMENTS,
     workers: Optional[int] = None,
     cells_of: Optional[tuple[int, int]] = None,
+    trace: Optional[Trace] = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """AIMET's SqnrEncodingAnalyzer / TfEnhancedEncodingAnalyzer (NOTES.md section 9): raw
     float32 (rmin, rmax). The two differ only in bins and growth limit, which the Histogram
     already embodies (sqnr: 2048 bins, unlimited; tf-enhanced: 512 bins, limit 3.0). Cells
     are independent: `h` may hold a run of another histogram's cells (`cells_of`, see
-    `sqnr_candidates`)."""
+    `sqnr_candidates`). With a `trace` (a one-cell histogram), the search records its steps:
+    the candidates, and the winner with its noise (every candidate is scored: no pruning)."""
     if num_steps <= 0:
         raise ValueError("The number of quantization bins cannot be less than or equal to 0.")
+    if trace is not None:
+        record_histogram(trace, h)
     deltas, offsets = sqnr_candidates(
         h,
         num_steps,
@@ -1235,8 +1355,18 @@ def sqnr_range(
         symmetric_delta_candidates=symmetric_delta_candidates,
         offset_candidates=offset_candidates,
         cells_of=cells_of,
+        trace=trace,
     )
-    best = _compiled_search(_bin_grid(h), h.counts, deltas, offsets, num_steps, gamma, p, workers)
+    noise = None
+    if trace is None:
+        best = _compiled_search(
+            _bin_grid(h), h.counts, deltas, offsets, num_steps, gamma, p, workers
+        )
+    else:  # every noise, for the record: the kernel's unpruned scores or the numpy path's
+        noise = np.empty(deltas.shape, dtype=F32)
+        best = _compiled_search(
+            _bin_grid(h), h.counts, deltas, offsets, num_steps, gamma, p, workers, noise
+        )
     if best is None:
         noise = sqnr_noise(
             h,
@@ -1255,4 +1385,53 @@ def sqnr_range(
     with np.errstate(all="ignore"):
         rmin = o * d
         rmax = rmin + np.float32(num_steps) * d
-    return _round_cells(rmin, h.dtype, h.merged), _round_cells(rmax, h.dtype, h.merged)
+    out = _round_cells(rmin, h.dtype, h.merged), _round_cells(rmax, h.dtype, h.merged)
+    if trace is not None:
+        # the min-max grid among the candidates: k = 100 of 101 (symmetric), else k = 16 of 17
+        # with the min-max offset (the last of each delta's offsets)
+        if symmetric:
+            reference = symmetric_delta_candidates - 2
+        else:
+            per_delta = deltas.shape[1] // asymmetric_delta_candidates
+            reference = (asymmetric_delta_candidates - 1) * per_delta - 1
+        _record_winner(trace, noise, best, reference, d, o, rmin, rmax, num_steps, gamma, p,
+                       h.bins)  # fmt: skip
+        _record_rounded(trace, (rmin, rmax), out, h.dtype)
+    return out
+
+
+def _record_winner(trace, noise, best, reference, d, o, rmin, rmax, n, gamma, p, bins):
+    """The "noise" and "best candidate" steps of one cell's SQNR search; `reference` is the
+    min-max grid's candidate."""
+    scores = np.asarray(noise).reshape(-1)
+    index = one(best)
+    power = "²" if p == 2.0 else f"^{fmt(p)}"
+    scored = scores[~np.isnan(scores)]  # a NaN noise (NaN counts) wins np.argmin: said below
+    low, high = (scored.min(), scored.max()) if scored.size else (np.float32(np.nan),) * 2
+    add(
+        trace, "noise",
+        f"Each candidate's expected noise is the sum over the {bins} bins of count × "
+        f"|bin centre - its quantize-dequantized value|{power}, × {fmt(gamma)} where the "
+        f"bin is clipped off the grid; the scores run from {fmt(low)} to {fmt(high)}"
+        + (f", {scores.size - scored.size} are NaN." if scored.size < scores.size else "."),
+        candidates=int(scores.size), lowest=float(low), highest=float(high), gamma=gamma, p=p,
+    )  # fmt: skip
+    compared = ""
+    if 0 <= reference < scores.size and reference != index:
+        same = scores[reference] == scores[index]
+        compared = f" (the min-max grid's candidate {reference} " + (
+            "scores the same: the first lowest wins)" if same
+            else f"scores {fmt(scores[reference])})"
+        )  # fmt: skip
+    add(
+        trace, "best candidate",
+        (
+            f"Candidate {index} of {scores.size} wins with a NaN noise (torch.min takes the "
+            "first NaN)" if np.isnan(scores[index])
+            else f"The lowest noise, {fmt(scores[index])}, is candidate {index} of {scores.size}"
+        )
+        + f"{compared}: delta {fmt(d)}, offset {fmt(o)}, the range [offset × delta, offset × "
+        f"delta + {n} × delta] = [{fmt(rmin)}, {fmt(rmax)}].",
+        candidate=index, noise=float(scores[index]), delta=one(d), offset=one(o),
+        min=one(rmin), max=one(rmax),
+    )  # fmt: skip

@@ -26,9 +26,15 @@ from qcalc.core.encoding import Encoding, Metrics
 from qcalc.core.spec import Spec
 from qcalc.core.tensor import DEFAULT_CHUNK_BYTES, Progress
 from qcalc.core.toolchains import TOOLCHAINS
-from qcalc.errors import FilterError, SpecError
-from qcalc.ops.encode import PathLike, TensorSettings, encode_tensor, gather
-from qcalc.ops.hist import _cell_encoding, _channel, _channel_encoding, _find, channel_ref
+from qcalc.errors import SpecError
+from qcalc.ops.encode import PathLike, encode_tensor
+from qcalc.ops.pick import (
+    cell_encoding,
+    channel_encoding,
+    channel_ref,
+    checked_channel,
+    picked_tensor,
+)
 
 CONVENTIONS: tuple[str, ...] = get_args(Convention)
 
@@ -74,15 +80,12 @@ def compare(
     when given. Raises FilterError (no such tensor) or SpecError (bad --channel)."""
     from qcalc.core.metrics import tensor_metrics
 
-    found = gather(paths, activations)
-    kind, batches = _find(found, tensor)
-    settings = TensorSettings(spec, recipe, found.graph, activation_bitwidth, graph_axis)
-    resolved = settings.spec_for(batches[0], kind)
-    if resolved is None:
-        raise FilterError(f"tensor '{tensor}': skipped by a --recipe rule; nothing to compare")
+    batches, resolved = picked_tensor(
+        paths, activations, spec, recipe, tensor, activation_bitwidth, graph_axis, "compare"
+    )
     picked = None
     if channel is not None:
-        picked = _channel(batches, resolved.axis, channel, tensor)
+        picked = checked_channel(batches, resolved.axis, channel, tensor)
     progress = progress or Progress()
     passes = (2 if channel is None else 1) * len(CONVENTIONS)
     progress.start(len(CONVENTIONS), passes * sum(ref.nbytes for ref in batches))
@@ -107,10 +110,10 @@ def compare(
                 refs = [channel_ref(ref, axis, k) for ref in batches]
             elif encoding.block_size is None:
                 refs = [channel_ref(ref, axis, k) for ref in batches]
-                shown = _cell_encoding(encoding, axis, k, refs[0].shape)
+                shown = cell_encoding(encoding, axis, k, refs[0].shape)
             else:
                 refs = [channel_ref(ref, axis, k, keepdims=True) for ref in batches]
-                shown = _channel_encoding(encoding, axis, k)
+                shown = channel_encoding(encoding, axis, k)
             metrics = tensor_metrics(refs, shown, chunk_bytes=chunk_bytes)
         rows.append(ConventionRow(convention, toolchain.package, toolchain.source, shown, metrics))
     first = batches[0]

@@ -46,58 +46,29 @@ from qcalc.core.dtypes import (
     FLOAT32,
     FLOAT64,
     arithmetic_dtype,
-    decoded,
-    float32_view,
     short_dtype,
 )
 from qcalc.core.encoding import Encoding, Metrics
-from qcalc.core.layout import channel_slice
 from qcalc.core.spec import Spec
-from qcalc.core.stats import NonFiniteCount, finite_minmax
 from qcalc.core.tensor import DEFAULT_CHUNK_BYTES, Progress, TensorRef
-from qcalc.errors import FilterError, NonFiniteError, SpecError
-from qcalc.ops.encode import PathLike, TensorSettings, encode_tensor, gather
+from qcalc.errors import NonFiniteError
+from qcalc.ops.encode import PathLike, encode_tensor
+from qcalc.ops.pick import (  # noqa: F401 (channel_ref, FiniteRange: part of this module's API)
+    FiniteRange,
+    cell_encoding,
+    channel_encoding,
+    channel_ref,
+    checked_channel,
+    finite_range,
+    float64_chunks,
+    picked_tensor,
+)
 
 GUTTER = 9  # left of the plot: 7-character labels, a space, the axis character
 MIN_WIDTH = 40
-NAMES_SHOWN = 5  # tensor names listed when --tensor names none
 
 
 # --- the streaming histogram ----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class FiniteRange:
-    """The finite values' range of some batches, and how many values were (not) finite."""
-
-    min: float
-    max: float
-    finite: int
-    nan: int
-    posinf: int
-    neginf: int
-
-
-def finite_range(
-    batches: Sequence[TensorRef],
-    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
-    float32_inf: bool = False,
-) -> FiniteRange:
-    """Stream `batches` once: min / max of the finite values (NaN, NaN when none is finite)
-    and the counts of finite, NaN, +inf and -inf values. With `float32_inf` (float32
-    arithmetic), float64 values beyond float32 count as ±inf, as the encoding sees them."""
-    lo, hi = math.inf, -math.inf
-    finite, nonfinite = 0, NonFiniteCount()
-    for values in _chunks64(batches, chunk_bytes, float32_inf):
-        if values.size == 0:
-            continue
-        stats, count = finite_minmax(values, None)
-        finite += values.size - count.total
-        nonfinite = nonfinite + count
-        lo, hi = min(lo, stats.min.item()), max(hi, stats.max.item())
-    if not finite:
-        lo = hi = math.nan
-    return FiniteRange(lo, hi, finite, nonfinite.nan, nonfinite.posinf, nonfinite.neginf)
 
 
 def value_histogram(
@@ -114,7 +85,7 @@ def value_histogram(
     `value_range` must hold `bins` distinct bins (`plot_range` gives one that does)."""
     counts = np.zeros(bins, dtype=np.int64)
     lo, hi = float(value_range[0]), float(value_range[1])
-    for values in _chunks64(batches, chunk_bytes, float32_inf):
+    for values in float64_chunks(batches, chunk_bytes, float32_inf):
         values = values[np.isfinite(values)] if values.size else values
         if values.size:
             counts += _binned(values, bins, lo, hi)
@@ -142,32 +113,12 @@ def plot_range(lo: float, hi: float, bins: int) -> tuple[float, float]:
     return middle - half, middle + half
 
 
-def _chunks64(batches: Sequence[TensorRef], chunk_bytes: int, float32_inf: bool = False):
-    """Each chunk of each batch, flattened and widened exactly to float64; with `float32_inf`
-    a float64 tensor's values beyond float32 become ±inf (dtypes.float32_view)."""
-    for ref in batches:
-        for chunk in ref.chunks(chunk_bytes):
-            values = decoded(np.asarray(chunk), ref.dtype).astype(FLOAT64).ravel()
-            if float32_inf and ref.dtype.name == "float64":
-                values = float32_view(values)[0]
-            yield values
-
-
 def column_of(value: float, lo: float, hi: float, bins: int) -> Optional[int]:
     """The bin `value` is counted in by `value_histogram` over (lo, hi), None outside."""
     if not (math.isfinite(value) and lo <= value <= hi):
         return None
     counts = _binned(np.array([value], dtype=FLOAT64), bins, lo, hi)
     return int(np.argmax(counts))
-
-
-def channel_ref(ref: TensorRef, axis: int, channel: int, keepdims: bool = False) -> TensorRef:
-    """`ref` sliced at `channel` along `axis` (both normalised), lazily: a view of the data,
-    read in chunks like the tensor. `keepdims` keeps the axis (length 1)."""
-    index = (slice(None),) * axis + (slice(channel, channel + 1) if keepdims else channel,)
-    shape = tuple(ref.shape)
-    shape = shape[:axis] + ((1,) if keepdims else ()) + shape[axis + 1 :]
-    return TensorRef(ref.name, ref.source, ref.dtype, shape, lambda: ref.read()[index])
 
 
 # --- the view -------------------------------------------------------------------------------
@@ -232,15 +183,12 @@ def hist(
 
     if spec.nonfinite == "error":  # count NaN / inf and draw the rest, as `check` does
         spec = dataclasses.replace(spec, nonfinite="ignore")
-    found = gather(paths, activations)
-    kind, batches = _find(found, tensor)
-    settings = TensorSettings(spec, recipe, found.graph, activation_bitwidth, graph_axis)
-    resolved = settings.spec_for(batches[0], kind)
-    if resolved is None:
-        raise FilterError(f"tensor '{tensor}': skipped by a --recipe rule; nothing to draw")
+    batches, resolved = picked_tensor(
+        paths, activations, spec, recipe, tensor, activation_bitwidth, graph_axis
+    )
     picked = None
     if channel is not None:
-        picked = _channel(batches, resolved.axis, channel, tensor)
+        picked = checked_channel(batches, resolved.axis, channel, tensor)
     progress = progress or Progress()
     progress.start(1, (2 if channel is None else 1) * sum(ref.nbytes for ref in batches))
     with parallel.using(jobs):  # the encoding's passes; the drawing's are one thread's
@@ -265,10 +213,10 @@ def hist(
             metrics = tensor_metrics(refs, encoding, chunk_bytes=chunk_bytes)
             notes.append("the grid is per tensor: the slice is drawn under the tensor's grid")
         elif encoding.block_size is None:  # per channel: cell k as a per-tensor encoding
-            drawn = _cell_encoding(encoding, axis, k, refs[0].shape)
+            drawn = cell_encoding(encoding, axis, k, refs[0].shape)
             metrics = tensor_metrics(refs, drawn, chunk_bytes=chunk_bytes)
         else:  # per block: channel k's blocks (the grid keeps the channel axis)
-            drawn = _channel_encoding(encoding, axis, k)
+            drawn = channel_encoding(encoding, axis, k)
             kept = [channel_ref(ref, axis, k, keepdims=True) for ref in batches]
             metrics = tensor_metrics(kept, drawn, chunk_bytes=chunk_bytes)
             blocks = int(drawn.scale.size)
@@ -316,73 +264,6 @@ def hist(
         notes=notes,
         width=width,
     )
-
-
-def _find(found, tensor: str) -> tuple[str, list[TensorRef]]:
-    """(kind, batches) of the tensor named exactly `tensor`; parameters first."""
-    for kind in ("param", "activation"):
-        if tensor in found.groups[kind]:
-            return kind, found.groups[kind][tensor]
-    for skipped in found.skipped:
-        if skipped.name == tensor:
-            raise FilterError(f"tensor '{tensor}': {skipped.reason}; nothing to draw")
-    names = list(dict.fromkeys(name for group in found.groups.values() for name in group))
-    if not names:
-        raise FilterError(f"tensor '{tensor}' not found: the inputs hold no float tensor")
-    shown = ", ".join(names[:NAMES_SHOWN]) + (", …" if len(names) > NAMES_SHOWN else "")
-    count = f"{len(names)} tensor{'s' if len(names) != 1 else ''}"
-    raise FilterError(f"tensor '{tensor}' not found; the inputs hold {count}: {shown}")
-
-
-def _channel(
-    batches: list[TensorRef], axis: int, channel: int, tensor: str
-) -> tuple[int, int, int]:
-    """(axis, channel, channel count), normalised and checked against every batch."""
-    where = f"tensor '{tensor}'"
-    ranks = sorted({len(ref.shape) for ref in batches})
-    if len(ranks) > 1:
-        raise SpecError(
-            f"{where}: --channel needs batches of one rank, not ranks {', '.join(map(str, ranks))}"
-        )
-    axis = [channel_slice(tuple(ref.shape), axis, channel, where) for ref in batches][0][0]
-    count = min(ref.shape[axis] for ref in batches)
-    return axis, channel % count, count
-
-
-_CELL_FIELDS = ("scale", "offset", "min", "max", "raw_min", "raw_max")
-
-
-def _cell_encoding(encoding: Encoding, axis: int, k: int, shape) -> Encoding:
-    """Per-channel cell k as a per-tensor encoding (0-d arrays) of the channel slice."""
-
-    def cell(values: np.ndarray) -> np.ndarray:
-        return np.take(values, k, axis=axis).reshape(())
-
-    arrays = {name: cell(getattr(encoding, name)) for name in _CELL_FIELDS}
-    if encoding.toolchain is not None:
-        arrays["toolchain"] = encoding.toolchain.mapped(cell)
-    return dataclasses.replace(
-        encoding, granularity="per-tensor", axis=None, shape=tuple(shape), metrics=None, **arrays
-    )
-
-
-def _channel_encoding(encoding: Encoding, axis: int, k: int) -> Encoding:
-    """Channel k's blocks of a per-block / LPBQ encoding, the channel axis kept (length 1)."""
-
-    def channel(values: np.ndarray) -> np.ndarray:
-        return np.take(values, [k], axis=axis)
-
-    arrays = {name: channel(getattr(encoding, name)) for name in _CELL_FIELDS}
-    if encoding.toolchain is not None:
-        arrays["toolchain"] = encoding.toolchain.mapped(channel)
-    for name in ("per_channel_scale", "per_block_int_scale"):
-        values = getattr(encoding, name)
-        if values is not None and np.ndim(values) > axis:
-            arrays[name] = np.take(values, [k], axis=axis)
-    shape = None
-    if encoding.shape is not None:
-        shape = encoding.shape[:axis] + (1,) + encoding.shape[axis + 1 :]
-    return dataclasses.replace(encoding, shape=shape, metrics=None, **arrays)
 
 
 def _envelope(values: np.ndarray, reduce) -> Optional[float]:
