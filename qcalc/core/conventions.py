@@ -18,8 +18,10 @@ from typing import Callable, Optional
 import numpy as np
 
 from qcalc.core.dtypes import FLOAT32, FLOAT64
+from qcalc.core.grid import record_zero
 from qcalc.core.spec import Spec
 from qcalc.core.toolchains import llama_type
+from qcalc.core.trace import Trace, fmt, one, operand
 
 EPS32 = np.float32(np.finfo(np.float32).eps)
 TINY32 = float(np.finfo(np.float32).tiny)
@@ -63,17 +65,32 @@ def _f32(values) -> np.ndarray:
     return np.asarray(values, dtype=FLOAT32)
 
 
-def _pull_zero(mn: np.ndarray, mx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    return np.minimum(mn, np.float32(0)), np.maximum(mx, np.float32(0))
+def _pull_zero(mn: np.ndarray, mx: np.ndarray, trace=None) -> tuple[np.ndarray, np.ndarray]:
+    mn0, mx0 = np.minimum(mn, mn.dtype.type(0)), np.maximum(mx, mx.dtype.type(0))
+    if trace is not None:
+        record_zero(trace, mn, mx, mn0, mx0, mn.dtype)
+    return mn0, mx0
 
 
-def toolchain_grid(spec: Spec, mn: np.ndarray, mx: np.ndarray, peak=None) -> ToolchainGrid:
+def _say(trace: Optional[Trace], rule: str, text, **values) -> None:
+    """A step, its text made (a function of nothing) only when a trace is kept."""
+    if trace is not None:
+        trace.add(rule, text(), **{k: one(v) for k, v in values.items()})
+
+
+def toolchain_grid(
+    spec: Spec, mn: np.ndarray, mx: np.ndarray, peak=None, *, trace: Optional[Trace] = None
+) -> ToolchainGrid:
     """`spec.convention`'s grid of cells with observed minimum `mn` and maximum `mx`.
     `peak`: llama.cpp Q4_0's signed value of largest magnitude per cell (None: the one of
-    `mn` / `mx` with the larger magnitude, `mx` on a tie)."""
+    `mn` / `mx` with the larger magnitude, `mx` on a tie). With `trace` (one cell), every
+    step is recorded, then the numbers in qcalc's meaning and the toolchain's quantizer."""
     qmin, qmax = spec.int_range
     with np.errstate(all="ignore"):
-        return _RULES[spec.convention](spec, _f32(mn), _f32(mx), qmin, qmax, peak)
+        numbers = _RULES[spec.convention](spec, _f32(mn), _f32(mx), qmin, qmax, peak, trace)
+    if trace is not None:
+        _record_meaning(trace, spec, numbers)
+    return numbers
 
 
 def _integer(scale, zero_point, multiplier=None) -> ToolchainGrid:
@@ -82,87 +99,314 @@ def _integer(scale, zero_point, multiplier=None) -> ToolchainGrid:
     return ToolchainGrid(scale, -zero_point, scale, zero_point, multiplier)
 
 
-def _torch(spec, mn, mx, qmin, qmax, peak) -> ToolchainGrid:
+def _torch(spec, mn, mx, qmin, qmax, peak, trace) -> ToolchainGrid:
     # observer.py UniformQuantizationObserverBase._calculate_qparams
-    mn, mx = _pull_zero(mn, mx)
+    mn, mx = _pull_zero(mn, mx, trace)
     if spec.symmetric:
         absmax = np.maximum(-mn, mx)
-        scale = np.maximum(absmax / np.float32((qmax - qmin) / 2), EPS32)
+        half = (qmax - qmin) / 2
+        raw = absmax / np.float32(half)
+        scale = np.maximum(raw, EPS32)
+        _say(
+            trace,
+            "symmetric scale",
+            lambda: (
+                f"torch.ao divides the larger magnitude by half the grid's steps: max(-min, max) / "
+                f"(({qmax} - {qmin}) / 2) = {fmt(absmax)} / {half:g} = {fmt(raw)}"
+                + _floored(raw, scale, "float32 eps 2^-23")
+            ),
+            absmax=absmax,
+            scale=scale,
+        )
         centre = 0 if qmin < 0 else (qmin + qmax) // 2  # quint8 with its range given
+        _say(
+            trace,
+            "zero point",
+            lambda: (
+                "A signed symmetric grid has zero point 0."
+                if qmin < 0
+                else "An unsigned symmetric grid with its quant range given: zero point "
+                f"(qmin + qmax) // 2 = ({qmin} + {qmax}) // 2 = {centre} (128 only with "
+                "torch's default range)."
+            ),
+            zero_point=centre,
+        )
         return _integer(scale, np.full(scale.shape, centre, dtype=FLOAT32))
-    scale = np.maximum((mx - mn) / np.float32(qmax - qmin), EPS32)
-    zero_point = np.clip(np.float32(qmin) - np.rint(mn / scale), qmin, qmax)
+    raw = (mx - mn) / np.float32(qmax - qmin)
+    scale = np.maximum(raw, EPS32)
+    _say(
+        trace,
+        "scale",
+        lambda: (
+            f"scale = (max - min) / (qmax - qmin) = ({fmt(mx)} - {operand(mn)}) / {qmax - qmin} = "
+            f"{fmt(raw)}" + _floored(raw, scale, "float32 eps 2^-23")
+        ),
+        scale=scale,
+    )
+    steps = np.rint(mn / scale)
+    zero_point = np.clip(np.float32(qmin) - steps, qmin, qmax)
+    _say(
+        trace,
+        "zero point",
+        lambda: (
+            f"zero point = clamp(qmin - round(min / scale), qmin, qmax) = {qmin} - "
+            f"round({fmt(mn / scale)}) = {fmt(zero_point)} (halves to even)."
+        ),
+        zero_point=zero_point,
+    )
     return _integer(scale, zero_point)
 
 
-def _onnxruntime(spec, mn, mx, qmin, qmax, peak) -> ToolchainGrid:
+def _onnxruntime(spec, mn, mx, qmin, qmax, peak, trace) -> ToolchainGrid:
     # quant_utils.py compute_scale_zp: the range, scale and zero point in float64, the scale
     # then float32
-    mn, mx = _pull_zero(mn.astype(FLOAT64), mx.astype(FLOAT64))
+    mn, mx = _pull_zero(mn.astype(FLOAT64), mx.astype(FLOAT64), trace)
     if spec.symmetric:
         absmax = np.maximum(np.abs(mn), np.abs(mx))
         mn, mx = -absmax, absmax
+        _say(
+            trace,
+            "symmetric range",
+            lambda: (
+                f"A symmetric range is ±max(|min|, |max|) = [{fmt(mn)}, {fmt(mx)}]"
+                + (" on ONNX Runtime's narrowed int8 grid [-127, 127]." if qmin == -127 else ".")
+            ),
+            min=mn,
+            max=mx,
+        )
     scale64 = (mx - mn) / (FLOAT64.type(qmax) - FLOAT64.type(qmin))
     if spec.symmetric:
         zero_point = np.full(scale64.shape, np.rint((qmin + qmax) / 2.0))
+        zp_text = f"round((qmin + qmax) / 2) = round({(qmin + qmax) / 2:g})"
     else:
         zero_point = np.rint(qmin - mn / scale64)
+        zp_text = f"round(qmin - min / scale) = round({qmin} - {operand(mn)} / {fmt(scale64)})"
     tiny = scale64 < TINY32
-    scale64 = np.where(tiny, 1.0, scale64)
-    return _integer(scale64.astype(FLOAT32), np.where(tiny, 0.0, zero_point))
+    scale32 = np.where(tiny, 1.0, scale64).astype(FLOAT32)
+    zero_point = np.where(tiny, 0.0, zero_point)
+    _say(
+        trace,
+        "scale",
+        lambda: (
+            f"In float64: scale = (max - min) / (qmax - qmin) = ({fmt(mx)} - {operand(mn)}) / "
+            f"{qmax - qmin} = {fmt(scale64)}, "
+            + (
+                "below float32's smallest normal: scale 1.0 and zero point 0."
+                if one(tiny)
+                else f"stored as float32 {fmt(scale32)}."
+            )
+        ),
+        scale=scale32,
+    )
+    if trace is not None and not one(tiny):
+        _say(
+            trace,
+            "zero point",
+            lambda: f"zero point = {zp_text} = {fmt(zero_point)} (numpy: halves to even).",
+            zero_point=zero_point,
+        )
+    return _integer(scale32, zero_point)
 
 
-def _compressed_tensors(spec, mn, mx, qmin, qmax, peak) -> ToolchainGrid:
+def _compressed_tensors(spec, mn, mx, qmin, qmax, peak, trace) -> ToolchainGrid:
     # helpers.py calculate_qparams: the zero point from the scale as computed (0 / 0 is
     # NaN, which becomes the int8 zero point 0), then a zero scale becomes eps
-    mn, mx = _pull_zero(mn, mx)
+    mn, mx = _pull_zero(mn, mx, trace)
     if spec.symmetric:
         absmax = np.maximum(np.abs(mn), np.abs(mx))
-        scale = absmax / np.float32((qmax - qmin) / 2)
+        half = (qmax - qmin) / 2
+        scale = absmax / np.float32(half)
         zero_point = np.zeros_like(scale)
+        _say(
+            trace,
+            "symmetric scale",
+            lambda: (
+                f"scale = max(|min|, |max|) / ((qmax - qmin) / 2) = {fmt(absmax)} / {half:g} = "
+                f"{fmt(scale)}; zero point 0."
+            ),
+            scale=scale,
+        )
     else:
         scale = (mx - mn) / np.float32(qmax - qmin)
-        zero_point = np.rint(np.clip(np.float32(qmin) - mn / scale, qmin, qmax))
+        raw = np.float32(qmin) - mn / scale
+        zero_point = np.rint(np.clip(raw, qmin, qmax))
         zero_point = np.where(np.isnan(zero_point), np.float32(0), zero_point)
-    return _integer(np.where(scale == 0, EPS32, scale), zero_point)
+        _say(
+            trace,
+            "scale",
+            lambda: (
+                f"scale = (max - min) / (qmax - qmin) = ({fmt(mx)} - {operand(mn)}) / "
+                f"{qmax - qmin} = {fmt(scale)}."
+            ),
+            scale=scale,
+        )
+        _say(
+            trace,
+            "zero point",
+            lambda: (
+                "zero point = round(clamp(qmin - min / scale, qmin, qmax)) = "
+                f"round(clamp({fmt(raw)})) = {fmt(zero_point)} (halves to even; 0 / 0 gives 0)."
+            ),
+            zero_point=zero_point,
+        )
+    floored = np.where(scale == 0, EPS32, scale)
+    if trace is not None and one(scale) == 0:
+        _say(trace, "zero scale", lambda: "A zero scale becomes float32 eps 2^-23.", scale=floored)
+    return _integer(floored, zero_point)
 
 
-def _quanto(spec, mn, mx, qmin, qmax, peak) -> ToolchainGrid:
+def _quanto(spec, mn, mx, qmin, qmax, peak, trace) -> ToolchainGrid:
     if spec.bitwidth == 8:  # AbsmaxOptimizer: absmax / qint8.qmax, on the full int8 grid
-        scale = np.maximum(np.abs(mn), np.abs(mx)) / np.float32(qmax)
+        absmax = np.maximum(np.abs(mn), np.abs(mx))
+        scale = absmax / np.float32(qmax)
+        _say(
+            trace,
+            "symmetric scale",
+            lambda: (
+                f"quanto's absmax optimizer: scale = max(|min|, |max|) / {qmax} = {fmt(absmax)} / "
+                f"{qmax} = {fmt(scale)}, on the full grid [{qmin}, {qmax}]; zero point 0."
+            ),
+            scale=scale,
+        )
         return _integer(scale, np.zeros_like(scale))
     # MaxOptimizer: (max - min) over the signed type's steps, a float shift of -min
     scale = (mx - mn) / np.float32(qmax - qmin)
     shift = -mn
+    _say(
+        trace,
+        "affine scale and shift",
+        lambda: (
+            f"quanto's max optimizer (min not pulled to 0): scale = (max - min) / {qmax - qmin} = "
+            f"({fmt(mx)} - {operand(mn)}) / {qmax - qmin} = {fmt(scale)}, and a float shift = "
+            f"-min = {fmt(shift)} stored as the zero point."
+        ),
+        scale=scale,
+        shift=shift,
+    )
     return ToolchainGrid(scale, -shift / scale, scale, shift, float_zero_point=True)
 
 
-def _modelopt(spec, mn, mx, qmin, qmax, peak) -> ToolchainGrid:
+def _modelopt(spec, mn, mx, qmin, qmax, peak, trace) -> ToolchainGrid:
     amax = np.maximum(np.abs(mn), np.abs(mx))
     if spec.bitwidth == 8:  # INT8QTensor: amax / 127
-        return _integer(amax / np.float32(127.0), np.zeros_like(amax))
+        scale = amax / np.float32(127.0)
+        _say(
+            trace,
+            "symmetric scale",
+            lambda: (
+                f"ModelOpt INT8: scale = amax / 127 = {fmt(amax)} / 127 = {fmt(scale)}; zero "
+                "point 0."
+            ),
+            scale=scale,
+        )
+        return _integer(scale, np.zeros_like(amax))
     # INT4QTensor stores 7 / amax, computed as torch computes a number over a tensor:
     # (1 / amax) * 7
     multiplier = (np.float32(1) / amax) * np.float32(7)
     zero = np.zeros_like(amax)
+    _say(
+        trace,
+        "multiplier",
+        lambda: (
+            f"ModelOpt INT4 stores the multiplier 7 / amax, computed (1 / amax) × 7 = (1 / "
+            f"{fmt(amax)}) × 7 = {fmt(multiplier)}; x is multiplied by it and rounded."
+        ),
+        multiplier=multiplier,
+    )
     return ToolchainGrid(np.float32(1) / multiplier, zero, multiplier, zero, multiplier)
 
 
-def _llama_cpp(spec, mn, mx, qmin, qmax, peak) -> ToolchainGrid:
+def _llama_cpp(spec, mn, mx, qmin, qmax, peak, trace) -> ToolchainGrid:
     kind = llama_type(spec)
     if kind == "Q4_1":  # d = (max - min) / 15, m = min, both stored fp16
         d = (mx - mn) / np.float32(15)
         stored, block_min = _fp16(d), _fp16(mn)
+        _say(
+            trace,
+            "Q4_1 scale and minimum",
+            lambda: (
+                "Q4_1 (min not pulled to 0): d = (max - min) / 15 = "
+                f"({fmt(mx)} - {operand(mn)}) / 15 = {fmt(d)}, m = min; both stored as fp16: "
+                f"d = {fmt(stored.astype(_F16))}, m = "
+                f"{fmt(block_min.astype(_F16))}; x is quantized with 1 / d of the float32 d and "
+                "the float32 min."
+            ),
+            d=stored,
+            m=block_min,
+        )
         return ToolchainGrid(
             stored, block_min / stored, stored, block_min, _inverse(d), mn, float_zero_point=True
         )
     if kind == "Q8_0":  # d = amax / 127
-        d = np.maximum(np.abs(mn), np.abs(mx)) / np.float32(127)
+        amax = np.maximum(np.abs(mn), np.abs(mx))
+        d = amax / np.float32(127)
+        _say(
+            trace,
+            "Q8_0 scale",
+            lambda: (
+                f"Q8_0: d = amax / 127 = {fmt(amax)} / 127 = {fmt(d)}, stored as fp16 "
+                f"{fmt(_fp16(d).astype(_F16))}; x is quantized with 1 / d of the float32 d = "
+                f"{fmt(_inverse(d))}."
+            ),
+            d=_fp16(d),
+        )
         return _integer(_fp16(d), np.zeros_like(d), _inverse(d))
     if peak is None:  # Q4_0: d = (the value of largest magnitude) / -8, negative or not
         peak = np.where(np.abs(mn) > np.abs(mx), mn, mx)
     d = _f32(peak) / np.float32(-8)
+    _say(
+        trace,
+        "Q4_0 scale",
+        lambda: (
+            f"Q4_0: d = (the value of largest magnitude) / -8 = {fmt(_f32(peak))} / -8 = {fmt(d)}"
+            + (" (negative: that value is positive)" if one(d) < 0 else "")
+            + f", stored as fp16 {fmt(_fp16(d).astype(_F16))}; zero point 8 (q - 8 in [-8, 7]); x "
+            f"is quantized with 1 / d of the float32 d = {fmt(_inverse(d))}."
+        ),
+        d=_fp16(d),
+    )
     return _integer(_fp16(d), np.full(d.shape, 8, dtype=FLOAT32), _inverse(d))
+
+
+def _floored(raw, scale, floor: str) -> str:
+    return "." if one(raw) == one(scale) else f", raised to {floor} = {fmt(scale)}."
+
+
+# How each quantizer turns x into q and back (the "quantizer" step)
+_QUANTIZERS = {
+    "torch": "q = clamp(round(zp + x × (1 / scale)), qmin, qmax) for 8 bits (quantize_per_tensor), "
+    "clamp(round(x × (1 / scale)) + zp, ...) for fewer (fake_quantize), halves to even; "
+    "x^ = (q - zp) × scale",
+    "onnxruntime": "q = clamp(round(x / scale) + zp, qmin, qmax), halves to even; "
+    "x^ = (q - zp) × scale",
+    "compressed-tensors": "q = round(clamp(x / scale + zp, qmin, qmax)), halves to even; "
+    "x^ = (q - zp) × scale",
+    "quanto": "q = clamp(round(x / scale), qmin, qmax) (qint8) or clamp(round((x + shift) / "
+    "scale), 0, 2^b - 1); x^ = q × scale (- shift)",
+    "modelopt": "q = clamp(round(x / scale), qmin, qmax) (INT8) or clamp(round(x × "
+    "multiplier), -8, 7) (INT4), halves to even; x^ = q × scale or q / multiplier",
+    "llama.cpp": "Q8_0: q = round(x × (1 / d)), halves away from zero; Q4_0: q = trunc(x × (1 / "
+    "d) + 8.5) in [0, 15]; Q4_1: q = trunc((x - min) × (1 / d) + 0.5) in [0, 15]; x^ = d × "
+    "q (Q8_0), d × (q - 8) (Q4_0), d × q + m (Q4_1)",
+}
+
+
+def _record_meaning(trace: Trace, spec: Spec, numbers: ToolchainGrid) -> None:
+    """The numbers in qcalc's meaning and the toolchain's quantizer (one cell)."""
+    scale, offset = numbers.scale, numbers.offset
+    how = (
+        f"offset = -zero point = {fmt(offset)}"
+        if not numbers.float_zero_point
+        else f"offset = {'-shift' if spec.convention == 'quanto' else 'm'} / scale = "
+        f"{fmt(offset)} (not an integer level)"
+    )
+    trace.add(
+        "qcalc's meaning",
+        f"In qcalc's terms, x^ = (q + offset) × scale: scale = {fmt(scale)}, {how}.",
+        scale=one(scale),
+        offset=one(offset),
+    )
+    trace.add("quantizer", f"{spec.convention} quantizes {_QUANTIZERS[spec.convention]}.")
 
 
 def _fp16(values: np.ndarray) -> np.ndarray:

@@ -13,7 +13,7 @@ import numpy as np
 
 from qcalc.core.dtypes import FLOAT32, FLOAT64, finfo, opmath_dtype
 from qcalc.core.spec import centre_offset
-from qcalc.core.trace import Trace, add, fmt, one
+from qcalc.core.trace import Trace, add, fmt, one, operand
 
 
 def _quiet(fn):
@@ -114,7 +114,7 @@ def record_minimum_scale(trace: Trace, mn0, mx0, step, n: int, ms, adj, symmetri
     """The "minimum scale" step: the grid step the range asks for, against AIMET's minimum
     (`adj` is the minimum where the range is widened, else 0)."""
     widened = bool(one(adj))
-    asked = f"(max - min) / {n} = ({fmt(mx0)} - {_neg(mn0)}) / {n} = {fmt(step)}"
+    asked = f"(max - min) / {n} = ({fmt(mx0)} - {operand(mn0)}) / {n} = {fmt(step)}"
     rule = f"the minimum scale min(2^-23, 0.01 / {n}) = {fmt(ms)}"
     if not widened:
         text = f"The step this range asks for, {asked}, is not below {rule}: no widening."
@@ -190,12 +190,6 @@ def bits_equal(a, b) -> bool:
     return a.dtype == b.dtype and a.tobytes() == b.tobytes()
 
 
-def _neg(x) -> str:
-    """A number as the right operand of a minus sign: negative ones in parentheses."""
-    text = fmt(x)
-    return f"({text})" if text.startswith("-") else text
-
-
 @_quiet
 def scale_offset(
     rmin: np.ndarray,
@@ -241,7 +235,7 @@ def record_scale(trace: Trace, rmin, rmax, n: int, step, ms, scale) -> None:
     add(
         trace, "scale",
         f"The scale is the range over the grid's {n} steps: scale = |max - min| / {n} = "
-        f"|{fmt(rmax)} - {_neg(rmin)}| / {n} = {fmt(np.abs(step))}{floor}"
+        f"|{fmt(rmax)} - {operand(rmin)}| / {n} = {fmt(np.abs(step))}{floor}"
         + ("" if floor else f" (at least {fmt(ms)})") + ".",
         scale=one(scale), num_steps=n, minimum_scale=one(ms),
     )  # fmt: skip
@@ -269,8 +263,8 @@ def record_offset(trace: Trace, rmin, scale, quotient, rounded, qmin: int, qmax:
     add(
         trace, "offset",
         f"The offset puts min on a level: offset = clamp(round(min / scale) - qmin, "
-        f"-qmax, -qmin) = round({fmt(rmin)} / {fmt(scale)}) - {_neg(np.int64(qmin))} = "
-        f"round({fmt(quotient)}) - {_neg(np.int64(qmin))} = {fmt(offset)}"
+        f"-qmax, -qmin) = round({fmt(rmin)} / {fmt(scale)}) - {operand(np.int64(qmin))} = "
+        f"round({fmt(quotient)}) - {operand(np.int64(qmin))} = {fmt(offset)}"
         + (f" (clamped to [{-qmax}, {-qmin}])" if clamped else "")
         + " (rounded half to even).",
         quotient=one(quotient), rounded=one(rounded), offset=one(offset), clamped=clamped,
@@ -287,7 +281,7 @@ def effective_range(
         add(
             trace, "grid range",
             f"The grid's levels {qmin}..{qmax} cover [scale × (offset + qmin), scale × "
-            f"(offset + qmax)] = [{fmt(scale)} × ({fmt(offset)} + {_neg(np.int64(qmin))}), "
+            f"(offset + qmax)] = [{fmt(scale)} × ({fmt(offset)} + {operand(np.int64(qmin))}), "
             f"{fmt(scale)} × ({fmt(offset)} + {qmax})] = [{fmt(lo)}, {fmt(hi)}]: the min and "
             "max reported.",
             min=one(lo), max=one(hi), qmin=qmin, qmax=qmax,

@@ -64,7 +64,7 @@ from qcalc.core.grid import (
 )
 from qcalc.core.kernels import kernel
 from qcalc.core.stats import reduce_minmax
-from qcalc.core.trace import Trace, add, fmt, one
+from qcalc.core.trace import Trace, add, fmt, one, operand
 from qcalc.core.workspace import work_array
 from qcalc.errors import HistogramError
 
@@ -1122,7 +1122,7 @@ def sqnr_candidates(
         add(
             trace, "candidates",
             f"With zero in it, the histogram's range is [{fmt(mn)}, {fmt(mx)}]: the min-max "
-            f"grid has delta ({fmt(mx)} - {_neg(mn)}) / {n} = {fmt(md)} and offset "
+            f"grid has delta ({fmt(mx)} - {operand(mn)}) / {n} = {fmt(md)} and offset "
             f"round(min / delta) = {fmt(observed)}. AIMET tries {deltas.shape[1]} deltas, k × "
             f"{fmt(md)} / {asymmetric_delta_candidates - 1} for k = 1.."
             f"{asymmetric_delta_candidates}, with {offsets.shape[1]} offsets each ({grid.size} "
@@ -1132,11 +1132,6 @@ def sqnr_candidates(
             candidates=int(d.shape[1] * d.shape[2]),
         )  # fmt: skip
     return d.reshape(h.cells, -1), o.reshape(h.cells, -1)
-
-
-def _neg(x) -> str:
-    text = fmt(x)
-    return f"({text})" if text.startswith("-") else text
 
 
 def _noise_blocks(

@@ -65,3 +65,9 @@ def fmt(x: Any) -> str:
     if array.dtype == np.float64:
         return repr(value)
     return str(item)  # numpy's shortest text for the item's own dtype (float32, float16, ...)
+
+
+def operand(x: Any) -> str:
+    """A number as the right operand of a minus sign: negative ones in parentheses."""
+    text = fmt(x)
+    return f"({text})" if text.startswith("-") else text
