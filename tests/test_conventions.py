@@ -213,3 +213,25 @@ def test_q4_0_takes_the_first_of_two_equal_magnitudes(tmp_path):
     spec = Spec(convention="llama.cpp", bitwidth=4, symmetric=True, block_size=32)
     (encoding,) = compute_encodings([path], spec, chunk_bytes=128).encodings
     assert bits(encoding.toolchain.stored_scale, "float16") == ["0x3400", "0xb400"]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case["id"] for case in CASES])
+def test_explain_derives_the_toolchains_last_cell(case):
+    """`qcalc explain` of the case's last cell (channel / block) reaches the toolchain's
+    stored scale and zero point, through the convention's own steps."""
+    from qcalc.ops.explain import explain
+
+    flags, spec = case["flags"], spec_of(case)
+    cells = {}
+    if flags["per_channel"] or flags["block_size"]:
+        cells["channel"] = -1
+    if flags["block_size"]:
+        cells["block"] = -1
+    path = GOLDEN / case["input"]
+    found = explain([path], spec, path.stem, **cells)
+    rules = [step.rule for step in found.steps]
+    assert rules[:2] == ["integer grid", "observed range"]
+    assert rules[-3:] == ["qcalc's meaning", "quantizer", "grid range"]
+    assert bits(found.cell_encoding["stored_scale"], case["scale_dtype"]) == [case["scale"][-1]["hex"]]
+    want = expected_zero_points(case)[-1]
+    assert bits(found.cell_encoding["zero_point"], "float32") == bits(want, "float32")

@@ -16,7 +16,7 @@ computes them with the same flags, step by step, each with its rule's name, the 
 and the real numbers (observed range, zero pulled in, the minimum-scale widening, the \
 symmetric delta and the side that set it, scale, offset and its rounding, the grid's min / \
 max; for percentile, sqnr and tf-enhanced also the histogram, the percentile positions or \
-the winning candidate and its noise).
+the winning candidate and its noise). Under --convention, the toolchain's own steps: its scale and zero point, how it stores them and how its quantizer rounds.
 
 A per-channel grid needs --channel K, a per-block or LPBQ grid --channel K and --block J \
 (J along --block-axis): each channel or block has its own derivation, and none is picked \
@@ -30,6 +30,9 @@ Examples:
   qcalc explain sample_tensors/seed.npy -t seed --symmetric --unsigned --symmetric-offset zero
 
   qcalc explain model.safetensors -t fc.weight --per-channel --channel 3 --analyzer sqnr
+
+  qcalc explain model.safetensors -t fc.weight --convention llama.cpp -b 4 --symmetric \
+--block-size 32 --channel 0 --block 5
 
   qcalc explain model.safetensors -t fc.weight --symmetric -b 4 --block-size 64 --lpbq \
 --channel 0 --block 2 --format json

@@ -18,7 +18,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from qcalc.core.dtypes import FLOAT32, FLOAT64
-from qcalc.core.grid import record_zero
+from qcalc.core.grid import effective_range, record_zero
 from qcalc.core.spec import Spec
 from qcalc.core.toolchains import llama_type
 from qcalc.core.trace import Trace, fmt, one, operand
@@ -95,8 +95,8 @@ def toolchain_grid(
 
 def _integer(scale, zero_point, multiplier=None) -> ToolchainGrid:
     """A grid with an integer zero point: x^ = (q - zp) * scale."""
-    scale, zero_point = _f32(scale), _f32(zero_point)
-    return ToolchainGrid(scale, -zero_point, scale, zero_point, multiplier)
+    scale, zero_point = _f32(scale), _f32(zero_point) + np.float32(0)  # an integer: no -0
+    return ToolchainGrid(scale, np.float32(0) - zero_point, scale, zero_point, multiplier)
 
 
 def _torch(spec, mn, mx, qmin, qmax, peak, trace) -> ToolchainGrid:
@@ -112,7 +112,7 @@ def _torch(spec, mn, mx, qmin, qmax, peak, trace) -> ToolchainGrid:
             "symmetric scale",
             lambda: (
                 f"torch.ao divides the larger magnitude by half the grid's steps: max(-min, max) / "
-                f"(({qmax} - {qmin}) / 2) = {fmt(absmax)} / {half:g} = {fmt(raw)}"
+                f"(({qmax} - {operand(qmin)}) / 2) = {fmt(absmax)} / {half:g} = {fmt(raw)}"
                 + _floored(raw, scale, "float32 eps 2^-23")
             ),
             absmax=absmax,
@@ -372,23 +372,33 @@ def _floored(raw, scale, floor: str) -> str:
     return "." if one(raw) == one(scale) else f", raised to {floor} = {fmt(scale)}."
 
 
-# How each quantizer turns x into q and back (the "quantizer" step)
-_QUANTIZERS = {
-    "torch": "q = clamp(round(zp + x × (1 / scale)), qmin, qmax) for 8 bits (quantize_per_tensor), "
-    "clamp(round(x × (1 / scale)) + zp, ...) for fewer (fake_quantize), halves to even; "
-    "x^ = (q - zp) × scale",
-    "onnxruntime": "q = clamp(round(x / scale) + zp, qmin, qmax), halves to even; "
-    "x^ = (q - zp) × scale",
-    "compressed-tensors": "q = round(clamp(x / scale + zp, qmin, qmax)), halves to even; "
-    "x^ = (q - zp) × scale",
-    "quanto": "q = clamp(round(x / scale), qmin, qmax) (qint8) or clamp(round((x + shift) / "
-    "scale), 0, 2^b - 1); x^ = q × scale (- shift)",
-    "modelopt": "q = clamp(round(x / scale), qmin, qmax) (INT8) or clamp(round(x × "
-    "multiplier), -8, 7) (INT4), halves to even; x^ = q × scale or q / multiplier",
-    "llama.cpp": "Q8_0: q = round(x × (1 / d)), halves away from zero; Q4_0: q = trunc(x × (1 / "
-    "d) + 8.5) in [0, 15]; Q4_1: q = trunc((x - min) × (1 / d) + 0.5) in [0, 15]; x^ = d × "
-    "q (Q8_0), d × (q - 8) (Q4_0), d × q + m (Q4_1)",
-}
+def _quantizer(spec: Spec, numbers: ToolchainGrid) -> str:
+    """How the convention's quantizer turns x into q and back (the "quantizer" step);
+    clamp(...) clamps to [qmin, qmax]."""
+    convention, bits = spec.convention, spec.bitwidth
+    even = "halves to even"
+    if convention == "torch":
+        if bits == 8:
+            return f"q = clamp(round(zp + x × (1 / scale))) ({even}, quantize_per_tensor)"
+        return f"q = clamp(round(x × (1 / scale)) + zp) ({even}, fake_quantize_per_*_affine)"
+    if convention == "onnxruntime":
+        return f"q = clamp(round(x / scale) + zp) ({even}, quantize_nparray)"
+    if convention == "compressed-tensors":
+        return f"q = round(clamp(x / scale + zp)) ({even})"
+    if convention == "quanto":
+        if bits == 8:
+            return f"q = clamp(round(x / scale)) ({even}); x^ = q × scale"
+        return f"q = clamp(round((x + shift) / scale)) ({even}); x^ = q × scale - shift"
+    if convention == "modelopt":
+        if numbers.multiplier is None:
+            return f"q = clamp(round(x / scale)) ({even}); x^ = q × scale"
+        return f"q = clamp(round(x × multiplier)) ({even}); x^ = q / multiplier"
+    kind = llama_type(spec)
+    if kind == "Q8_0":
+        return "q = round(x × (1 / d)), halves away from zero; x^ = d × q"
+    if kind == "Q4_0":
+        return "q = trunc(x × (1 / d) + 8.5) in [0, 15]; x^ = d × (q - 8)"
+    return "q = trunc((x - min) × (1 / d) + 0.5) in [0, 15]; x^ = d × q + m"
 
 
 def _record_meaning(trace: Trace, spec: Spec, numbers: ToolchainGrid) -> None:
@@ -406,7 +416,10 @@ def _record_meaning(trace: Trace, spec: Spec, numbers: ToolchainGrid) -> None:
         scale=one(scale),
         offset=one(offset),
     )
-    trace.add("quantizer", f"{spec.convention} quantizes {_QUANTIZERS[spec.convention]}.")
+    how = _quantizer(spec, numbers)
+    if "x^" not in how:
+        how += "; x^ = (q - zp) × scale"
+    trace.add("quantizer", f"{spec.convention} quantizes {how}.")
 
 
 def _fp16(values: np.ndarray) -> np.ndarray:
@@ -427,6 +440,28 @@ _RULES = {
     "modelopt": _modelopt,
     "llama.cpp": _llama_cpp,
 }
+
+
+def covered_range(
+    scale: np.ndarray, offset: np.ndarray, qmin: int, qmax: int, *, trace: Optional[Trace] = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The float range a convention's grid covers, low end first: AIMET's effective range,
+    its ends swapped where the scale is negative (llama.cpp Q4_0)."""
+    lo, hi = effective_range(scale, offset, qmin, qmax)
+    backwards = scale < 0
+    lo, hi = np.where(backwards, hi, lo), np.where(backwards, lo, hi)
+    _say(
+        trace,
+        "grid range",
+        lambda: (
+            f"The levels {qmin}..{qmax} cover [scale × (offset + qmin), scale × (offset + qmax)] = "
+            f"[{fmt(lo)}, {fmt(hi)}]"
+            + (" (ends swapped: the scale is negative)." if one(backwards) else ".")
+        ),
+        min=lo,
+        max=hi,
+    )
+    return lo, hi
 
 
 def levels(spec: Spec, x: np.ndarray, grid: ToolchainGrid) -> np.ndarray:

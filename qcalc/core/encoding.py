@@ -119,9 +119,10 @@ class Encoding:
         range) that range too unless given. `fields`: dtype, shape, axis (required), and the
         block fields."""
         qmin, qmax = spec.int_range
-        lo, hi = grid.effective_range(scale, offset, qmin, qmax)
-        if fields.get("toolchain") is not None:  # a negative scale runs the grid backwards
-            lo, hi = np.where(scale < 0, hi, lo), np.where(scale < 0, lo, hi)
+        if fields.get("toolchain") is not None:
+            lo, hi = conventions.covered_range(scale, offset, qmin, qmax)
+        else:
+            lo, hi = grid.effective_range(scale, offset, qmin, qmax)
         return cls(
             name=name, source=source, spec=spec, granularity=granularity, qmin=qmin, qmax=qmax,
             scale=scale, offset=offset, min=lo, max=hi,

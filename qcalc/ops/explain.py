@@ -36,17 +36,20 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from qcalc.core import grid, histogram, parallel
+from qcalc.core.conventions import covered_range, toolchain_grid
 from qcalc.core.dtypes import FLOAT32, FLOAT64, arithmetic_dtype, widen
 from qcalc.core.encoding import Encoding
 from qcalc.core.layout import Layout, layout_for
 from qcalc.core.spec import Spec
 from qcalc.core.tensor import DEFAULT_CHUNK_BYTES, Progress, TensorRef
+from qcalc.core.toolchains import llama_type
 from qcalc.core.trace import Step, Trace, add, fmt, one
 from qcalc.errors import SpecError
 from qcalc.ops.encode import PathLike, encode_tensor
 from qcalc.ops.pick import checked_channel, finite_range, picked_tensor
 
 ENCODING_FIELDS = ("scale", "offset", "min", "max")
+TOOLCHAIN_FIELDS = ("zero_point", "stored_scale")  # and these under another convention
 
 
 @dataclass(frozen=True)
@@ -236,6 +239,9 @@ def _derive(batches, spec: Spec, layout: Layout, cell, trace: Trace, chunk_bytes
     dtype = arithmetic_dtype(batches[0].dtype, spec.compute_dtype)
     float32_inf = batches[0].dtype.name == "float64" and dtype == FLOAT32
     total = math.prod(layout.encoding_shape)
+    if spec.convention != "aimet":
+        refs = _cell_refs(batches, layout, cell)
+        return _derive_toolchain(refs, spec, dtype, float32_inf, trace, chunk_bytes)
 
     def cell_range(block=None, traced=True):
         refs = _cell_refs(batches, layout, cell, block)
@@ -296,9 +302,35 @@ def _nonfinite_text(found) -> str:
     return f" ({', '.join(counts)})" if counts else ""
 
 
+def _derive_toolchain(refs, spec: Spec, dtype, float32_inf: bool, trace, chunk_bytes: int):
+    """Another toolchain's cell: its observed min and max through the convention's rule
+    (`conventions.toolchain_grid`, which records its steps)."""
+    qmin, qmax = spec.int_range
+    mn, mx = _observed_minmax(refs, spec, dtype, float32_inf, trace, chunk_bytes)
+    peak = None
+    if spec.convention == "llama.cpp" and llama_type(spec) == "Q4_0":
+        values = np.concatenate(
+            [widen(np.asarray(c), r.dtype).ravel() for r in refs for c in r.chunks(chunk_bytes)]
+        )
+        peak = values[np.argmax(np.abs(values))].astype(FLOAT32)
+    numbers = toolchain_grid(spec, mn, mx, peak, trace=trace)
+    lo, hi = covered_range(numbers.scale, numbers.offset, qmin, qmax, trace=trace)
+    return {
+        "scale": one(numbers.scale), "offset": one(numbers.offset), "min": one(lo),
+        "max": one(hi), "qmin": qmin, "qmax": qmax, "zero_point": one(numbers.zero_point),
+        "stored_scale": one(numbers.stored_scale),
+    }  # fmt: skip
+
+
 def _minmax_range(refs, spec: Spec, dtype, n: int, float32_inf: bool, trace, chunk_bytes: int):
-    """Min-max: the cell's observed min and max (as `encode` reduces them: NaN and ±inf
-    kept under --nonfinite keep, left out otherwise) through grid.minmax_range."""
+    """Min-max: the cell's observed min and max through grid.minmax_range."""
+    mn_d, mx_d = _observed_minmax(refs, spec, dtype, float32_inf, trace, chunk_bytes)
+    return grid.minmax_range(mn_d, mx_d, n, spec.symmetric, dtype, trace=trace)
+
+
+def _observed_minmax(refs, spec: Spec, dtype, float32_inf: bool, trace, chunk_bytes: int):
+    """The cell's observed min and max in `dtype` (as `encode` reduces them: NaN and ±inf
+    kept under --nonfinite keep, left out otherwise), recorded as the "observed range"."""
     found, values = _observed(refs, chunk_bytes, float32_inf)
     mn, mx = found.min, found.max
     if not found.finite:  # no finite value: finite_minmax's empty range
@@ -331,7 +363,7 @@ def _minmax_range(refs, spec: Spec, dtype, n: int, float32_inf: bool, trace, chu
             )
         add(trace, "observed range", text, min=one(mn_d), max=one(mx_d), values=values,
             finite=found.finite)  # fmt: skip
-    return grid.minmax_range(mn_d, mx_d, n, spec.symmetric, dtype, trace=trace)
+    return mn_d, mx_d
 
 
 def _counted(chunk: np.ndarray, dtype, ignore: bool) -> np.ndarray:
@@ -416,8 +448,10 @@ def _record_batch(trace, number, batches, ref, found, values, binning, spec, lo,
 def _check_equal(cell_encoding: dict, encoding: Encoding, layout: Layout, cell) -> None:
     """RuntimeError (a bug: exit 3) unless the derived cell equals `encode`'s, bit for bit."""
     index, _ = _position(layout, cell)
-    for key in ENCODING_FIELDS:
-        expected = np.asarray(getattr(encoding, key))[index] if index else getattr(encoding, key)
+    keys = ENCODING_FIELDS + (TOOLCHAIN_FIELDS if encoding.toolchain is not None else ())
+    for key in keys:
+        held = encoding.toolchain if key in TOOLCHAIN_FIELDS else encoding
+        expected = np.asarray(getattr(held, key))[index] if index else getattr(held, key)
         derived = np.float32(cell_encoding[key])
         expected = np.asarray(expected, dtype=FLOAT32)
         same = expected.tobytes() == derived.tobytes() or (np.isnan(expected) and np.isnan(derived))
