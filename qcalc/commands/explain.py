@@ -16,7 +16,8 @@ computes them with the same flags, step by step, each with its rule's name, the 
 and the real numbers (observed range, zero pulled in, the minimum-scale widening, the \
 symmetric delta and the side that set it, scale, offset and its rounding, the grid's min / \
 max; for percentile, sqnr and tf-enhanced also the histogram, the percentile positions or \
-the winning candidate and its noise). Under --convention, the toolchain's own steps: its scale and zero point, how it stores them and how its quantizer rounds.
+the winning candidate and its noise). Under --convention, the toolchain's own steps: \
+its scale and zero point, how it stores them and how its quantizer rounds.
 
 A per-channel grid needs --channel K, a per-block or LPBQ grid --channel K and --block J \
 (J along --block-axis): each channel or block has its own derivation, and none is picked \
