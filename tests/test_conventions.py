@@ -235,3 +235,57 @@ def test_explain_derives_the_toolchains_last_cell(case):
     assert bits(found.cell_encoding["stored_scale"], case["scale_dtype"]) == [case["scale"][-1]["hex"]]
     want = expected_zero_points(case)[-1]
     assert bits(found.cell_encoding["zero_point"], "float32") == bits(want, "float32")
+
+
+def _sqnr(x: np.ndarray, xhat: np.ndarray) -> float:
+    x64, e64 = x.astype(np.float64), x.astype(np.float64) - xhat.astype(np.float64)
+    return float(10 * np.log10(np.sum(x64 * x64) / np.sum(e64 * e64)))
+
+
+METRIC_SPECS = [
+    Spec(convention="torch", symmetric=True, per_channel=True),
+    Spec(convention="torch", bitwidth=4),
+    Spec(convention="onnxruntime", symmetric=True, per_channel=True),
+    Spec(convention="compressed-tensors", bitwidth=4, block_size=16),
+    Spec(convention="quanto", bitwidth=4, block_size=16),
+    Spec(convention="modelopt", bitwidth=4, symmetric=True, block_size=16),
+    Spec(convention="llama.cpp", bitwidth=8, symmetric=True, block_size=32),
+    Spec(convention="llama.cpp", bitwidth=4, symmetric=True, block_size=32),
+    Spec(convention="llama.cpp", bitwidth=4, block_size=32),
+]
+
+
+@pytest.mark.parametrize("spec", METRIC_SPECS, ids=lambda s: f"{s.convention}-b{s.bitwidth}")
+def test_metrics_use_the_toolchains_quantizer(tmp_path, spec):
+    """--metrics under a convention: SQNR and max error of x against the toolchain's x^
+    (Encoding.quantize_dequantize, checked bit for bit on the golden cases above), for any
+    chunking and thread count."""
+    rng = np.random.default_rng(7)
+    x = (rng.standard_normal((24, 64)) * np.linspace(0.1, 3, 64)).astype(np.float32)
+    path = tmp_path / "w.npy"
+    np.save(path, x)
+    whole = compute_encodings([path], spec, metrics=True).encodings[0]
+    xhat = whole.quantize_dequantize(x)
+    assert whole.metrics.sqnr_db == pytest.approx(_sqnr(x, xhat), abs=1e-9)
+    assert whole.metrics.max_abs_error == float(np.max(np.abs(x.astype(np.float64) - xhat)))
+    for chunk_bytes, jobs in ((256, 1), (512, 2)):
+        (split,) = compute_encodings([path], spec, metrics=True, chunk_bytes=chunk_bytes, jobs=jobs).encodings
+        assert split.scale.tobytes() == whole.scale.tobytes()
+        assert split.metrics.sqnr_db == pytest.approx(whole.metrics.sqnr_db, abs=1e-9)
+        assert split.metrics.max_abs_error == whole.metrics.max_abs_error
+
+
+def test_hist_channel_under_a_convention(tmp_path):
+    """hist --channel K draws channel K's toolchain grid: its range is the cell's."""
+    x = np.load(GOLDEN / "inputs" / "normal.npy")
+    path = tmp_path / "w.npy"
+    np.save(path, x)
+    from qcalc.ops.hist import hist
+
+    spec = Spec(convention="onnxruntime", symmetric=True, per_channel=True)
+    view = hist([path], spec, "w", channel=2)
+    (whole,) = compute_encodings([path], spec).encodings
+    assert view.grid_min == float(whole.min[2, 0]) and view.grid_max == float(whole.max[2, 0])
+    assert view.metrics.max_abs_error == float(
+        np.max(np.abs(x[2].astype(np.float64) - whole.quantize_dequantize(x)[2]))
+    )
