@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Optional
 
-import typer
-
-from qcalc.commands.options import QUANTIZATION, FormatOption, Inputs, user_errors, with_spec
+from qcalc.commands.options import (
+    ONE_TENSOR,
+    QUANTIZATION,
+    FormatOption,
+    Inputs,
+    channel_option,
+    tensor_option,
+    user_errors,
+    with_spec,
+)
 from qcalc.core.spec import Spec
 
 HELP = """\
@@ -32,28 +38,16 @@ Examples:
 
 @with_spec(
     *(name for name in QUANTIZATION if name != "convention"),
-    select=("activations", "activation_bitwidth", "recipe", "jobs"),
+    select=ONE_TENSOR,
 )
 def compare(
     inputs: Inputs,
     spec: Spec,
     picked: dict,
-    tensor: Annotated[
-        str,
-        typer.Option(
-            "--tensor", "-t", help="The tensor to compare (exact name).", show_default=False
-        ),
-    ],
-    channel: Annotated[
-        Optional[int],
-        typer.Option(
-            "--channel",
-            help="Compare only this channel: the slice K along --axis (negative counts from "
-            "the end).",
-            show_default=False,
-            metavar="K",
-        ),
-    ] = None,
+    tensor: tensor_option("compare"),
+    channel: channel_option(
+        "Compare only this channel: the slice K along --axis (negative counts from the end)."
+    ) = None,
     output_format: FormatOption = "table",
 ) -> None:
     from qcalc.commands.progress import TerminalProgress

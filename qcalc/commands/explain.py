@@ -7,7 +7,14 @@ from typing import Annotated, Literal, Optional
 
 import typer
 
-from qcalc.commands.options import Inputs, user_errors, with_spec
+from qcalc.commands.options import (
+    ONE_TENSOR,
+    Inputs,
+    channel_option,
+    tensor_option,
+    user_errors,
+    with_spec,
+)
 from qcalc.core.spec import Spec
 
 HELP = """\
@@ -42,27 +49,16 @@ Examples:
 ExplainFormat = Literal["text", "json"]
 
 
-@with_spec(select=("activations", "activation_bitwidth", "recipe", "jobs"))
+@with_spec(select=ONE_TENSOR)
 def explain(
     inputs: Inputs,
     spec: Spec,
     picked: dict,
-    tensor: Annotated[
-        str,
-        typer.Option(
-            "--tensor", "-t", help="The tensor to explain (exact name).", show_default=False
-        ),
-    ],
-    channel: Annotated[
-        Optional[int],
-        typer.Option(
-            "--channel",
-            help="The channel to explain: index K along --axis (negative counts from the end); "
-            "required for per-channel and per-block grids.",
-            show_default=False,
-            metavar="K",
-        ),
-    ] = None,
+    tensor: tensor_option("explain"),
+    channel: channel_option(
+        "The channel to explain: index K along --axis (negative counts from the end); "
+        "required for per-channel and per-block grids."
+    ) = None,
     block: Annotated[
         Optional[int],
         typer.Option(

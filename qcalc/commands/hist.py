@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Optional
-
-import typer
 
 from qcalc.commands.options import (
     COUNTS_NONFINITE,
+    ONE_TENSOR,
     Inputs,
+    channel_option,
+    tensor_option,
     user_errors,
     with_spec,
 )
@@ -35,24 +35,15 @@ Examples:
 """
 
 
-@with_spec(*COUNTS_NONFINITE, select=("activations", "activation_bitwidth", "recipe", "jobs"))
+@with_spec(*COUNTS_NONFINITE, select=ONE_TENSOR)
 def hist(
     inputs: Inputs,
     spec: Spec,
     picked: dict,
-    tensor: Annotated[
-        str,
-        typer.Option("--tensor", "-t", help="The tensor to draw (exact name).", show_default=False),
-    ],
-    channel: Annotated[
-        Optional[int],
-        typer.Option(
-            "--channel",
-            help="Draw only this channel: the slice K along --axis (negative counts from the end).",
-            show_default=False,
-            metavar="K",
-        ),
-    ] = None,
+    tensor: tensor_option("draw"),
+    channel: channel_option(
+        "Draw only this channel: the slice K along --axis (negative counts from the end)."
+    ) = None,
 ) -> None:
     from qcalc.commands.progress import TerminalProgress
     from qcalc.commands.render.hist import print_view

@@ -141,6 +141,27 @@ SELECTION: dict[str, Any] = {
 }
 
 
+# The selection options of the commands that look at one tensor (hist, explain, compare)
+ONE_TENSOR = ("activations", "activation_bitwidth", "recipe", "jobs")
+
+
+def tensor_option(verb: str) -> Any:
+    """--tensor / -t: the one tensor a command looks at, by exact name."""
+    return Annotated[
+        str,
+        typer.Option(
+            "--tensor", "-t", help=f"The tensor to {verb} (exact name).", show_default=False
+        ),
+    ]
+
+
+def channel_option(help: str) -> Any:
+    """--channel K: one channel of that tensor (None: the whole tensor)."""
+    return Annotated[
+        Optional[int], typer.Option("--channel", help=help, show_default=False, metavar="K")
+    ]
+
+
 CONTEXT = "qcalc_context"  # the parameter through which typer passes a command its context
 
 
