@@ -17,7 +17,15 @@ from test_conventions import GOLDEN, bits
 
 runner = CliRunner()
 SEED = str(GOLDEN / "inputs" / "seed.npy")
-CONVENTIONS = ["aimet", "torch", "onnxruntime", "compressed-tensors", "quanto", "modelopt", "llama.cpp"]
+CONVENTIONS = [
+    "aimet",
+    "torch",
+    "onnxruntime",
+    "compressed-tensors",
+    "quanto",
+    "modelopt",
+    "llama.cpp",
+]
 
 
 def records(*args: str) -> list[dict]:
@@ -71,7 +79,9 @@ def test_the_toolchains_own_numbers_show_through():
             row = rows[case["convention"]]
             assert bits(row["stored_scale"], "float32") == [s["hex"] for s in case["scale"]]
     (seed3,) = [case for case in AIMET_CASES if case["id"] == "seed-3"]
-    assert np.float32(rows["aimet"]["scale"][0]) == np.float32(np.ravel(seed3["expected"]["scale"])[0])
+    assert np.float32(rows["aimet"]["scale"][0]) == np.float32(
+        np.ravel(seed3["expected"]["scale"])[0]
+    )
     assert rows["llama.cpp"]["offered"] is False
 
 
@@ -88,7 +98,14 @@ def test_a_channel_compares_like_the_tensor_of_that_channel(tmp_path):
         if not ours["offered"]:
             continue
         assert ours["channel"] == 2
-        for key in ("scale", "offset", "zero_point", "sqnr_db", "max_abs_error", "clipped_fraction"):
+        for key in (
+            "scale",
+            "offset",
+            "zero_point",
+            "sqnr_db",
+            "max_abs_error",
+            "clipped_fraction",
+        ):
             assert ours[key] == theirs[key], (ours["convention"], key)
 
 

@@ -232,7 +232,9 @@ def test_explain_derives_the_toolchains_last_cell(case):
     rules = [step.rule for step in found.steps]
     assert rules[:2] == ["integer grid", "observed range"]
     assert rules[-3:] == ["qcalc's meaning", "quantizer", "grid range"]
-    assert bits(found.cell_encoding["stored_scale"], case["scale_dtype"]) == [case["scale"][-1]["hex"]]
+    assert bits(found.cell_encoding["stored_scale"], case["scale_dtype"]) == [
+        case["scale"][-1]["hex"]
+    ]
     want = expected_zero_points(case)[-1]
     assert bits(found.cell_encoding["zero_point"], "float32") == bits(want, "float32")
 
@@ -269,7 +271,9 @@ def test_metrics_use_the_toolchains_quantizer(tmp_path, spec):
     assert whole.metrics.sqnr_db == pytest.approx(_sqnr(x, xhat), abs=1e-9)
     assert whole.metrics.max_abs_error == float(np.max(np.abs(x.astype(np.float64) - xhat)))
     for chunk_bytes, jobs in ((256, 1), (512, 2)):
-        (split,) = compute_encodings([path], spec, metrics=True, chunk_bytes=chunk_bytes, jobs=jobs).encodings
+        (split,) = compute_encodings(
+            [path], spec, metrics=True, chunk_bytes=chunk_bytes, jobs=jobs
+        ).encodings
         assert split.scale.tobytes() == whole.scale.tobytes()
         assert split.metrics.sqnr_db == pytest.approx(whole.metrics.sqnr_db, abs=1e-9)
         assert split.metrics.max_abs_error == whole.metrics.max_abs_error
@@ -289,3 +293,16 @@ def test_hist_channel_under_a_convention(tmp_path):
     assert view.metrics.max_abs_error == float(
         np.max(np.abs(x[2].astype(np.float64) - whole.quantize_dequantize(x)[2]))
     )
+
+
+def test_check_names_the_convention(tmp_path):
+    """check under a convention: the verdict line and each record say whose rules; AIMET's
+    stay as they were."""
+    path = GOLDEN / "inputs" / "normal.npy"
+    torch = runner.invoke(app, ["check", str(path), "--convention", "torch", "--symmetric"])
+    assert torch.exit_code == 0
+    assert torch.stdout.startswith("passed: all 1 tensor (NaN / inf fail, torch convention)")
+    records = runner.invoke(app, ["check", str(path), "--convention", "torch", "-f", "json"])
+    assert json.loads(records.stdout)[0]["convention"] == "torch"
+    aimet = runner.invoke(app, ["check", str(path), "-f", "json"])
+    assert "convention" not in json.loads(aimet.stdout)[0]

@@ -62,9 +62,10 @@ class TensorCheck:
         return not self.failures
 
     def record(self) -> dict[str, Any]:
-        """name, passed, failures, warnings, the metric keys (null when not evaluated), nan, inf."""
+        """name, passed, failures, warnings, the metric keys (null when not evaluated), nan,
+        inf; and `convention` under another toolchain's rules."""
         metrics = self.metrics.record() if self.metrics is not None else {}
-        return {
+        record = {
             "name": self.name,
             "passed": self.passed,
             "failures": list(self.failures),
@@ -73,6 +74,9 @@ class TensorCheck:
             "nan": None if self.metrics is None else self.metrics.nan_count,
             "inf": None if self.metrics is None else self.metrics.inf_count,
         }
+        if self.encoding is not None and self.encoding.spec.convention != "aimet":
+            record["convention"] = self.encoding.spec.convention
+        return record
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import textwrap
 from typing import Any, Sequence, TextIO
 
+from qcalc.commands.render.encodings import convention_label
 from qcalc.commands.render.text import (
     NAME_MIN,
     cells_width,
@@ -49,10 +50,22 @@ def render_check(
         write_records([strict_json(result.record()) for result in report.results], fmt, out)
         return
     shown = report.results if show_all else report.failed
-    verdict = f"{summary(report)} ({thresholds_label(thresholds)})"
+    verdict = f"{summary(report)} ({thresholds_label(thresholds)}{_conventions(report)})"
     out.writelines(line + "\n" for line in textwrap.wrap(verdict, table_width(out)))
     if shown:
         _write_table(shown, out)
+
+
+def _conventions(report: Any) -> str:
+    """ ", torch convention" when the encodings follow another toolchain's rules."""
+    named = {
+        convention_label(result.encoding.spec)
+        for result in report.results
+        if result.encoding is not None and result.encoding.spec.convention != "aimet"
+    }
+    if not named:
+        return ""
+    return f", {named.pop()} convention" if len(named) == 1 else ", conventions per tensor"
 
 
 def _row(result: Any) -> list[str]:
