@@ -182,37 +182,35 @@ def test_unsupported_combinations_exit_2_with_one_line(args, phrase):
 
 
 def test_blocks_need_a_matrix(tmp_path):
+    """A tensor another toolchain's blocks cannot take (not a matrix) is skipped with a note
+    by encode, as GGUF leaves vectors in float; hist / explain on it exit 2 with the reason."""
     path = tmp_path / "cube.npy"
     np.save(path, np.ones((2, 2, 32), dtype=np.float32))
-    result = runner.invoke(
-        app,
-        [
-            "encode",
-            str(path),
-            "--convention",
-            "llama.cpp",
-            "-b",
-            "8",
-            "--symmetric",
-            "--block-size",
-            "32",
-        ],
-    )
-    assert result.exit_code == 2
-    assert "rank-2 tensor" in assert_one_error_line(result)
+    flags = ["--convention", "llama.cpp", "-b", "8", "--symmetric", "--block-size", "32"]
+    result = runner.invoke(app, ["encode", str(path), *flags, "-f", "json"])
+    assert result.exit_code == 0
+    assert json.loads(result.stdout) == []
+    assert "tensor 'cube': shape [2, 2, 32] is not a matrix: llama.cpp blocks" in result.stderr
+    for command in ("hist", "explain"):
+        result = runner.invoke(app, [command, str(path), "-t", "cube", *flags, "--channel", "0"])
+        assert result.exit_code == 2
+        assert "is not a matrix" in assert_one_error_line(result)
 
 
 def test_q4_0_takes_the_first_of_two_equal_magnitudes(tmp_path):
     """gguf's Q4_0 takes the value at argmax |x|, the first one on a tie: -2 before +2 gives
-    d = -2 / -8 = 0.25, +2 before -2 gives d = 2 / -8 = -0.25 (fp16 0x3400 / 0xb400)."""
-    rows = np.zeros((2, 32), dtype=np.float32)
-    rows[0, 3], rows[0, 9] = -2.0, 2.0
-    rows[1, 3], rows[1, 9] = 2.0, -2.0
+    d = -2 / -8 = 0.25, +2 before -2 gives d = 2 / -8 = -0.25 (fp16 0x3400 / 0xb400); a row
+    without a tie (its chunk is not read again): 3 / -8 = -0.375 (0xb600)."""
+    rows = np.zeros((3, 32), dtype=np.float32)
+    rows[0, 5], rows[0, 7] = 3.0, -1.0
+    rows[1, 3], rows[1, 9] = -2.0, 2.0
+    rows[2, 3], rows[2, 9] = 2.0, -2.0
     path = tmp_path / "ties.npy"
     np.save(path, rows)
     spec = Spec(convention="llama.cpp", bitwidth=4, symmetric=True, block_size=32)
-    (encoding,) = compute_encodings([path], spec, chunk_bytes=128).encodings
-    assert bits(encoding.toolchain.stored_scale, "float16") == ["0x3400", "0xb400"]
+    for chunk_bytes in (128, 1 << 20):  # a row per chunk, or all at once
+        (encoding,) = compute_encodings([path], spec, chunk_bytes=chunk_bytes).encodings
+        assert bits(encoding.toolchain.stored_scale, "float16") == ["0xb600", "0x3400", "0xb400"]
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case["id"] for case in CASES])

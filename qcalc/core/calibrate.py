@@ -37,7 +37,7 @@ from qcalc.core.stats import (
     reduce_minmax,
 )
 from qcalc.core.tensor import Progress, TensorRef
-from qcalc.core.toolchains import llama_type
+from qcalc.core.toolchains import llama_type, shape_refused
 from qcalc.errors import HistogramError, NonFiniteError, SpecError
 
 
@@ -121,7 +121,9 @@ def _toolchain_encoding(
     Its numbers are the toolchain's, degenerate ones included (a zero scale, an infinite
     multiplier): they are not refused as AIMET's non-finite encodings are."""
     first = batches[0]
-    _check_toolchain_layout(spec, layout, first)
+    refused = shape_refused(spec, tuple(first.shape))
+    if refused is not None:
+        raise SpecError(f"{first.where}: {refused}")
     stats = stream.minmax(batches[0])
     for batch in batches[1:]:
         stats = stats.merge(stream.minmax(batch))
@@ -159,23 +161,10 @@ def _on_grid(name, batches, spec, layout, granularity, scale, offset, rmin, rmax
     )
 
 
-def _check_toolchain_layout(spec: Spec, layout, ref: TensorRef) -> None:
-    """Other toolchains' blocks run along the last axis of a matrix (llama.cpp's rows,
-    quanto's groups, ModelOpt's and compressed-tensors' blocks): SpecError otherwise."""
-    blocks = spec.block_size is not None
-    if not blocks or (layout.block_axis == 1 and layout.channel_axis == 0 and len(ref.shape) == 2):
-        return
-    raise SpecError(
-        f"{ref.where}: convention {spec.convention} takes blocks along the last axis of a "
-        f"rank-2 tensor with channels on axis 0, not shape {list(ref.shape)} with --axis "
-        f"{spec.axis} --block-axis {spec.block_axis} (--exclude it)"
-    )
-
-
 def _first_peaks(batches, layout, mn: np.ndarray, mx: np.ndarray, chunk_bytes: int):
     """llama.cpp Q4_0's peak per block: the value of largest magnitude, the first one (in
-    batch and element order) when -m and +m both occur. Reads the data again only when some
-    block holds both."""
+    batch and element order) when -m and +m both occur. Reads again only the chunks of rows
+    holding such a block."""
     peak = np.where(np.abs(mn) > np.abs(mx), mn, mx)
     ties = (np.abs(mn) == np.abs(mx)) & (mn != mx)
     if not ties.any():
@@ -184,10 +173,12 @@ def _first_peaks(batches, layout, mn: np.ndarray, mx: np.ndarray, chunk_bytes: i
     for ref in batches:
         row = 0
         for chunk in ref.chunks(chunk_bytes, layout.row_multiple):
+            cells = slice(row, row + len(chunk))
+            row += len(chunk)
+            if not (ties[cells] & ~found[cells]).any():
+                continue  # a mapped chunk not looked at is not read
             blocks = widen(np.asarray(chunk), ref.dtype).astype(FLOAT32, copy=False)
             blocks = blocks.reshape(blocks.shape[0], -1, layout.block_size)
-            cells = slice(row, row + blocks.shape[0])
-            row += blocks.shape[0]
             first = np.take_along_axis(
                 blocks, np.argmax(np.abs(blocks), axis=-1)[..., None], axis=-1
             )[..., 0]

@@ -148,3 +148,19 @@ def _offered(spec: "Spec") -> bool:
             return symmetric and signed
         return bits == 4 and not signed
     return False
+
+
+def shape_refused(spec: "Spec", shape: tuple[int, ...]) -> Optional[str]:
+    """Why `spec`'s convention cannot encode a tensor of `shape` (a phrase), or None: other
+    toolchains' blocks run along the last axis of a matrix with channels on axis 0."""
+    if spec.convention == "aimet" or spec.block_size is None:
+        return None
+    rank = len(shape)
+    if rank == 2 and spec.axis in (0, -2) and spec.block_axis in (1, -1):
+        return None
+    if rank != 2:
+        return f"shape {list(shape)} is not a matrix: {spec.convention} blocks run along its rows"
+    return (
+        f"convention {spec.convention} takes blocks along the rows of a matrix (--axis 0 "
+        f"--block-axis -1), not --axis {spec.axis} --block-axis {spec.block_axis}"
+    )

@@ -22,6 +22,7 @@ from qcalc.ops.encode import (
     encode_tensor,
     gather,
     name_selected,
+    resolve_specs,
     unmatched_rules,
 )
 
@@ -177,17 +178,14 @@ def _check_computed(
     fails with the reason instead of stopping the run, as NaN / inf values do."""
     found = gather(paths, activations, include, exclude)
     settings = dataclasses.replace(settings, graph=found.graph)
-    specs = {
-        kind: {name: settings.spec_for(batches[0], kind) for name, batches in group.items()}
-        for kind, group in found.groups.items()
-    }
+    specs, refused = resolve_specs(found.groups, settings)
     recipe = settings.recipe
     unmatched = [] if recipe is None else unmatched_rules(recipe, found.groups, found.graph)
     work = [
         (kind, name, batches, specs[kind][name])
         for kind, group in found.groups.items()
         for name, batches in group.items()
-        if specs[kind][name] is not None
+        if specs[kind].get(name) is not None
     ]
     progress.start(len(work), 2 * sum(ref.nbytes for *_, batches, _ in work for ref in batches))
 
@@ -205,7 +203,7 @@ def _check_computed(
 
     results = list(parallel.each_tensor(check_one, work))
     recipe_skipped = [name for kind in specs for name, s in specs[kind].items() if s is None]
-    return CheckReport(results, found.skipped, recipe_skipped, unmatched)
+    return CheckReport(results, [*found.skipped, *refused], recipe_skipped, unmatched)
 
 
 def _verdict(encoding: Encoding, kind: str, thresholds: Thresholds) -> TensorCheck:

@@ -25,7 +25,7 @@ from qcalc.core.choices import Convention
 from qcalc.core.encoding import Encoding, Metrics
 from qcalc.core.spec import Spec
 from qcalc.core.tensor import DEFAULT_CHUNK_BYTES, Progress
-from qcalc.core.toolchains import TOOLCHAINS
+from qcalc.core.toolchains import TOOLCHAINS, shape_refused
 from qcalc.errors import SpecError
 from qcalc.ops.encode import PathLike, encode_tensor
 from qcalc.ops.pick import (
@@ -94,11 +94,12 @@ def compare(
         toolchain = TOOLCHAINS[convention]
         try:
             chosen = dataclasses.replace(resolved, convention=convention)
-        except SpecError as refused:
+            refused = shape_refused(chosen, tuple(batches[0].shape))
+        except SpecError as error:
+            refused = str(error)
+        if refused is not None:
             rows.append(
-                ConventionRow(
-                    convention, toolchain.package, toolchain.source, None, None, str(refused)
-                )
+                ConventionRow(convention, toolchain.package, toolchain.source, None, None, refused)
             )
             continue
         with parallel.using(jobs):

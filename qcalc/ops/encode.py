@@ -17,6 +17,7 @@ from qcalc.core.dtypes import is_float
 from qcalc.core.encoding import Encoding
 from qcalc.core.spec import Spec
 from qcalc.core.tensor import DEFAULT_CHUNK_BYTES, Progress, Skipped, TensorRef, array_ref
+from qcalc.core.toolchains import shape_refused
 from qcalc.errors import FilterError, SpecError
 
 if TYPE_CHECKING:
@@ -218,10 +219,8 @@ def compute_encodings(
         if not any(groups.values()):
             return EncodeResult([], skipped, [], files)  # only integer / empty tensors: no error
         settings = TensorSettings(spec, recipe, graph, activation_bitwidth, graph_axis)
-        specs = {
-            kind: {name: settings.spec_for(batches[0], kind) for name, batches in group.items()}
-            for kind, group in groups.items()
-        }
+        specs, refused = resolve_specs(groups, settings)
+        skipped = [*skipped, *refused]
         if graph is not None:
             from qcalc.ops.model import check_parameter_names
 
@@ -281,6 +280,25 @@ def compute_encodings(
             notes=finished.notes, warnings=finished.warnings, int32_biases=finished.int32_biases,
             from_model=True,
         )  # fmt: skip
+
+
+def resolve_specs(groups, settings: "TensorSettings") -> tuple[dict, list[Skipped]]:
+    """Each tensor's Spec, by kind and name (None: a recipe rule skips it), and the tensors
+    whose shape the Spec's convention cannot encode (Skipped with the reason, and left out
+    of the Specs): another toolchain's blocks need a matrix, and a checkpoint's vectors
+    (norms, biases) are left as GGUF leaves them, in float."""
+    specs: dict = {}
+    refused: list[Skipped] = []
+    for kind, group in groups.items():
+        specs[kind] = {}
+        for name, batches in group.items():
+            spec = settings.spec_for(batches[0], kind)
+            reason = None if spec is None else shape_refused(spec, tuple(batches[0].shape))
+            if reason is not None:
+                refused.append(Skipped(name, batches[0].source, reason, batches[0]))
+                continue
+            specs[kind][name] = spec
+    return specs, refused
 
 
 def encode_tensor(

@@ -18,6 +18,7 @@ from qcalc.core.layout import channel_slice
 from qcalc.core.spec import Spec
 from qcalc.core.stats import NonFiniteCount, finite_minmax
 from qcalc.core.tensor import DEFAULT_CHUNK_BYTES, TensorRef
+from qcalc.core.toolchains import shape_refused
 from qcalc.errors import FilterError, SpecError
 
 NAMES_SHOWN = 5  # tensor names listed when --tensor names none
@@ -123,7 +124,8 @@ def picked_tensor(
 ) -> tuple[list[TensorRef], Spec]:
     """The batches of tensor `tensor` (exact name) in `paths` / `activations` and its Spec
     (`spec` adjusted by `recipe`, the activation bitwidth and the graph's axes, as `encode`
-    resolves it). FilterError when there is no such tensor or a recipe skips it."""
+    resolves it). FilterError when there is no such tensor or a recipe skips it, SpecError
+    when the Spec's convention cannot take its shape."""
     from qcalc.ops.encode import TensorSettings, gather
 
     found = gather(paths, activations)
@@ -132,6 +134,9 @@ def picked_tensor(
     resolved = settings.spec_for(batches[0], kind)
     if resolved is None:
         raise FilterError(f"tensor '{tensor}': skipped by a --recipe rule; nothing to {purpose}")
+    refused = shape_refused(resolved, tuple(batches[0].shape))
+    if refused is not None:
+        raise SpecError(f"{batches[0].where}: {refused}")
     return batches, resolved
 
 
