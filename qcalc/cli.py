@@ -15,7 +15,18 @@ import typer  # noqa: E402
 from typer.core import TyperGroup  # noqa: E402
 
 from qcalc import __version__  # noqa: E402
-from qcalc.commands import check, compare, diff, encode, explain, hist, lint, ls, show  # noqa: E402
+from qcalc.commands import (  # noqa: E402
+    check,
+    compare,
+    diff,
+    encode,
+    explain,
+    hist,
+    lint,
+    ls,
+    show,
+    stats,
+)
 from qcalc.commands.options import Terminated, say  # noqa: E402
 
 HELP = """\
@@ -81,13 +92,17 @@ class _OneLineErrors(TyperGroup):
         sys.exit(code or 0)
 
 
+# options that take every path up to the next option
+GREEDY_NAMES = ("activations", "from_stats")
+
+
 def _spread_activations(group: TyperGroup, ctx: Any, args: list[str]) -> list[str]:
     """`--activations a b c` after the INPUTs takes every path up to the next option, as the
     option's help says (click options take one value each): each becomes `--activations a`.
     With no INPUT before it, it takes one value, so `--activations calib/ model.onnx` still
-    reads model.onnx as the INPUT."""
+    reads model.onnx as the INPUT. `--from-stats a b c` (no INPUT) always takes them all."""
     command = group.get_command(ctx, args[0]) if args else None
-    if command is None or not any(p.name == "activations" for p in command.params):
+    if command is None or not any(p.name in GREEDY_NAMES for p in command.params):
         return args
     takes_value = {
         flag
@@ -95,17 +110,19 @@ def _spread_activations(group: TyperGroup, ctx: Any, args: list[str]) -> list[st
         if p.param_type_name == "option" and not p.is_flag and not p.count
         for flag in p.opts
     }
-    spread, positional, greedy, value_next = [args[0]], False, False, False
+    spread, positional, greedy, value_next = [args[0]], False, None, False
     for i, token in enumerate(args[1:], 1):
         if token == "--":
             return spread + args[i:]
         if value_next:
             value_next = False
         elif token.startswith("-") and token != "-":
-            greedy = token == "--activations" and positional
+            greedy = None
+            if token == "--from-stats" or (token == "--activations" and positional):
+                greedy = token
             value_next = token in takes_value
         elif greedy:
-            spread.append("--activations")
+            spread.append(greedy)
         else:
             positional = True
         spread.append(token)
@@ -151,6 +168,7 @@ for command, help_text, name in (
     (hist.hist, hist.HELP, "hist"),
     (compare.compare, compare.HELP, "compare"),
     (explain.explain, explain.HELP, "explain"),
+    (stats.stats, stats.HELP, "stats"),
     (show.show, show.SHOW_HELP, "show"),
     (show.convert, show.CONVERT_HELP, "convert"),
     (diff.diff, diff.HELP, "diff"),

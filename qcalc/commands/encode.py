@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, List, Optional
 
 import typer
 
 from qcalc.commands.options import (
     Format,
-    Inputs,
     note,
     optional,
     refuse_overwriting_inputs,
@@ -21,6 +20,9 @@ from qcalc.commands.options import (
 from qcalc.core.choices import Version
 from qcalc.core.spec import Spec
 from qcalc.errors import SpecError
+
+# the selection options a --from-stats run takes from its parts instead
+STATS_REFUSED = ("activations", "recipe", "include", "exclude", "activation_bitwidth")
 
 HELP = """\
 Compute encodings (min, max, scale, offset) for every floating-point tensor in INPUT... .
@@ -47,12 +49,23 @@ Examples:
 
   qcalc encode sample_tensors/convnet/model.onnx --activations sample_tensors/convnet/calib \
 --recipe recipes/aimet-default-per-channel.toml
+
+  qcalc encode --from-stats part-*.qstats -o model.encodings
 """
 
 
 @with_spec()
 def encode(
-    inputs: Inputs,
+    inputs: Annotated[
+        Optional[List[Path]],
+        typer.Argument(
+            help="Files (.npy, .npz, .safetensors, *.safetensors.index.json, .onnx) or "
+            "directories (none with --from-stats).",
+            metavar="[INPUT]...",
+            show_default=False,
+        ),
+    ] = None,
+    *,
     spec: Spec,
     picked: dict,
     output_format: optional(
@@ -68,6 +81,16 @@ def encode(
         Version,
         typer.Option("--encoding-version", help="Version of the encodings file written by -o."),
     ] = "1.0.0",
+    from_stats: Annotated[
+        Optional[List[Path]],
+        typer.Option(
+            "--from-stats",
+            help="Finish the encodings from the stats files of `qcalc stats` (every part of "
+            "one run, any order; it takes every path up to the next option) instead of reading "
+            "INPUTs; the parts carry their flags.",
+            show_default=False,
+        ),
+    ] = None,
     metrics: Annotated[
         bool,
         typer.Option(
@@ -82,6 +105,13 @@ def encode(
     from qcalc.ops.encode import compute_encodings
 
     with user_errors():
+        if bool(inputs) == bool(from_stats):
+            raise SpecError("give INPUT... or --from-stats PART..., one of them")
+        if from_stats and (spec != Spec() or metrics or any(picked[k] for k in STATS_REFUSED)):
+            raise SpecError(
+                "--from-stats finishes the run its parts describe: no INPUT flags, "
+                "--activations, --recipe, --include / --exclude or --metrics with it"
+            )
         if output is not None:
             if spec.convention != "aimet":
                 raise SpecError(
@@ -89,9 +119,17 @@ def encode(
                     "records (--format json)"
                 )
             recipe = [] if picked["recipe"] is None else [Path(picked["recipe"].path)]
-            refuse_overwriting_inputs(output, [*inputs, *picked["activations"], *recipe])
+            given = [*(inputs or ()), *(from_stats or ()), *picked["activations"], *recipe]
+            refuse_overwriting_inputs(output, given)
         with TerminalProgress() as progress:
-            result = compute_encodings(inputs, spec, **picked, metrics=metrics, progress=progress)
+            if from_stats:
+                from qcalc.ops.stats import encode_from_stats
+
+                result = encode_from_stats(from_stats, progress=progress, jobs=picked["jobs"])
+            else:
+                result = compute_encodings(
+                    inputs, spec, **picked, metrics=metrics, progress=progress
+                )
         if output is not None:  # written before the notes: an error is the only line
             from qcalc.io import formats
 

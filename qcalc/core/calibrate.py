@@ -52,10 +52,17 @@ class RangeOverflowError(NonFiniteError):
 
 
 def encode_batches(
-    name: str, batches: list[TensorRef], spec: Spec, progress: Progress, chunk_bytes: int
+    name: str,
+    batches: list[TensorRef],
+    spec: Spec,
+    progress: Progress,
+    chunk_bytes: int,
+    statistics: Optional[list[MinMax]] = None,
 ) -> Encoding:
     """The Encoding of tensor `name` from its calibration `batches` (statistics merged in
     order), read in chunks of at most `chunk_bytes`; `progress` hears of every chunk.
+    `statistics`: each batch's min-max statistics computed before (`minmax_statistics`, a
+    stats file), for the min-max analyzer: then no batch is read.
 
     Unless --nonfinite is "keep", an encoding that is not finite (a range that overflows
     float32 arithmetic: AIMET's scale is inf, its min NaN) is refused: NonFiniteError naming
@@ -72,11 +79,9 @@ def encode_batches(
     float32_inf = first.dtype.name == "float64" and dtype == FLOAT32
     stream = _Stream(layout, spec, progress, chunk_bytes, float32_inf)
     if spec.convention != "aimet":
-        return _toolchain_encoding(name, batches, spec, layout, stream)
+        return _toolchain_encoding(name, batches, spec, layout, stream, statistics)
     if spec.analyzer == "minmax":
-        stats = stream.minmax(batches[0])
-        for batch in batches[1:]:
-            stats = stats.merge(stream.minmax(batch))
+        stats = _merged(batches, stream, statistics)
         observed = stats
         rmin, rmax = grid.minmax_range(
             _cast(stats.min, dtype).reshape(layout.encoding_shape),
@@ -115,7 +120,7 @@ def encode_batches(
 
 
 def _toolchain_encoding(
-    name: str, batches: list[TensorRef], spec: Spec, layout, stream
+    name: str, batches: list[TensorRef], spec: Spec, layout, stream, statistics=None
 ) -> Encoding:
     """Another toolchain's encoding (--convention) of the tensor's per-cell min-max range.
     Its numbers are the toolchain's, degenerate ones included (a zero scale, an infinite
@@ -124,9 +129,7 @@ def _toolchain_encoding(
     refused = shape_refused(spec, tuple(first.shape))
     if refused is not None:
         raise SpecError(f"{first.where}: {refused}")
-    stats = stream.minmax(batches[0])
-    for batch in batches[1:]:
-        stats = stats.merge(stream.minmax(batch))
+    stats = _merged(batches, stream, statistics)
     mn = _cast(stats.min, FLOAT32).reshape(layout.encoding_shape)
     mx = _cast(stats.max, FLOAT32).reshape(layout.encoding_shape)
     peak = None
@@ -137,6 +140,30 @@ def _toolchain_encoding(
         name, batches, spec, layout, layout.granularity, numbers.scale, numbers.offset, mn, mx,
         toolchain=numbers,
     )  # fmt: skip
+
+
+def minmax_statistics(
+    batches: list[TensorRef], spec: Spec, progress: Progress, chunk_bytes: int
+) -> list[MinMax]:
+    """Each batch's min-max statistics, as `encode_batches` streams them (for a stats file:
+    `encode_batches(..., statistics=...)` finishes the encoding from them)."""
+    first = batches[0]
+    layout = layout_for(
+        first.shape, spec.per_channel, spec.axis, first.where, spec.block_size, spec.block_axis
+    )
+    dtype = arithmetic_dtype(first.dtype, spec.compute_dtype)
+    float32_inf = first.dtype.name == "float64" and dtype == FLOAT32
+    stream = _Stream(layout, spec, progress, chunk_bytes, float32_inf)
+    return [stream.minmax(batch) for batch in batches]
+
+
+def _merged(batches: list[TensorRef], stream, statistics: Optional[list[MinMax]]) -> MinMax:
+    """The batches' min-max statistics merged in order (streamed unless given)."""
+    parts = statistics if statistics is not None else [stream.minmax(b) for b in batches]
+    stats = parts[0]
+    for part in parts[1:]:
+        stats = stats.merge(part)
+    return stats
 
 
 def _on_grid(name, batches, spec, layout, granularity, scale, offset, rmin, rmax, **extra):

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import functools
 import os
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Optional
 
 import numpy as np
 
@@ -64,6 +64,13 @@ def read_safetensors(path: str | os.PathLike[str]) -> list[TensorRef | Skipped]:
     >>> [(r.name, r.dtype.name) for r in read_safetensors("model.safetensors")]  # doctest: +SKIP
     [('embed.weight', 'bfloat16'), ('lm_head.weight', 'bfloat16')]
     """
+    return read_safetensors_metadata(path)[0]
+
+
+def read_safetensors_metadata(
+    path: str | os.PathLike[str],
+) -> tuple[list[TensorRef | Skipped], Optional[dict[str, str]]]:
+    """`read_safetensors` and the header's `__metadata__` (None when it has none)."""
     source = os.fspath(path)
     with open_regular(source) as fp:
         size = os.fstat(fp.fileno()).st_size
@@ -82,7 +89,7 @@ def read_safetensors(path: str | os.PathLike[str]) -> list[TensorRef | Skipped]:
                 f"{source}: header length {header_len} exceeds the {MAX_HEADER_BYTES}-byte limit"
             )
         raw = fp.read(header_len)
-    header = _parse_header(raw, source)
+    header, metadata = _parse_header(raw, source)
     data_start = 8 + header_len
     entries = _validate(header, size - data_start, source)
 
@@ -101,10 +108,10 @@ def read_safetensors(path: str | os.PathLike[str]) -> list[TensorRef | Skipped]:
             items.append(Skipped(entry.name, source, reason, ref))
         else:
             items.append(ref)
-    return items
+    return items, metadata
 
 
-def _parse_header(raw: bytes, source: str) -> dict[str, Any]:
+def _parse_header(raw: bytes, source: str) -> tuple[dict[str, Any], Optional[dict[str, str]]]:
     header = parse_json(raw, source, "header")
     if not isinstance(header, dict):
         raise ReadError(f"{source}: header is a JSON {type(header).__name__}, expected an object")
@@ -113,7 +120,7 @@ def _parse_header(raw: bytes, source: str) -> dict[str, Any]:
         isinstance(metadata, dict) and all(isinstance(v, str) for v in metadata.values())
     ):
         raise ReadError(f"{source}: __metadata__ must be an object of string values")
-    return header
+    return header, metadata
 
 
 def _is_int(value: Any) -> bool:
