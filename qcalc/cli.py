@@ -55,6 +55,10 @@ Examples:
 
   qcalc explain sample_tensors/seed.npy --tensor seed
 
+  qcalc compare sample_tensors/seed.npy --tensor seed --symmetric
+
+  qcalc stats model.safetensors.index.json --part 3/8 -o part-3.qstats
+
   qcalc diff shipped.encodings model.encodings
 
   qcalc lint model.encodings --model model.onnx

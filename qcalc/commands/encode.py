@@ -50,7 +50,8 @@ Examples:
   qcalc encode sample_tensors/convnet/model.onnx --activations sample_tensors/convnet/calib \
 --recipe recipes/aimet-default-per-channel.toml
 
-  qcalc encode --from-stats part-*.qstats -o model.encodings
+With --from-stats PART... (no INPUT), the encodings are finished from the statistics files \
+`qcalc stats --part K/N` wrote, byte for byte those of one run (see `qcalc stats --help`).
 """
 
 
