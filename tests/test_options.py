@@ -47,8 +47,10 @@ def test_unknown_option_names_are_refused(names, select):
 
 def test_selection_options_are_the_commands_own():
     assert set(SELECTION) == {
-        "include", "exclude", "activations", "activation_bitwidth", "recipe", "jobs"
+        "include", "exclude", "activations", "activation_bitwidth", "recipe", "jobs", "dask"
     }  # fmt: skip
     result = runner.invoke(app, ["hist", "--help"])
     assert "--activations" in result.stdout and "--include" not in result.stdout
-    assert "--jobs" in result.stdout
+    assert "--jobs" in result.stdout and "--dask" not in result.stdout
+    for command in ("encode", "check", "stats"):
+        assert "--dask" in runner.invoke(app, [command, "--help"]).stdout

@@ -22,7 +22,7 @@ from qcalc.core.spec import Spec
 from qcalc.errors import SpecError
 
 # the selection options a --from-stats run takes from its parts instead
-STATS_REFUSED = ("activations", "recipe", "include", "exclude", "activation_bitwidth")
+STATS_REFUSED = ("activations", "recipe", "include", "exclude", "activation_bitwidth", "dask")
 
 HELP = """\
 Compute encodings (min, max, scale, offset) for every floating-point tensor in INPUT... .
@@ -111,7 +111,7 @@ def encode(
         if from_stats and (spec != Spec() or metrics or any(picked[k] for k in STATS_REFUSED)):
             raise SpecError(
                 "--from-stats finishes the run its parts describe: no INPUT flags, "
-                "--activations, --recipe, --include / --exclude or --metrics with it"
+                "--activations, --recipe, --include / --exclude, --metrics or --dask with it"
             )
         if output is not None:
             if spec.convention != "aimet":

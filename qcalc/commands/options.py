@@ -129,8 +129,18 @@ Jobs = Annotated[
         show_default=False,
     ),
 ]
+Dask = Annotated[
+    Optional[str],
+    typer.Option(
+        "--dask",
+        help="Compute the tensors on the workers of this Dask scheduler (tcp://host:8786; "
+        "needs pip install 'qcalc[dask]'); they read the inputs by the same paths.",
+        metavar="ADDRESS",
+        show_default=False,
+    ),
+]
 # The options that pick a command's tensors and their per-tensor settings, and how many
-# threads do the work.
+# threads (or which cluster) do the work.
 SELECTION: dict[str, Any] = {
     "include": Include,
     "exclude": Exclude,
@@ -138,6 +148,7 @@ SELECTION: dict[str, Any] = {
     "activation_bitwidth": ActivationBitwidth,
     "recipe": RecipeOption,
     "jobs": Jobs,
+    "dask": Dask,
 }
 
 
@@ -308,6 +319,8 @@ def selection(**options: Any) -> dict[str, Any]:
             picked[name] = load_recipe(value)
         elif name == "jobs":
             picked[name] = checked_jobs(value)
+        elif name == "dask":
+            picked[name] = value
         elif name == "activation_bitwidth":
             if value is not None:
                 Spec(bitwidth=value)  # the same bounds, the same message

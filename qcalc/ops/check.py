@@ -16,6 +16,7 @@ from qcalc.core.layout import layout_for
 from qcalc.core.spec import Spec
 from qcalc.core.tensor import DEFAULT_CHUNK_BYTES, Progress, Skipped, TensorRef
 from qcalc.errors import FilterError, HistogramError, NonFiniteError, SpecError
+from qcalc.ops import cluster
 from qcalc.ops.encode import (
     PathLike,
     TensorSettings,
@@ -134,20 +135,25 @@ def check(
     activation_bitwidth: Optional[int] = None,
     graph_axis: bool = True,
     jobs: Optional[int] = None,
+    dask: Optional[str] = None,
 ) -> CheckReport:
     """Evaluate every float tensor in `paths` (and `activations`) against `thresholds`, under
     the encodings qcalc computes with `spec` (and `recipe`), or under those in the AIMET
-    encodings file `encodings`, matched by tensor name.
+    encodings file `encodings`, matched by tensor name. `jobs` threads, or the workers of the
+    Dask scheduler at `dask` (computed encodings only), do the work.
 
     Encodings are computed over the finite values (unless `spec.nonfinite` is "keep"), so
     that NaN / inf values are counted and reported instead of stopping the check."""
     if spec.nonfinite == "error":
         spec = dataclasses.replace(spec, nonfinite="ignore")
     settings = TensorSettings(spec, recipe, None, activation_bitwidth, graph_axis)
-    report = _check(
-        paths, settings, thresholds, activations, include, exclude, encodings, chunk_bytes,
-        progress,
-    )  # fmt: skip
+    if dask is not None and encodings is not None:
+        raise SpecError("--dask checks computed encodings; with --encodings, run without it")
+    with parallel.using(jobs), cluster.connected(dask) as client:
+        report = _check(
+            paths, settings, thresholds, activations, include, exclude, encodings, chunk_bytes,
+            progress, client,
+        )  # fmt: skip
     if not report.results:
         raise FilterError(
             "nothing to check: the inputs hold no floating-point tensor"
@@ -157,12 +163,21 @@ def check(
 
 
 def _check(
-    paths, settings, thresholds, activations, include, exclude, encodings, chunk_bytes, progress
+    paths,
+    settings,
+    thresholds,
+    activations,
+    include,
+    exclude,
+    encodings,
+    chunk_bytes,
+    progress,
+    client=None,
 ) -> CheckReport:
     if encodings is None:
         return _check_computed(
             paths, settings, thresholds, activations, include, exclude, chunk_bytes,
-            progress or Progress(),
+            progress or Progress(), client,
         )  # fmt: skip
     return _check_shipped(
         paths, settings, thresholds, activations, include, exclude, encodings, chunk_bytes,
@@ -171,7 +186,7 @@ def _check(
 
 
 def _check_computed(
-    paths, settings, thresholds, activations, include, exclude, chunk_bytes, progress
+    paths, settings, thresholds, activations, include, exclude, chunk_bytes, progress, client
 ) -> CheckReport:
     """Each tensor under the encoding `compute_encodings` gives it. A tensor that cannot be
     encoded (its range overflows float32 arithmetic, or AIMET's histogram cannot bin it)
@@ -190,20 +205,29 @@ def _check_computed(
     progress.start(len(work), 2 * sum(ref.nbytes for *_, batches, _ in work for ref in batches))
 
     def check_one(item) -> TensorCheck:
-        kind, name, batches, resolved = item
-        try:
-            encoding = encode_tensor(name, batches, resolved, True, progress, chunk_bytes)
-        except (NonFiniteError, HistogramError) as error:  # not a NaN / inf count: ignore
-            reason = getattr(error, "reason", None) or str(error).removeprefix(
-                f"{batches[0].where}: "
-            )
-            progress.tensor_done()
-            return TensorCheck(name, kind, (f"cannot be encoded: {reason}",))
-        return _verdict(encoding, kind, thresholds)
+        return _check_tensor(*item, thresholds, progress, chunk_bytes)
 
-    results = list(parallel.each_tensor(check_one, work))
+    def remote(item) -> tuple:
+        return (_check_tensor, *item, thresholds, Progress(), chunk_bytes)
+
+    def nbytes(item) -> int:
+        return 2 * sum(ref.nbytes for ref in item[2])
+
+    results = list(cluster.each_tensor(client, check_one, work, remote, progress, nbytes))
     recipe_skipped = [name for kind in specs for name, s in specs[kind].items() if s is None]
     return CheckReport(results, [*found.skipped, *refused], recipe_skipped, unmatched)
+
+
+def _check_tensor(kind, name, batches, resolved, thresholds, progress, chunk_bytes) -> TensorCheck:
+    """One tensor's verdict under the encoding computed for it. A tensor that cannot be
+    encoded (not for a NaN / inf count: those are ignored) fails with the reason."""
+    try:
+        encoding = encode_tensor(name, batches, resolved, True, progress, chunk_bytes)
+    except (NonFiniteError, HistogramError) as error:
+        reason = getattr(error, "reason", None) or str(error).removeprefix(f"{batches[0].where}: ")
+        progress.tensor_done()
+        return TensorCheck(name, kind, (f"cannot be encoded: {reason}",))
+    return _verdict(encoding, kind, thresholds)
 
 
 def _verdict(encoding: Encoding, kind: str, thresholds: Thresholds) -> TensorCheck:

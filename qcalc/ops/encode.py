@@ -19,6 +19,7 @@ from qcalc.core.spec import Spec
 from qcalc.core.tensor import DEFAULT_CHUNK_BYTES, Progress, Skipped, TensorRef, array_ref
 from qcalc.core.toolchains import shape_refused
 from qcalc.errors import FilterError, SpecError
+from qcalc.ops import cluster
 
 if TYPE_CHECKING:
     from qcalc.core.graph import Graph
@@ -193,6 +194,7 @@ def compute_encodings(
     activation_bitwidth: Optional[int] = None,
     graph_axis: bool = True,
     jobs: Optional[int] = None,
+    dask: Optional[str] = None,
 ) -> EncodeResult:
     """Encode every float tensor in `paths` (files or directories); tensors read from
     `activations` come back separately in `result.activations`, with the same settings except
@@ -207,13 +209,14 @@ def compute_encodings(
     `recipe` (a qcalc.io.recipe.Recipe) adjusts `spec` tensor by tensor or skips tensors;
     `metrics` attaches each tensor's quantization error (qcalc.core.metrics) to its encoding,
     at the cost of one more pass over the data. `jobs` threads do the work (None: every
-    available core); the result is the same for any number.
+    available core); the result is the same for any number. `dask`: the address of a Dask
+    scheduler whose workers compute the tensors instead (`qcalc.ops.cluster`), same result.
 
     >>> result = compute_encodings(["sample_tensors/seed.npy"], Spec(bitwidth=8))
     >>> float(result.encodings[0].scale)  # doctest: +SKIP
     0.013148537836968899
     """
-    with parallel.using(jobs):
+    with parallel.using(jobs), cluster.connected(dask) as client:
         found = gather(paths, activations, include, exclude)
         groups, skipped, files, graph = found.groups, found.skipped, found.files, found.graph
         if not any(groups.values()):
@@ -245,18 +248,28 @@ def compute_encodings(
             leaders = {members[0]: members for members in tied}
             names = [n for n, s in specs[kind].items() if s is not None and n not in followers]
 
-            def encode_one(name: str) -> Encoding:
-                batches = groups[kind][name]
+            def batches_of(name: str) -> list[TensorRef]:
                 if name in leaders:  # tied: only a model has them
                     from qcalc.ops.model import interleaved
 
-                    batches = interleaved([groups[kind][member] for member in leaders[name]])
+                    return interleaved([groups[kind][member] for member in leaders[name]])
+                return groups[kind][name]
+
+            def encode_one(name: str) -> Encoding:
                 return encode_tensor(
-                    name, batches, specs[kind][name], metrics, progress, chunk_bytes
+                    name, batches_of(name), specs[kind][name], metrics, progress, chunk_bytes
                 )
 
+            def remote(name: str) -> tuple:
+                return (encode_tensor, name, batches_of(name), specs[kind][name], metrics,
+                        Progress(), chunk_bytes)  # fmt: skip
+
+            def nbytes(name: str) -> int:
+                return passes * sum(ref.nbytes for ref in batches_of(name))
+
             done: dict[str, Encoding] = {}
-            for name, encoding in zip(names, parallel.each_tensor(encode_one, names)):
+            encoded = cluster.each_tensor(client, encode_one, names, remote, progress, nbytes)
+            for name, encoding in zip(names, encoded):
                 done[name] = encoding
                 for member in leaders.get(name, [])[1:]:
                     done[member] = dataclasses.replace(encoding, name=member)

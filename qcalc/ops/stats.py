@@ -44,6 +44,7 @@ from qcalc.core.tensor import DEFAULT_CHUNK_BYTES, Progress, Skipped, TensorRef
 from qcalc.core.toolchains import llama_type
 from qcalc.errors import ReadError, SpecError
 from qcalc.io.readers._common import FLOAT_ITEMSIZE, float_dtype
+from qcalc.ops import cluster
 from qcalc.ops.encode import (
     EncodeResult,
     PathLike,
@@ -113,11 +114,12 @@ def collect_stats(
     progress: Optional[Progress] = None,
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
     jobs: Optional[int] = None,
+    dask: Optional[str] = None,
 ) -> StatsPart:
     """Part `part` (K, N) of the min-max statistics `compute_encodings` would gather from the
     same arguments. SpecError for what stats files cannot hold yet (see the module)."""
     k, n = part
-    with parallel.using(jobs):
+    with parallel.using(jobs), cluster.connected(dask) as client:
         found = gather(paths, activations, include, exclude)
         if found.graph is not None:
             raise SpecError("qcalc stats: ONNX models are not supported yet; give tensor files")
@@ -137,7 +139,14 @@ def collect_stats(
             before += unit.ref.nbytes
         progress = progress or Progress()
         progress.start(len({(u.kind, u.name) for u in mine}), sum(u.ref.nbytes for u in mine))
-        computed = parallel.each_tensor(lambda unit: _unit_stats(unit, progress, chunk_bytes), mine)
+        computed = cluster.each_tensor(
+            client,
+            lambda unit: _unit_stats(unit, progress, chunk_bytes),
+            mine,
+            lambda unit: (_unit_stats, unit, Progress(), chunk_bytes),
+            progress,
+            lambda unit: unit.ref.nbytes,
+        )
         arrays: dict[str, np.ndarray] = {}
         described = []
         for unit, stats in zip(mine, computed):

@@ -1,0 +1,133 @@
+"""--dask: a real distributed.LocalCluster (worker processes, on loopback) computes the
+tensors; outputs are byte for byte the local run's, and errors the same one line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from helpers import assert_one_error_line
+from qcalc.cli import app
+
+distributed = pytest.importorskip("distributed")  # the test extra installs it
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "sample_tensors"
+runner = CliRunner()
+WITH_ACTIVATIONS = [SAMPLES / "model_f32.safetensors", "--activations", SAMPLES / "activations"]
+
+
+@pytest.fixture(scope="module")
+def address():
+    cluster = distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+        dashboard_address=None,
+    )  # fmt: skip
+    try:
+        yield cluster.scheduler_address
+    finally:
+        cluster.close()
+
+
+def _tasks_done(address: str) -> int:
+    """How many state transitions the scheduler has made (it makes them for every task)."""
+    with distributed.Client(address, set_as_default=False) as client:
+        return client.run_on_scheduler(lambda dask_scheduler: dask_scheduler.transition_counter)
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+ANALYZERS = [
+    [],
+    ["--per-channel"],
+    ["--analyzer", "percentile"],
+    ["--analyzer", "percentile", "--per-channel"],
+    ["--analyzer", "sqnr"],
+    ["--analyzer", "sqnr", "--per-channel", "--symmetric"],
+    ["--analyzer", "tf-enhanced", "--per-channel"],
+    ["--include", "fc.weight", "--block-size", "16", "--symmetric", "-b", "4", "--lpbq"],
+    ["--convention", "torch", "--per-channel", "--symmetric"],
+]
+
+
+@pytest.mark.parametrize("flags", ANALYZERS, ids=" ".join)
+def test_encode_on_the_cluster_is_the_local_run(address, flags):
+    """Parameters and multi-batch activations, --metrics on: the same stdout and stderr."""
+    local = run("encode", *WITH_ACTIVATIONS, *flags, "--metrics", "-f", "json")
+    assert local.exit_code == 0, local.output
+    before = _tasks_done(address)
+    remote = run("encode", *WITH_ACTIVATIONS, *flags, "--metrics", "-f", "json", "--dask", address)
+    assert remote.exit_code == 0, remote.output
+    assert _tasks_done(address) > before  # the cluster did the work
+    assert remote.stdout == local.stdout
+    assert remote.stderr == local.stderr
+
+
+def test_encodings_file_and_check_on_the_cluster(address, tmp_path):
+    local_file, remote_file = tmp_path / "local.json", tmp_path / "remote.json"
+    assert run("encode", *WITH_ACTIVATIONS, "-o", local_file).exit_code == 0
+    assert run("encode", *WITH_ACTIVATIONS, "-o", remote_file, "--dask", address).exit_code == 0
+    assert remote_file.read_bytes() == local_file.read_bytes()
+    flags = ["--per-channel", "-b", "4", "--min-sqnr", "25", "-f", "json"]
+    local = run("check", *WITH_ACTIVATIONS, *flags)
+    remote = run("check", *WITH_ACTIVATIONS, *flags, "--dask", address)
+    assert (remote.exit_code, remote.stdout) == (local.exit_code, local.stdout)
+
+
+def test_stats_parts_on_the_cluster(address, tmp_path):
+    parts = []
+    for k in (1, 2):
+        path = tmp_path / f"part-{k}.qstats"
+        result = run("stats", *WITH_ACTIVATIONS, "--per-channel", "--part", f"{k}/2", "-o", path,
+                     "--dask", address)  # fmt: skip
+        assert result.exit_code == 0, result.output
+        parts.append(path)
+    local = run("encode", *WITH_ACTIVATIONS, "--per-channel", "-f", "json")
+    merged = run("encode", "--from-stats", *parts, "-f", "json")
+    assert merged.stdout == local.stdout
+
+
+def test_a_workers_error_is_the_local_one_line(address, tmp_path):
+    """NaN values (the worker's NonFiniteError) and a file whose data is cut short (the
+    worker's ReadError): the local run's message and exit code."""
+    nan = tmp_path / "nan.npy"
+    np.save(nan, np.array([1.0, np.nan], dtype=np.float32))
+    cut = tmp_path / "cut.npy"
+    np.save(cut, np.ones((64, 64), dtype=np.float32))
+    cut.write_bytes(cut.read_bytes()[:-100])
+    for path in (nan, cut):
+        local = run("encode", path)
+        remote = run("encode", path, "--dask", address)
+        assert local.exit_code == 2
+        assert (remote.exit_code, remote.stderr) == (local.exit_code, local.stderr)
+        assert_one_error_line(remote)
+
+
+def test_an_unreachable_scheduler_is_one_line(monkeypatch):
+    from qcalc.ops import cluster
+
+    monkeypatch.setattr(cluster, "CONNECT_TIMEOUT", "1s")
+    result = run("encode", SAMPLES / "seed.npy", "--dask", "tcp://127.0.0.1:9")
+    assert result.exit_code == 2
+    assert "--dask tcp://127.0.0.1:9: cannot reach the scheduler" in assert_one_error_line(result)
+
+
+def test_dask_is_not_imported_without_the_flag():
+    code = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from qcalc.cli import app\n"
+        "CliRunner().invoke(app, ['encode', 'sample_tensors/seed.npy'])\n"
+        "print(sorted(m for m in ('dask', 'distributed') if m in sys.modules))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "[]"
