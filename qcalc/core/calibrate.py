@@ -57,12 +57,13 @@ def encode_batches(
     spec: Spec,
     progress: Progress,
     chunk_bytes: int,
-    statistics: Optional[list[MinMax]] = None,
+    statistics: Optional[list] = None,
 ) -> Encoding:
     """The Encoding of tensor `name` from its calibration `batches` (statistics merged in
     order), read in chunks of at most `chunk_bytes`; `progress` hears of every chunk.
-    `statistics`: each batch's min-max statistics computed before (`minmax_statistics`, a
-    stats file), for the min-max analyzer: then no batch is read.
+    `statistics`: each batch's statistics computed before (a stats file): MinMax for the
+    min-max analyzer (`minmax_statistics`), BatchHistogram with counts for the histogram
+    analyzers (`histogram_ranges`, then `histogram_counts`); then no batch is read.
 
     Unless --nonfinite is "keep", an encoding that is not finite (a range that overflows
     float32 arithmetic: AIMET's scale is inf, its min NaN) is refused: NonFiniteError naming
@@ -91,7 +92,9 @@ def encode_batches(
             dtype,
         )
     else:
-        rmin, rmax, observed = _histogram_range(batches, stream, spec, dtype, qmax - qmin)
+        rmin, rmax, observed = _histogram_range(
+            batches, stream, spec, dtype, qmax - qmin, statistics
+        )
 
     granularity = layout.granularity
     extra: dict = {}
@@ -248,10 +251,25 @@ def _check_finite(encoding: Encoding, observed: MinMax, layout, where: str) -> N
     )
 
 
-def _histogram_range(batches, stream, spec: Spec, dtype, num_steps: int):
+@dataclasses.dataclass(frozen=True)
+class BatchHistogram:
+    """What a stats file keeps of one batch for the histogram analyzers: its finite range
+    per cell (`finite`, and `all_finite`: whether every value of the cell was finite) and,
+    once counted in the layout the batches before it give, its raw counts (`count`'s int64
+    (cells, bins + 2); None before)."""
+
+    finite: MinMax
+    all_finite: np.ndarray
+    counts: Optional[np.ndarray] = None
+
+
+def _histogram_range(
+    batches, stream, spec: Spec, dtype, num_steps: int, given: Optional[list] = None
+):
     """Percentile / SQNR / TF-enhanced: per-cell histograms built batch by batch (two passes
     over each batch: its finite range, then the counts), then AIMET's range search.
-    Returns (rmin, rmax, the histograms' range per cell).
+    Returns (rmin, rmax, the histograms' range per cell). `given`: each batch's
+    BatchHistogram with its counts (a stats file): then no batch is read.
 
     Under --nonfinite ignore a cell holds only its finite values: a batch where it has none
     adds nothing to it, and a cell without any finite value gets the min-max zero range, as
@@ -259,39 +277,21 @@ def _histogram_range(batches, stream, spec: Spec, dtype, num_steps: int):
     from qcalc.core import histogram
 
     layout = stream.layout
-    where = batches[0].where  # the batch being observed, in errors
-
-    def describe(cell: int) -> str:
-        name = layout.cell_name(cell)
-        return f"{where}: {name}" if name else where
-
-    wide = dtype == FLOAT64
-    if wide:  # AIMET's histograms are float32 even for float64 models
-        dtype = FLOAT32
-    ignore = spec.nonfinite == "ignore"
+    planner = _Planner(batches, layout, spec, dtype)
+    dtype = planner.dtype
     hist = None
     settled = searched = None
     # one batch: the percentile bins of most cells follow from their min / max, no counting
-    shortcut = spec.analyzer == "percentile" and len(batches) == 1
-    for batch in batches:
-        where = batch.where
-        finite, all_finite = stream.finite_range(batch)
+    shortcut = given is None and spec.analyzer == "percentile" and len(batches) == 1
+    for number, batch in enumerate(batches):
+        planner.where = batch.where
+        if given is not None:
+            finite, all_finite = given[number].finite, given[number].all_finite
+        else:
+            finite, all_finite = stream.finite_range(batch)
         cells = finite.min.size
-        batch_min, batch_max = finite.min.reshape(cells), finite.max.reshape(cells)
-        if wide:  # float64 arithmetic: finite values beyond float32 overflow the histogram
-            _check_histogram_range(batch_min, batch_max, describe, spec.nonfinite)
-        binning = histogram.plan_batch(
-            hist,
-            _cast(batch_min, dtype).astype(np.float32),
-            _cast(batch_max, dtype).astype(np.float32),
-            spec.bins,
-            dtype,
-            spec.growth_limit,
-            empty_ok=ignore,
-            describe=describe,
-        )
-        if ignore:  # no NaN / inf is counted: histc's collapsed-range failure cannot happen
-            binning = dataclasses.replace(binning, strict=np.zeros_like(binning.strict))
+        binning = planner.plan(hist, finite)
+        describe = planner.describe
         if shortcut:
             clean = all_finite.reshape(cells)
             settled = histogram.settled_percentile_bins(
@@ -308,11 +308,15 @@ def _histogram_range(batches, stream, spec: Spec, dtype, num_steps: int):
             if settled is not None:
                 hist = histogram.uncounted(binning)
                 continue
-        elif len(batches) == 1 and layout.rows_are_cells:  # SQNR / TF-enhanced chunk by chunk
+        elif given is None and len(batches) == 1 and layout.rows_are_cells:
+            # SQNR / TF-enhanced chunk by chunk
             searched = stream.sqnr_rows(batch, binning, num_steps, spec.symmetric, describe)
             hist = histogram.uncounted(binning)
             continue
-        hist = histogram.finish(binning, stream.counts(batch, binning, describe))
+        counts = given[number].counts if given is not None else None
+        if counts is None:
+            counts = stream.counts(batch, binning, describe)
+        hist = histogram.finish(binning, counts)
     shape = layout.encoding_shape
     if spec.analyzer == "percentile":
         rmin, rmax = histogram.percentile_range(
@@ -339,6 +343,88 @@ def _histogram_range(batches, stream, spec: Spec, dtype, num_steps: int):
             np.where(empty, -np.inf, hist.max).reshape(shape),
         )
     return rmin.reshape(shape), rmax.reshape(shape), observed
+
+
+class _Planner:
+    """How each batch of a tensor is binned (histogram.plan_batch with AIMET's dtypes, the
+    float64 range check and --nonfinite ignore's rules), given the histogram before it."""
+
+    def __init__(self, batches, layout, spec: Spec, dtype) -> None:
+        self.layout, self.spec = layout, spec
+        self.wide = dtype == FLOAT64
+        self.dtype = FLOAT32 if self.wide else dtype  # AIMET's histograms are float32
+        self.where = batches[0].where  # the batch being observed, in errors
+
+    def describe(self, cell: int) -> str:
+        name = self.layout.cell_name(cell)
+        return f"{self.where}: {name}" if name else self.where
+
+    def plan(self, hist, finite: MinMax):
+        from qcalc.core import histogram
+
+        cells = finite.min.size
+        batch_min, batch_max = finite.min.reshape(cells), finite.max.reshape(cells)
+        if self.wide:  # float64 arithmetic: finite values beyond float32 overflow the histogram
+            _check_histogram_range(batch_min, batch_max, self.describe, self.spec.nonfinite)
+        ignore = self.spec.nonfinite == "ignore"
+        binning = histogram.plan_batch(
+            hist,
+            _cast(batch_min, self.dtype).astype(np.float32),
+            _cast(batch_max, self.dtype).astype(np.float32),
+            self.spec.bins,
+            self.dtype,
+            self.spec.growth_limit,
+            empty_ok=ignore,
+            describe=self.describe,
+        )
+        if ignore:  # no NaN / inf is counted: histc's collapsed-range failure cannot happen
+            binning = dataclasses.replace(binning, strict=np.zeros_like(binning.strict))
+        return binning
+
+
+def _prepared(batches: list[TensorRef], spec: Spec, progress: Progress, chunk_bytes: int):
+    """(layout, arithmetic dtype, stream) of a tensor's batches, as encode_batches makes them."""
+    first = batches[0]
+    layout = layout_for(
+        first.shape, spec.per_channel, spec.axis, first.where, spec.block_size, spec.block_axis
+    )
+    for batch in batches[1:]:
+        _check_batch(first, batch, layout)
+    dtype = arithmetic_dtype(first.dtype, spec.compute_dtype)
+    float32_inf = first.dtype.name == "float64" and dtype == FLOAT32
+    return layout, dtype, _Stream(layout, spec, progress, chunk_bytes, float32_inf)
+
+
+def histogram_ranges(
+    batches: list[TensorRef], spec: Spec, progress: Progress, chunk_bytes: int
+) -> list[BatchHistogram]:
+    """Round 1 of a histogram analyzer's statistics in parts: each batch's finite range."""
+    _, _, stream = _prepared(batches, spec, progress, chunk_bytes)
+    return [BatchHistogram(*stream.finite_range(batch)) for batch in batches]
+
+
+def histogram_counts(
+    batches: list[TensorRef],
+    spec: Spec,
+    ranges: list[BatchHistogram],
+    which: int,
+    progress: Progress,
+    chunk_bytes: int,
+) -> np.ndarray:
+    """Round 2: batch `which`'s raw counts in the layout AIMET gives it, planned from the
+    finite ranges of the batches up to it (a layout follows from ranges alone: the batches
+    before are replayed with zero counts)."""
+    from qcalc.core import histogram
+
+    layout, dtype, stream = _prepared(batches, spec, progress, chunk_bytes)
+    planner = _Planner(batches, layout, spec, dtype)
+    hist = None
+    for number in range(which + 1):
+        planner.where = batches[number].where
+        binning = planner.plan(hist, ranges[number].finite)
+        if number < which:
+            hist = histogram.finish(binning, binning.zeros())
+    return stream.counts(batches[which], binning, planner.describe)
 
 
 def _check_histogram_range(batch_min, batch_max, describe, nonfinite: str) -> None:
