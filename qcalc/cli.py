@@ -97,7 +97,7 @@ class _OneLineErrors(TyperGroup):
 
 
 # options that take every path up to the next option
-GREEDY_NAMES = ("activations", "from_stats")
+GREEDY_NAMES = ("activations", "from_stats", "ranges")
 
 
 def _spread_activations(group: TyperGroup, ctx: Any, args: list[str]) -> list[str]:
@@ -122,7 +122,7 @@ def _spread_activations(group: TyperGroup, ctx: Any, args: list[str]) -> list[st
             value_next = False
         elif token.startswith("-") and token != "-":
             greedy = None
-            if token == "--from-stats" or (token == "--activations" and positional):
+            if token in ("--from-stats", "--ranges") or (token == "--activations" and positional):
                 greedy = token
             value_next = token in takes_value
         elif greedy:

@@ -81,16 +81,26 @@ def test_encodings_file_and_check_on_the_cluster(address, tmp_path):
     assert (remote.exit_code, remote.stdout) == (local.exit_code, local.stdout)
 
 
-def test_stats_parts_on_the_cluster(address, tmp_path):
-    parts = []
-    for k in (1, 2):
-        path = tmp_path / f"part-{k}.qstats"
-        result = run("stats", *WITH_ACTIVATIONS, "--per-channel", "--part", f"{k}/2", "-o", path,
-                     "--dask", address)  # fmt: skip
-        assert result.exit_code == 0, result.output
-        parts.append(path)
-    local = run("encode", *WITH_ACTIVATIONS, "--per-channel", "-f", "json")
-    merged = run("encode", "--from-stats", *parts, "-f", "json")
+@pytest.mark.parametrize("flags", [["--per-channel"], ["--per-channel", "--analyzer", "sqnr"]])
+def test_stats_parts_on_the_cluster(address, tmp_path, flags):
+    """Parts computed on the cluster (both rounds for SQNR) finish to the local bytes."""
+
+    def parts(tag: str, extra: list) -> list:
+        paths = []
+        for k in (1, 2):
+            path = tmp_path / f"{tag}-{k}.qstats"
+            result = run("stats", *WITH_ACTIVATIONS, *flags, "--part", f"{k}/2", "-o", path,
+                         "--dask", address, *extra)  # fmt: skip
+            assert result.exit_code == 0, result.output
+            paths.append(path)
+        return paths
+
+    found = parts("one", [])
+    if "--analyzer" in flags:
+        found = parts("two", ["--ranges", *found])
+    local = run("encode", *WITH_ACTIVATIONS, *flags, "-f", "json")
+    merged = run("encode", "--from-stats", *found, "-f", "json")
+    assert merged.exit_code == 0, merged.output
     assert merged.stdout == local.stdout
 
 

@@ -138,7 +138,6 @@ def test_bad_parts_are_one_line_errors(tmp_path, sharded):
 @pytest.mark.parametrize(
     "args, phrase",
     [
-        (["stats", "SEED", "-o", "OUT", "--analyzer", "percentile"], "--analyzer percentile"),
         (["stats", "SEED", "-o", "OUT", "--part", "3/2"], "--part 3/2"),
         (["stats", "SEED", "-o", "OUT", "--part", "x"], "--part x"),
         (
@@ -235,3 +234,58 @@ def test_forged_units_are_refused_or_harmless(tmp_path, field, value):
     assert result.exit_code in (0, 2), result.output
     if result.exit_code == 2:
         assert_one_error_line(result)
+
+
+HISTOGRAMS = [
+    ["--analyzer", "percentile"],
+    ["--analyzer", "percentile", "--per-channel", "--percentile", "99.9"],
+    ["--analyzer", "sqnr"],
+    ["--analyzer", "sqnr", "--per-channel", "--symmetric"],
+    ["--analyzer", "tf-enhanced", "--per-channel"],
+    ["--analyzer", "sqnr", "--nonfinite", "ignore", "-b", "4"],
+]
+
+
+@pytest.mark.parametrize("flags", HISTOGRAMS, ids=" ".join)
+def test_histogram_analyzers_in_two_rounds(tmp_path, flags):
+    """Round 1 (ranges) in 3 parts, round 2 (counts) in 2 parts given the round-1 parts in
+    any order, then --from-stats: the local run's bytes, multi-batch activations included."""
+    inputs = [SAMPLES / "model_f32.safetensors", "--activations", SAMPLES / "activations"]
+    local = run("encode", *inputs, *flags, "-f", "json")
+    assert local.exit_code == 0, local.output
+    first = parts_of(tmp_path, inputs, flags, 3, "r1-")
+    second = []
+    for k in (1, 2):
+        path = tmp_path / f"r2-{k}.qstats"
+        result = run("stats", *inputs, *flags, "--part", f"{k}/2", "--ranges",
+                     *reversed(first), "-o", path)  # fmt: skip
+        assert result.exit_code == 0, result.output
+        second.append(path)
+    merged = run("encode", "--from-stats", second[1], second[0], "-f", "json")
+    assert merged.exit_code == 0, merged.output
+    assert merged.stdout == local.stdout
+    # round-1 parts cannot be finished, nor mixed with round-2 ones
+    for given, phrase in (
+        (first, "round-1 statistics"),
+        ([second[0], first[1]], "parts of one round only"),
+    ):
+        result = run("encode", "--from-stats", *given)
+        assert result.exit_code == 2
+        assert phrase in assert_one_error_line(result)
+
+
+def test_round_two_refuses_foreign_ranges(tmp_path):
+    inputs = [SAMPLES / "model_f32.safetensors"]
+    first = parts_of(tmp_path, inputs, ["--analyzer", "sqnr"], 2, "r1-")
+    other = parts_of(tmp_path, inputs, ["--analyzer", "sqnr", "--per-channel"], 1, "o-")
+    final = parts_of(tmp_path, inputs, [], 1, "f-")
+    out = tmp_path / "r2.qstats"
+    for given, flags, phrase in (
+        (other, ["--analyzer", "sqnr"], "another run"),
+        (first[:1], ["--analyzer", "sqnr"], "part 2 of 2 missing"),
+        (final, [], "round-1 parts"),
+    ):
+        result = run("stats", *inputs, *flags, "--ranges", *given, "-o", out)
+        assert result.exit_code == 2, result.output
+        assert phrase in assert_one_error_line(result)
+        assert not out.exists()

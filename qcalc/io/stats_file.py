@@ -1,18 +1,23 @@
 """Partial statistics files (`qcalc stats -o PART.qstats`, read by `encode --from-stats`).
 
-The format is a safetensors file: the arrays (each batch's per-cell min and max, float32 or
-float64) as tensors named `u<position>.min` / `u<position>.max`, and a JSON document in the
-header's `__metadata__["qcalc_stats"]` saying what they are. Why safetensors: qcalc already
+The format is a safetensors file: the arrays as tensors named `u<position>.<array>` — each
+batch's per-cell `min` and `max` (its dtype's), for the histogram analyzers also `finite`
+(float32 1 / 0: were all the cell's values finite) and, in round 2, `counts` (float64 holding
+the integer counts, (cells, bins + 2)) — and a JSON document in the header's
+`__metadata__["qcalc_stats"]` saying what they are. Why safetensors: qcalc already
 reads it with its own validated header parser (sizes, offsets and dtypes checked before any
 data is touched, fuzzed), it maps the arrays without copying, it is one file a CI artifact
 store keeps as is, and nothing in it is executable (npz would do too, through zip).
 
 The JSON (`format` "qcalc-stats", `version` 1):
+- `contents`: "final" (finishable by `encode --from-stats`) or "ranges" (round 1 of a
+  histogram analyzer: `qcalc stats --ranges` counts the batches next);
 - `part`, `parts`: this file is part K of N of one run (`--part K/N`);
 - `settings`: the flags the run was given (the Spec, the activation bitwidth, the recipe's
   SHA-256), to refuse parts made under different flags;
-- `run`: the SHA-256 of the whole run's plan (every unit's tensor, batch, source, shape, dtype
-  and resolved Spec, in calibration order), which every part shares, and `units`, its length;
+- `plan`: the whole run's units (tensor, kind, batch, batch count, source, shape, dtype and
+  resolved Spec, in calibration order), `run` its SHA-256 and `units` its length, which
+  every part of the run shares;
 - `skipped`: the tensors the run does not encode (name, source, reason), as notes;
 - `statistics`: this part's units: `position` (in the run's plan), `kind` (param /
   activation), `name`, `batch` (its index among the tensor's batches), `batches` (their
@@ -34,7 +39,7 @@ from qcalc.io.readers.safetensors import read_safetensors_metadata
 
 FORMAT, VERSION = "qcalc-stats", 1
 METADATA_KEY = "qcalc_stats"
-_DTYPES = {"float32": "F32", "float64": "F64"}
+_DTYPES = {"float16": "F16", "float32": "F32", "float64": "F64"}
 
 
 def write_stats(path: os.PathLike | str, document: dict[str, Any], arrays: dict) -> None:

@@ -13,12 +13,15 @@ Decisions:
   missing, repeated or foreign part, or one made under other flags, is an error naming it.
   A part is 1/1 unless `--part` says otherwise.
 - **What is stored**: each unit's per-cell min and max (as the min-max pass reduces them,
-  NaN / inf handled per --nonfinite at stats time), enough for the min-max analyzer and the
-  conventions (all min-max based) at every granularity, LPBQ included. The histogram
-  analyzers need each batch counted in a layout that depends on the batches before it (AIMET
-  re-bins into the merged range), and --metrics needs the finished encoding: both need a
-  second round over the data, not offered yet (exit 2). llama.cpp Q4_0 needs the first value
-  of largest magnitude, which min / max do not tell: refused too.
+  NaN / inf handled per --nonfinite at stats time): enough for the min-max analyzer and the
+  conventions at every granularity, LPBQ included. The histogram analyzers take two rounds:
+  AIMET counts each batch in a layout fixed by the ranges of the batches before it, so round
+  1 stores each batch's finite range (and whether each cell was all finite), and round 2
+  (`--ranges`: every round-1 part) replays the layouts from those ranges and counts its
+  batches (raw int64 counts, stored as float64); the merge replays AIMET's re-binning with
+  the real counts (`calibrate.histogram_ranges` / `histogram_counts`). --metrics needs the
+  finished encoding: not offered. llama.cpp Q4_0 needs the first value of largest
+  magnitude, which min / max do not tell: refused.
 - ONNX models (their export rules read the graph and the data): refused for now.
 """
 
@@ -35,7 +38,13 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from qcalc.core import parallel
-from qcalc.core.calibrate import encode_batches, minmax_statistics
+from qcalc.core.calibrate import (
+    BatchHistogram,
+    encode_batches,
+    histogram_counts,
+    histogram_ranges,
+    minmax_statistics,
+)
 from qcalc.core.encoding import Encoding
 from qcalc.core.layout import layout_for
 from qcalc.core.spec import Spec
@@ -54,6 +63,8 @@ from qcalc.ops.encode import (
     unmatched_rules,
 )
 
+FINAL, RANGES = "final", "ranges"  # a part's contents: finishable, or round 1 of two
+
 
 @dataclass(frozen=True)
 class Unit:
@@ -66,6 +77,7 @@ class Unit:
     batches: int
     ref: TensorRef
     spec: Spec
+    tensor: tuple[TensorRef, ...] = ()  # every batch of its tensor
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -115,9 +127,13 @@ def collect_stats(
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
     jobs: Optional[int] = None,
     dask: Optional[str] = None,
+    ranges: Sequence[PathLike] = (),
 ) -> StatsPart:
-    """Part `part` (K, N) of the min-max statistics `compute_encodings` would gather from the
-    same arguments. SpecError for what stats files cannot hold yet (see the module)."""
+    """Part `part` (K, N) of the statistics `compute_encodings` would gather from the same
+    arguments. For the histogram analyzers in two rounds: without `ranges`, each batch's
+    finite range; with `ranges` (every round-1 part of the same run), each batch's counts in
+    the layout those ranges give. SpecError for what stats files cannot hold (see the
+    module)."""
     k, n = part
     with parallel.using(jobs), cluster.connected(dask) as client:
         found = gather(paths, activations, include, exclude)
@@ -131,6 +147,16 @@ def collect_stats(
             if reason is not None:
                 raise SpecError(f"qcalc stats: {reason}")
         plan = [unit.describe() for unit in units]
+        histograms = any(unit.spec.analyzer != "minmax" for unit in units)
+        earlier = None
+        if ranges:
+            earlier = read_run(ranges, "--ranges")
+            if earlier.document["run"] != _digest(plan):
+                raise SpecError(
+                    f"{earlier.first}: --ranges parts of another run (other inputs or flags)"
+                )
+            if earlier.document.get("contents") != RANGES:
+                raise SpecError(f"{earlier.first}: --ranges takes round-1 parts (ranges)")
         total = sum(unit.ref.nbytes for unit in units)
         mine, before = [], 0
         for unit in units:
@@ -139,24 +165,36 @@ def collect_stats(
             before += unit.ref.nbytes
         progress = progress or Progress()
         progress.start(len({(u.kind, u.name) for u in mine}), sum(u.ref.nbytes for u in mine))
+
+        def given(unit: Unit):
+            """What round 2 knows of the unit's tensor: its batches' ranges (or the unit's
+            final min-max statistics)."""
+            if earlier is None:
+                return None
+            if unit.spec.analyzer == "minmax":
+                return earlier.units[unit.position][1]
+            first = unit.position - unit.batch
+            return [_batch_ranges(earlier.units[first + i][1]) for i in range(unit.batches)]
+
         computed = cluster.each_tensor(
             client,
-            lambda unit: _unit_stats(unit, progress, chunk_bytes),
+            lambda unit: _unit_stats(unit, given(unit), progress, chunk_bytes),
             mine,
-            lambda unit: (_unit_stats, unit, Progress(), chunk_bytes),
+            lambda unit: (_unit_stats, unit, given(unit), Progress(), chunk_bytes),
             progress,
             lambda unit: unit.ref.nbytes,
         )
         arrays: dict[str, np.ndarray] = {}
         described = []
-        for unit, stats in zip(mine, computed):
+        for unit, found_arrays in zip(mine, computed):
             key = f"u{unit.position}"
-            arrays[f"{key}.min"] = np.asarray(stats.min)
-            arrays[f"{key}.max"] = np.asarray(stats.max)
+            for name, values in found_arrays.items():
+                arrays[f"{key}.{name}"] = values
             described.append({**plan[unit.position], "key": key})
     skipped = [*found.skipped, *refused]
     recipe_skipped = sorted(name for kind in specs for name, s in specs[kind].items() if s is None)
     document = {
+        "contents": RANGES if histograms and not ranges else FINAL,
         "part": k,
         "parts": n,
         "settings": _settings(spec, activation_bitwidth, recipe),
@@ -180,17 +218,14 @@ def _plan(groups: dict, specs: dict) -> list[Unit]:
             if resolved is None:
                 continue
             for index, ref in enumerate(batches):
-                units.append(Unit(len(units), kind, name, index, len(batches), ref, resolved))
+                units.append(
+                    Unit(len(units), kind, name, index, len(batches), ref, resolved, tuple(batches))
+                )
     return units
 
 
 def _unstorable(spec: Spec) -> Optional[str]:
-    """Why min-max statistics cannot finish `spec`'s encoding (a phrase), or None."""
-    if spec.analyzer != "minmax":
-        return (
-            f"--analyzer {spec.analyzer} needs each batch counted in the histogram layout the "
-            "batches before it give; stats files hold min-max statistics only (yet)"
-        )
+    """Why statistics files cannot finish `spec`'s encoding (a phrase), or None."""
     if spec.convention == "llama.cpp" and llama_type(spec) == "Q4_0":
         return (
             "llama.cpp Q4_0 needs each block's first value of largest magnitude, which "
@@ -204,11 +239,40 @@ def _part_of(before: int, total: int, parts: int) -> int:
     return 1 if total == 0 else min(parts - 1, before * parts // total) + 1
 
 
-def _unit_stats(unit: Unit, progress: Progress, chunk_bytes: int) -> MinMax:
-    (stats,) = minmax_statistics([unit.ref], unit.spec, progress, chunk_bytes)
+def _unit_stats(unit: Unit, given, progress: Progress, chunk_bytes: int) -> dict[str, Any]:
+    """The unit's arrays for its file: min-max statistics; for a histogram analyzer its
+    finite range (round 1, `given` None) or that and its counts (round 2, `given` its
+    tensor's batches' ranges)."""
+    batches = list(unit.tensor)
+    if unit.spec.analyzer == "minmax":
+        if given is not None:  # round 2 copies round 1's final statistics
+            arrays = {"min": given["min"], "max": given["max"]}
+        else:
+            (stats,) = minmax_statistics([unit.ref], unit.spec, progress, chunk_bytes)
+            arrays = {"min": np.asarray(stats.min), "max": np.asarray(stats.max)}
+    elif given is None:
+        (found,) = histogram_ranges([unit.ref], unit.spec, progress, chunk_bytes)
+        arrays = _range_arrays(found)
+    else:
+        counts = histogram_counts(batches, unit.spec, given, unit.batch, progress, chunk_bytes)
+        arrays = {**_range_arrays(given[unit.batch]), "counts": counts.astype(np.float64)}
     if unit.batch == unit.batches - 1:
         progress.tensor_done()
-    return stats
+    return arrays
+
+
+def _range_arrays(found: BatchHistogram) -> dict[str, np.ndarray]:
+    return {
+        "min": np.asarray(found.finite.min),
+        "max": np.asarray(found.finite.max),
+        "finite": np.asarray(found.all_finite, dtype=np.float32),
+    }
+
+
+def _batch_ranges(arrays: dict[str, np.ndarray]) -> BatchHistogram:
+    if "finite" not in arrays:
+        raise ReadError("a round-1 unit of a histogram analyzer has no 'finite' array")
+    return BatchHistogram(MinMax(arrays["min"], arrays["max"]), arrays["finite"] != 0)
 
 
 def _settings(spec: Spec, activation_bitwidth: Optional[int], recipe) -> dict[str, Any]:
@@ -229,17 +293,25 @@ def _digest(plan: list[dict[str, Any]]) -> str:
 # --- finishing ------------------------------------------------------------------------------
 
 
-def encode_from_stats(
-    parts: Sequence[PathLike], *, progress: Optional[Progress] = None, jobs: Optional[int] = None
-) -> EncodeResult:
-    """The encodings of the run whose N parts are the stats files `parts` (any order): what
-    `compute_encodings` gives for that run. ReadError / SpecError naming the part for a file
-    that is not a stats file, parts of different runs or flags, missing or repeated parts."""
+@dataclass
+class Run:
+    """The parts of one run, read and checked: its plan and every unit's arrays."""
+
+    first: str  # the path errors name for the run
+    document: dict[str, Any]
+    units: dict[int, tuple[dict, dict[str, np.ndarray]]]
+    paths: list[str]
+
+
+def read_run(parts: Sequence[PathLike], option: str = "--from-stats") -> Run:
+    """Every part of one run, checked: ReadError / SpecError naming the part for a file that
+    is not a stats file, parts of different runs, flags or rounds, missing or repeated parts,
+    a damaged part."""
     from qcalc.io.stats_file import read_stats
 
     read = [(str(path), *read_stats(path)) for path in parts]
     if not read:
-        raise SpecError("--from-stats needs at least one stats file")
+        raise SpecError(f"{option} needs at least one stats file")
     for path, document, _ in read:
         _check_document(document, path)
     first_path, first, _ = read[0]
@@ -248,6 +320,11 @@ def encode_from_stats(
             raise SpecError(
                 f"{path}: computed under other flags than {first_path} (stats parts must come "
                 "from one run)"
+            )
+        if document.get("contents") != first.get("contents"):
+            raise SpecError(
+                f"{path}: holds {document.get('contents')} statistics, {first_path} "
+                f"{first.get('contents')} (parts of one round only)"
             )
         if document.get("run") != first.get("run") or document.get("parts") != first.get("parts"):
             raise SpecError(
@@ -267,7 +344,7 @@ def encode_from_stats(
             f"missing (given: {', '.join(sorted(seen.values()))})"
         )
     plan = first["plan"]
-    units: dict[int, tuple[dict, MinMax]] = {}
+    units: dict[int, tuple[dict, dict[str, np.ndarray]]] = {}
     for path, document, arrays in read:
         for entry in document["statistics"]:
             position = entry["position"]
@@ -279,11 +356,27 @@ def encode_from_stats(
             units[position] = (entry, _arrays(entry, arrays, path))
     if len(units) != len(plan):
         raise SpecError(f"{first_path}: the parts do not hold every unit of their run")
+    return Run(first_path, first, units, [p for p, _, _ in read])
+
+
+def encode_from_stats(
+    parts: Sequence[PathLike], *, progress: Optional[Progress] = None, jobs: Optional[int] = None
+) -> EncodeResult:
+    """The encodings of the run whose N parts are the stats files `parts` (any order): what
+    `compute_encodings` gives for that run. Errors as `read_run`, and for the round-1 parts
+    of a histogram analyzer (their batches are not counted yet)."""
+    run = read_run(parts)
+    first_path, first = run.first, run.document
+    if first.get("contents") != FINAL:
+        raise SpecError(
+            f"{first_path}: round-1 statistics (ranges): count the batches first with "
+            "qcalc stats ... --ranges <these parts>, then --from-stats the new parts"
+        )
     progress = progress or Progress()
-    tensors: dict[tuple[str, str], list[tuple[dict, MinMax]]] = {}
-    for position in sorted(units):
-        entry, stats = units[position]
-        tensors.setdefault((entry["kind"], entry["name"]), []).append((entry, stats))
+    tensors: dict[tuple[str, str], list[tuple[dict, dict]]] = {}
+    for position in sorted(run.units):
+        entry, arrays = run.units[position]
+        tensors.setdefault((entry["kind"], entry["name"]), []).append((entry, arrays))
     progress.start(len(tensors), 0)
 
     def finish(item) -> Encoding:
@@ -293,17 +386,8 @@ def encode_from_stats(
         if _unstorable(spec) is not None:
             raise ReadError(f"{first_path}: tensor '{name}': {_unstorable(spec)}")
         refs = [_stub(entry) for entry in entries]
-        first_ref = refs[0]
-        layout = layout_for(
-            first_ref.shape, spec.per_channel, spec.axis, first_ref.where, spec.block_size,
-            spec.block_axis,
-        )  # fmt: skip
-        cells = math.prod(layout.encoding_shape)
-        if any(stats.min.size != cells for _, stats in batches):
-            raise ReadError(f"{first_path}: tensor '{name}': statistics of the wrong size")
-        encoding = encode_batches(
-            name, refs, spec, progress, DEFAULT_CHUNK_BYTES, [s for _, s in batches]
-        )
+        statistics = [_statistics(spec, arrays, refs[0], first_path) for _, arrays in batches]
+        encoding = encode_batches(name, refs, spec, progress, DEFAULT_CHUNK_BYTES, statistics)
         progress.tensor_done()
         return encoding
 
@@ -312,8 +396,29 @@ def encode_from_stats(
     params = [e for (kind, _), e in zip(tensors, done) if kind == "param"]
     activations = [e for (kind, _), e in zip(tensors, done) if kind == "activation"]
     skipped = [Skipped(*entry) for entry in first.get("skipped", [])]
-    return EncodeResult(params, skipped, activations, [p for p, _, _ in read],
+    return EncodeResult(params, skipped, activations, run.paths,
                         list(first.get("recipe_skipped", [])))  # fmt: skip
+
+
+def _statistics(spec: Spec, arrays: dict, ref: TensorRef, path: str):
+    """A unit's arrays as `encode_batches` takes them (MinMax, or BatchHistogram with its
+    counts), checked against the sizes its layout gives: ReadError otherwise."""
+    layout = layout_for(
+        ref.shape, spec.per_channel, spec.axis, ref.where, spec.block_size, spec.block_axis
+    )
+    cells = math.prod(layout.encoding_shape)
+    wrong = ReadError(f"{path}: tensor '{ref.name}': statistics of the wrong size")
+    stats = MinMax(arrays["min"], arrays["max"])
+    if stats.min.size != cells:
+        raise wrong
+    if spec.analyzer == "minmax":
+        return stats
+    finite, counts = arrays.get("finite"), arrays.get("counts")
+    if finite is None or counts is None or finite.size != cells:
+        raise wrong
+    if counts.shape != (cells, spec.bins + 2):
+        raise wrong
+    return BatchHistogram(stats, finite != 0, counts.astype(np.int64))
 
 
 def _check_document(document: dict, path: str) -> None:
@@ -321,6 +426,8 @@ def _check_document(document: dict, path: str) -> None:
     its plan matches the run's digest (a damaged or edited part)."""
     for key in ("part", "parts", "units"):
         _integer(document, key, path)
+    if document.get("contents") not in (FINAL, RANGES):
+        raise ReadError(f"{path}: stats document field 'contents' is not {FINAL} / {RANGES}")
     plan = document.get("plan")
     if not isinstance(plan, list):
         raise ReadError(f"{path}: stats document field 'plan' is not a list")
@@ -378,15 +485,25 @@ def _units(entries: list, path: str) -> None:
             raise ReadError(f"{path}: unit {entry.get('key')}: bad dtype or shape")
 
 
-def _arrays(entry: dict, arrays: dict, path: str) -> MinMax:
+def _arrays(entry: dict, arrays: dict, path: str) -> dict[str, np.ndarray]:
+    """A unit's arrays by name (min, max; finite and counts for the histogram analyzers)."""
     key = entry["key"]
-    try:
-        mn, mx = arrays[f"{key}.min"].read(), arrays[f"{key}.max"].read()
-    except KeyError:
-        raise ReadError(f"{path}: unit {key} has no min / max arrays") from None
-    if mn.shape != mx.shape:
+    found = {}
+    for name in ("min", "max", "finite", "counts"):
+        ref = arrays.get(f"{key}.{name}")
+        if ref is not None:
+            found[name] = np.array(ref.read())
+    if "min" not in found or "max" not in found:
+        raise ReadError(f"{path}: unit {key} has no min / max arrays")
+    if found["min"].shape != found["max"].shape:
         raise ReadError(f"{path}: unit {key}'s min and max differ in shape")
-    return MinMax(np.array(mn), np.array(mx))
+    counts = found.get("counts")
+    if counts is not None and not (
+        counts.ndim == 2 and np.all(np.isfinite(counts)) and np.all(counts >= 0)
+        and np.all(counts == np.round(counts)) and np.all(counts < 2.0**53)
+    ):  # fmt: skip
+        raise ReadError(f"{path}: unit {key}'s counts are not counts")
+    return found
 
 
 def _spec(entry: dict, path: str) -> Spec:
