@@ -104,6 +104,15 @@ def test_stats_parts_on_the_cluster(address, tmp_path, flags):
     assert merged.stdout == local.stdout
 
 
+def test_ls_on_the_cluster(address):
+    for fmt in ("json", "table"):
+        local = run("ls", *WITH_ACTIVATIONS[:1], SAMPLES / "activations", "-f", fmt)
+        remote = run("ls", *WITH_ACTIVATIONS[:1], SAMPLES / "activations", "-f", fmt,
+                     "--dask", address)  # fmt: skip
+        assert local.exit_code == remote.exit_code == 0
+        assert remote.stdout == local.stdout
+
+
 def test_a_workers_error_is_the_local_one_line(address, tmp_path):
     """NaN values (the worker's NonFiniteError) and a file whose data is cut short (the
     worker's ReadError): the local run's message and exit code."""

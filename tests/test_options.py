@@ -52,5 +52,5 @@ def test_selection_options_are_the_commands_own():
     result = runner.invoke(app, ["hist", "--help"])
     assert "--activations" in result.stdout and "--include" not in result.stdout
     assert "--jobs" in result.stdout and "--dask" not in result.stdout
-    for command in ("encode", "check", "stats"):
+    for command in ("encode", "check", "stats", "ls"):
         assert "--dask" in runner.invoke(app, [command, "--help"]).stdout

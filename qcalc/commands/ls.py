@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from qcalc.commands.options import (
+    Dask,
     Exclude,
     FormatOption,
     Include,
@@ -39,6 +40,7 @@ def ls(
     exclude: Exclude = None,
     output_format: FormatOption = "table",
     jobs: Jobs = None,
+    dask: Dask = None,
 ) -> None:
     from qcalc.commands.progress import TerminalProgress
     from qcalc.commands.render.inventory import render_inventory
@@ -48,7 +50,7 @@ def ls(
         with TerminalProgress() as progress:
             infos = inventory(
                 inputs, include=include or (), exclude=exclude or (), progress=progress,
-                jobs=checked_jobs(jobs),
+                jobs=checked_jobs(jobs), dask=dask,
             )  # fmt: skip
         render_inventory(infos, output_format, sys.stdout)
         sys.stdout.flush()  # a closed pipe surfaces here, inside user_errors

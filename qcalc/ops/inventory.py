@@ -29,6 +29,7 @@ from qcalc.core import parallel
 from qcalc.core.dtypes import FLOAT64, StoredFloat, stored_float, widen
 from qcalc.core.stats import finite_minmax
 from qcalc.core.tensor import DEFAULT_CHUNK_BYTES, Progress, Skipped, TensorRef
+from qcalc.ops import cluster
 from qcalc.ops.encode import select
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -95,12 +96,13 @@ def inventory(
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
     progress: Optional[Progress] = None,
     jobs: Optional[int] = None,
+    dask: Optional[str] = None,
 ) -> list[TensorInfo]:
     """Every tensor in `paths` (files or directories), in input order, with its statistics.
 
     Integer, bool and empty tensors are listed too. `include` / `exclude` are the globs of
     `encode` (each must match some tensor name). `jobs` threads read the tensors (None: every
-    available core).
+    available core), or the workers of the Dask scheduler at `dask`.
 
     >>> [(t.name, t.dtype, t.min) for t in inventory(["sample_tensors/seed.npy"])]  # doctest: +SKIP
     [('seed', 'float32', -2.1246...)]
@@ -116,8 +118,13 @@ def inventory(
         progress.tensor_done()
         return found
 
-    with parallel.using(jobs):
-        return list(parallel.each_tensor(info, refs))
+    with parallel.using(jobs), cluster.connected(dask) as client:
+        return list(
+            cluster.each_tensor(
+                client, info, refs, lambda ref: (tensor_info, ref, chunk_bytes), progress,
+                lambda ref: ref.nbytes,
+            )
+        )  # fmt: skip
 
 
 def list_tensors(paths: Sequence[PathLike]) -> list[TensorRef]:
