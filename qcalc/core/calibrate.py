@@ -69,16 +69,8 @@ def encode_batches(
     float32 arithmetic: AIMET's scale is inf, its min NaN) is refused: NonFiniteError naming
     the tensor, the cell and its range."""
     first = batches[0]
-    layout = layout_for(
-        first.shape, spec.per_channel, spec.axis, first.where, spec.block_size, spec.block_axis
-    )
-    for batch in batches[1:]:
-        _check_batch(first, batch, layout)
-    dtype = arithmetic_dtype(first.dtype, spec.compute_dtype)
+    layout, dtype, stream = _prepared(batches, spec, progress, chunk_bytes)
     qmin, qmax = spec.int_range
-    # a float64 tensor in float32 arithmetic (the default): values beyond float32 are ±inf
-    float32_inf = first.dtype.name == "float64" and dtype == FLOAT32
-    stream = _Stream(layout, spec, progress, chunk_bytes, float32_inf)
     if spec.convention != "aimet":
         return _toolchain_encoding(name, batches, spec, layout, stream, statistics)
     if spec.analyzer == "minmax":
@@ -150,13 +142,7 @@ def minmax_statistics(
 ) -> list[MinMax]:
     """Each batch's min-max statistics, as `encode_batches` streams them (for a stats file:
     `encode_batches(..., statistics=...)` finishes the encoding from them)."""
-    first = batches[0]
-    layout = layout_for(
-        first.shape, spec.per_channel, spec.axis, first.where, spec.block_size, spec.block_axis
-    )
-    dtype = arithmetic_dtype(first.dtype, spec.compute_dtype)
-    float32_inf = first.dtype.name == "float64" and dtype == FLOAT32
-    stream = _Stream(layout, spec, progress, chunk_bytes, float32_inf)
+    _, _, stream = _prepared(batches, spec, progress, chunk_bytes)
     return [stream.minmax(batch) for batch in batches]
 
 
@@ -391,6 +377,7 @@ def _prepared(batches: list[TensorRef], spec: Spec, progress: Progress, chunk_by
     for batch in batches[1:]:
         _check_batch(first, batch, layout)
     dtype = arithmetic_dtype(first.dtype, spec.compute_dtype)
+    # a float64 tensor in float32 arithmetic (the default): values beyond float32 are ±inf
     float32_inf = first.dtype.name == "float64" and dtype == FLOAT32
     return layout, dtype, _Stream(layout, spec, progress, chunk_bytes, float32_inf)
 
