@@ -104,6 +104,18 @@ def test_stats_parts_on_the_cluster(address, tmp_path, flags):
     assert merged.stdout == local.stdout
 
 
+def test_an_onnx_model_on_the_cluster(address, tmp_path):
+    """A whole model (parameters, activations, AIMET's export rules after the tasks)."""
+    model = [SAMPLES / "convnet" / "model.onnx", "--activations", SAMPLES / "convnet" / "calib",
+             "--recipe", ROOT / "recipes" / "aimet-default-per-channel.toml"]  # fmt: skip
+    local_file, remote_file = tmp_path / "local.json", tmp_path / "remote.json"
+    local = run("encode", *model, "-o", local_file, "--metrics")
+    remote = run("encode", *model, "-o", remote_file, "--metrics", "--dask", address)
+    assert local.exit_code == remote.exit_code == 0, remote.output
+    assert remote_file.read_bytes() == local_file.read_bytes()
+    assert remote.stderr == local.stderr
+
+
 def test_ls_on_the_cluster(address):
     for fmt in ("json", "table"):
         local = run("ls", *WITH_ACTIVATIONS[:1], SAMPLES / "activations", "-f", fmt)
