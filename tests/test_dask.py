@@ -54,6 +54,7 @@ ANALYZERS = [
     ["--analyzer", "tf-enhanced", "--per-channel"],
     ["--include", "fc.weight", "--block-size", "16", "--symmetric", "-b", "4", "--lpbq"],
     ["--convention", "torch", "--per-channel", "--symmetric"],
+    ["--analyzer", "sqnr", "--include", "fc.weight", "--block-size", "128", "-b", "4"],
 ]
 
 

@@ -243,6 +243,8 @@ HISTOGRAMS = [
     ["--analyzer", "sqnr", "--per-channel", "--symmetric"],
     ["--analyzer", "tf-enhanced", "--per-channel"],
     ["--analyzer", "sqnr", "--nonfinite", "ignore", "-b", "4"],
+    ["--analyzer", "percentile", "--include", "fc.weight", "--block-size", "64", "--symmetric"],
+    ["--analyzer", "sqnr", "--include", "fc.weight", "--block-size", "128", "-b", "4"],
 ]
 
 

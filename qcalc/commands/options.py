@@ -66,7 +66,7 @@ QUANTIZATION: dict[str, tuple[tuple[str, ...], str]] = {
     "convention": (
         ("--convention",),
         "Whose rules make scale and zero point: AIMET's, or another toolchain's (min-max "
-        "ranges; see the README's 'Conventions').",
+        "ranges; README: 'Other toolchains').",
     ),
 }
 # `check` and `hist` count NaN / inf instead of failing on them: no --nonfinite there.
