@@ -174,7 +174,11 @@ def collect_stats(
             if unit.spec.analyzer == "minmax":
                 return earlier.units[unit.position][1]
             first = unit.position - unit.batch
-            return [_batch_ranges(earlier.units[first + i][1]) for i in range(unit.batches)]
+            arrays = [earlier.units[first + i][1] for i in range(unit.batches)]
+            cells = _cells(unit.spec, unit.ref)
+            if any(found["min"].size != cells for found in arrays):
+                raise ReadError(f"{earlier.first}: tensor '{unit.name}': ranges of the wrong size")
+            return [_batch_ranges(found, earlier.first) for found in arrays]
 
         computed = cluster.each_tensor(
             client,
@@ -269,9 +273,9 @@ def _range_arrays(found: BatchHistogram) -> dict[str, np.ndarray]:
     }
 
 
-def _batch_ranges(arrays: dict[str, np.ndarray]) -> BatchHistogram:
-    if "finite" not in arrays:
-        raise ReadError("a round-1 unit of a histogram analyzer has no 'finite' array")
+def _batch_ranges(arrays: dict[str, np.ndarray], path: str) -> BatchHistogram:
+    if "finite" not in arrays or arrays["finite"].size != arrays["min"].size:
+        raise ReadError(f"{path}: a histogram analyzer's unit has no 'finite' array of its size")
     return BatchHistogram(MinMax(arrays["min"], arrays["max"]), arrays["finite"] != 0)
 
 
@@ -400,13 +404,18 @@ def encode_from_stats(
                         list(first.get("recipe_skipped", [])))  # fmt: skip
 
 
-def _statistics(spec: Spec, arrays: dict, ref: TensorRef, path: str):
-    """A unit's arrays as `encode_batches` takes them (MinMax, or BatchHistogram with its
-    counts), checked against the sizes its layout gives: ReadError otherwise."""
+def _cells(spec: Spec, ref: TensorRef) -> int:
+    """How many encodings (cells) `spec` gives the tensor of `ref`."""
     layout = layout_for(
         ref.shape, spec.per_channel, spec.axis, ref.where, spec.block_size, spec.block_axis
     )
-    cells = math.prod(layout.encoding_shape)
+    return math.prod(layout.encoding_shape)
+
+
+def _statistics(spec: Spec, arrays: dict, ref: TensorRef, path: str):
+    """A unit's arrays as `encode_batches` takes them (MinMax, or BatchHistogram with its
+    counts), checked against the sizes its layout gives: ReadError otherwise."""
+    cells = _cells(spec, ref)
     wrong = ReadError(f"{path}: tensor '{ref.name}': statistics of the wrong size")
     stats = MinMax(arrays["min"], arrays["max"])
     if stats.min.size != cells:
