@@ -163,3 +163,79 @@ def test_dask_is_not_imported_without_the_flag():
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "[]"
+
+
+BLOCKS = ["fc.weight"]  # the tensors whose lengths the block sizes below divide
+SPLIT = [
+    (dict(), ()),
+    (dict(per_channel=True), ()),
+    (dict(per_channel=True, axis=1, symmetric=True), ()),
+    (dict(block_size=16, symmetric=True, bitwidth=4), BLOCKS),
+    (dict(block_size=16, symmetric=True, bitwidth=4, lpbq=True), BLOCKS),
+    (dict(block_size=2, block_axis=0, axis=1, symmetric=True), BLOCKS),
+    (dict(convention="onnxruntime", per_channel=True), ()),
+    (dict(nonfinite="keep"), ()),
+]
+
+
+@pytest.mark.parametrize(
+    "flags, include", SPLIT, ids=[" ".join(f"{k}={v}" for k, v in f.items()) for f, _ in SPLIT]
+)
+@pytest.mark.parametrize("sample", ["model_f32.safetensors", "model_bf16.safetensors"])
+def test_large_tensors_split_into_row_ranges(address, monkeypatch, flags, include, sample):
+    """With tiny chunks and a tiny split size every min-max tensor goes out as several
+    row-range tasks; the joined statistics give the local bytes (zero signs included), and
+    --metrics too."""
+    from helpers import rendered
+    from qcalc import Spec, compute_encodings
+    from qcalc.ops import cluster
+
+    monkeypatch.setattr(cluster, "SPLIT_BYTES", 512)
+    spec, path = Spec(**flags), [SAMPLES / sample]
+    local = compute_encodings(path, spec, metrics=True, chunk_bytes=128, include=include)
+    before = _tasks_done(address)
+    remote = compute_encodings(
+        path, spec, metrics=True, chunk_bytes=128, include=include, dask=address
+    )
+    transitions = _tasks_done(address) - before
+    assert rendered(remote.encodings, "json") == rendered(local.encodings, "json")
+    # a task makes a few scheduler transitions: far more than one task per tensor ran
+    assert transitions > 4 * 2 * len(local.encodings)
+
+
+def test_split_tensors_raise_the_local_nonfinite_error(address, monkeypatch, tmp_path):
+    """NaN in several row ranges: the totals over the batch, as one local pass counts."""
+    from qcalc import Spec, compute_encodings
+    from qcalc.errors import NonFiniteError
+    from qcalc.ops import cluster
+
+    monkeypatch.setattr(cluster, "SPLIT_BYTES", 512)
+    values = np.ones((64, 16), dtype=np.float32)
+    values[::9, 3] = np.nan
+    values[5, 5] = np.inf
+    path = tmp_path / "w.npy"
+    np.save(path, values)
+    messages = []
+    for dask in (None, address):
+        with pytest.raises(NonFiniteError) as error:
+            compute_encodings([path], Spec(per_channel=True), chunk_bytes=128, dask=dask)
+        messages.append(str(error.value))
+    assert messages[0] == messages[1]
+    assert "8 NaN, 1 +inf" in messages[0]
+
+
+def test_split_ranges_are_whole_chunks_and_cover_the_rows(monkeypatch):
+    """The row ranges of a large tensor: consecutive, covering every row, each a whole number
+    of the local pass's chunks (and of blocks along axis 0)."""
+    from qcalc import Spec
+    from qcalc.core.calibrate import row_ranges
+    from qcalc.io.readers import open_input
+
+    (ref,) = [r for r in open_input(SAMPLES / "model_f32.safetensors") if r.name == "fc.weight"]
+    for spec, per_chunk in ((Spec(), 3), (Spec(block_size=2, block_axis=0, axis=1), 2)):
+        chunk_bytes = per_chunk * 512 * 4  # fc.weight rows are 512 float32s
+        ranges = row_ranges(ref, spec, 4096 * 4, chunk_bytes)
+        assert ranges[0].start == 0 and ranges[-1].stop == ref.shape[0]
+        assert all(a.stop == b.start for a, b in zip(ranges, ranges[1:]))
+        assert len(ranges) > 1
+        assert all((r.stop - r.start) % per_chunk == 0 for r in ranges[:-1])

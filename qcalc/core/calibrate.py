@@ -36,7 +36,7 @@ from qcalc.core.stats import (
     is_all_finite,
     reduce_minmax,
 )
-from qcalc.core.tensor import Progress, TensorRef
+from qcalc.core.tensor import Progress, TensorRef, chunk_rows, row_range
 from qcalc.core.toolchains import llama_type, shape_refused
 from qcalc.errors import HistogramError, NonFiniteError, SpecError
 
@@ -414,6 +414,80 @@ def histogram_counts(
     return stream.counts(batches[which], binning, planner.describe)
 
 
+@dataclasses.dataclass(frozen=True)
+class CountedMinMax:
+    """A batch's (or some of its rows') min-max statistics, which cells were all finite, and
+    the NaN / inf counts (--nonfinite error) and float64 values beyond float32 seen."""
+
+    stats: MinMax
+    all_finite: np.ndarray
+    nonfinite: NonFiniteCount
+    beyond: int
+
+    @staticmethod
+    def joined(parts: list["CountedMinMax"], rows_are_cells: bool) -> "CountedMinMax":
+        """The statistics of a batch from those of its consecutive row ranges, as one pass
+        gives them: cells concatenated where rows are cells, merged otherwise."""
+        nonfinite, beyond = NonFiniteCount(), 0
+        for part in parts:
+            nonfinite, beyond = nonfinite + part.nonfinite, beyond + part.beyond
+        if rows_are_cells:
+            stats = MinMax(
+                np.concatenate([p.stats.min for p in parts]),
+                np.concatenate([p.stats.max for p in parts]),
+            )
+            clean = np.concatenate([p.all_finite for p in parts])
+        else:
+            stats, clean = parts[0].stats, parts[0].all_finite
+            for part in parts[1:]:
+                stats, clean = stats.merge(part.stats), clean & part.all_finite
+        return CountedMinMax(stats, clean, nonfinite, beyond)
+
+
+def raise_nonfinite(ref: TensorRef, found: CountedMinMax) -> None:
+    """NonFiniteError (--nonfinite error) when the batch `ref` holds NaN / inf values."""
+    nonfinite, beyond = found.nonfinite, found.beyond
+    if not nonfinite.total:
+        return
+    counted = (
+        f", counting {beyond} float64 value{'s' if beyond != 1 else ''} beyond the "
+        "float32 range as inf (float32 arithmetic; see --compute-dtype)"
+        if beyond
+        else ""
+    )
+    raise NonFiniteError(
+        f"{ref.source}: tensor '{ref.name}' holds {nonfinite.nan} NaN, "
+        f"{nonfinite.posinf} +inf and {nonfinite.neginf} -inf values{counted} "
+        f"(--nonfinite ignore skips them, keep encodes them as AIMET does)"
+    )
+
+
+def rows_minmax(
+    ref: TensorRef, rows: slice, spec: Spec, chunk_bytes: int, progress: Optional[Progress] = None
+) -> CountedMinMax:
+    """The min-max statistics of rows `rows` (along axis 0) of batch `ref`: what a worker
+    computes of a large tensor (`CountedMinMax.joined` puts the rows back together)."""
+    part = row_range(ref, rows)
+    _, _, stream = _prepared([part], spec, progress or Progress(), chunk_bytes)
+    return stream.counted_minmax(part)
+
+
+def row_ranges(ref: TensorRef, spec: Spec, most_bytes: int, chunk_bytes: int) -> list[slice]:
+    """Consecutive row ranges (along axis 0) of `ref` of about `most_bytes` each, each a whole
+    number of the chunks the min-max pass reads it in (so that their statistics join to the
+    very bits one pass gives, zero signs included)."""
+    layout = layout_for(
+        ref.shape, spec.per_channel, spec.axis, ref.where, spec.block_size, spec.block_axis
+    )
+    if bf16_minmax_compiled(ref.dtype):  # as _Stream._minmax reads it
+        chunk_bytes *= COMPILED_CHUNK_FACTOR
+    rows = ref.shape[0]
+    row_bytes = max(1, ref.nbytes // max(rows, 1))
+    per_chunk = chunk_rows(row_bytes, chunk_bytes, layout.row_multiple)
+    step = max(1, most_bytes // (per_chunk * row_bytes)) * per_chunk
+    return [slice(start, min(start + step, rows)) for start in range(0, rows, step)]
+
+
 def _check_histogram_range(batch_min, batch_max, describe, nonfinite: str) -> None:
     """float64 arithmetic (--compute-dtype input): a finite range beyond float32 cannot be
     binned by AIMET's float32 histograms (torch.histc raises): HistogramError under "keep",
@@ -486,6 +560,13 @@ class _Stream:
         return self._minmax(ref, True)
 
     def _minmax(self, ref: TensorRef, finite_only: bool) -> tuple[MinMax, np.ndarray]:
+        found = self.counted_minmax(ref, finite_only)
+        raise_nonfinite(ref, found)
+        return found.stats, found.all_finite
+
+    def counted_minmax(self, ref: TensorRef, finite_only: bool = False) -> "CountedMinMax":
+        """`minmax` without its NaN / inf error: the statistics with the counts it raises on
+        (rows of a batch computed apart merge with `CountedMinMax.joined`)."""
         layout = self.layout
         parts: list[MinMax] = []
         total: Optional[MinMax] = None
@@ -509,24 +590,13 @@ class _Stream:
                 clean = all_finite if clean is None else clean & all_finite
             if not finite_only:
                 self.progress.advance(nbytes)
-        if nonfinite.total:
-            counted = (
-                f", counting {beyond} float64 value{'s' if beyond != 1 else ''} beyond the "
-                "float32 range as inf (float32 arithmetic; see --compute-dtype)"
-                if beyond
-                else ""
-            )
-            raise NonFiniteError(
-                f"{ref.source}: tensor '{ref.name}' holds {nonfinite.nan} NaN, "
-                f"{nonfinite.posinf} +inf and {nonfinite.neginf} -inf values{counted} "
-                f"(--nonfinite ignore skips them, keep encodes them as AIMET does)"
-            )
         if layout.rows_are_cells:
-            return MinMax(
+            stats = MinMax(
                 np.concatenate([p.min for p in parts]), np.concatenate([p.max for p in parts])
-            ), np.concatenate(clean_parts)
+            )
+            return CountedMinMax(stats, np.concatenate(clean_parts), nonfinite, beyond)
         assert total is not None and clean is not None
-        return total, clean
+        return CountedMinMax(total, clean, nonfinite, beyond)
 
     def _reduce_chunk(self, chunk, dtype, finite_only: bool):
         """One chunk's (MinMax, which cells were all finite, NonFiniteCount counted under

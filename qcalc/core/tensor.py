@@ -71,12 +71,18 @@ class TensorRef:
             yield array
             return
         row_bytes = max(1, array.nbytes // array.shape[0])
-        rows = max(1, max_bytes // (row_bytes * row_multiple)) * row_multiple
+        rows = chunk_rows(row_bytes, max_bytes, row_multiple)
         release = _mapped_pages(array)
         for start in range(0, array.shape[0], rows):
             yield array[start : start + rows]
             if release is not None:  # the pages read RELEASE_LAG_BYTES ago, if mapped
                 release((start + rows) * row_bytes - RELEASE_LAG_BYTES)
+
+
+def chunk_rows(row_bytes: int, max_bytes: int, row_multiple: int = 1) -> int:
+    """Rows in each chunk `TensorRef.chunks` yields: a multiple of `row_multiple`, at most
+    `max_bytes` when that holds one."""
+    return max(1, max_bytes // (row_bytes * row_multiple)) * row_multiple
 
 
 # Memory-mapped tensors give their pages back this far behind the chunk being read, so that
@@ -139,3 +145,12 @@ class Progress:
 
     def tensor_done(self) -> None:
         pass
+
+
+def row_range(ref: TensorRef, rows: slice) -> TensorRef:
+    """Rows `rows` (along axis 0) of `ref`, lazily: a view of the data, read in chunks like
+    the tensor, with its name and source (errors name the tensor)."""
+    count = len(range(*rows.indices(ref.shape[0])))
+    return TensorRef(
+        ref.name, ref.source, ref.dtype, (count, *ref.shape[1:]), lambda: ref.read()[rows]
+    )

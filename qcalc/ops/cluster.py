@@ -8,7 +8,10 @@ raises (an unreadable input, NaN values) comes back as the same exception, one l
 locally. `distributed` is imported only here, only when --dask is given
 (`pip install 'qcalc[dask]'`).
 
-Not yet: a large tensor's chunk ranges as separate tasks (a tensor is one task).
+A large tensor under the min-max analyzer is split into row ranges of about SPLIT_BYTES,
+one task each, whose statistics the client joins (`CountedMinMax.joined`) before finishing
+the encoding as a local run does; its --metrics pass is then one more task. The histogram
+analyzers keep a tensor in one task.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from qcalc.errors import SpecError
 
 CONNECT_TIMEOUT = "10s"
 RETRIES = 2  # a task whose worker died runs again on another, this many times
+SPLIT_BYTES = 64 << 20  # min-max tensors larger than this go out in row ranges of this size
 
 
 @contextlib.contextmanager
@@ -58,25 +62,36 @@ def each_tensor(
     remote: Callable[[Any], tuple],
     progress: Progress,
     nbytes: Callable[[Any], int],
+    split: Optional[Callable[[Any], Optional[tuple[list[tuple], Callable]]]] = None,
 ) -> Iterator[Any]:
     """`local(item)` for each item, in item order, as `parallel.each_tensor` gives them; with a
     `client`, each item's task `remote(item)` = (function, arguments...) runs on the cluster
     instead (all submitted at once: the scheduler spreads them), and `progress` hears of
-    each tensor as its result arrives, in order."""
+    each tensor as its result arrives, in order. `split(item)`, when it gives (tasks,
+    combine), runs the item as several tasks and `combine(their results)` on the client."""
     if client is None:
         return parallel.each_tensor(local, items)
-    return _on_cluster(client, items, remote, progress, nbytes)
+    return _on_cluster(client, items, remote, progress, nbytes, split)
 
 
-def _on_cluster(client, items, remote, progress, nbytes) -> Iterator[Any]:
-    futures = [
-        client.submit(run_task, *remote(item), retries=RETRIES, pure=False) for item in items
-    ]
+def _on_cluster(client, items, remote, progress, nbytes, split) -> Iterator[Any]:
+    def submit(task: tuple):
+        return client.submit(run_task, *task, retries=RETRIES, pure=False)
+
+    plans = []
+    for item in items:
+        parts = split(item) if split is not None else None
+        if parts is None:
+            plans.append(([submit(remote(item))], None))
+        else:
+            tasks, combine = parts
+            plans.append(([submit(task) for task in tasks], combine))
     try:
-        for future, item in zip(futures, items):
-            result = future.result()  # the task's exception, raised here as locally
+        for (futures, combine), item in zip(plans, items):
+            results = [future.result() for future in futures]  # a task's error raises here
+            result = results[0] if combine is None else combine(results)
             progress.advance(nbytes(item))
             progress.tensor_done()
             yield result
     finally:
-        client.cancel(futures)
+        client.cancel([future for futures, _ in plans for future in futures])

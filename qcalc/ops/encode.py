@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import functools
 import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Iterable, Optional, Sequence, Union
@@ -15,6 +16,7 @@ from qcalc.core import parallel
 from qcalc.core.calibrate import encode_batches
 from qcalc.core.dtypes import is_float
 from qcalc.core.encoding import Encoding
+from qcalc.core.layout import layout_for
 from qcalc.core.spec import Spec
 from qcalc.core.tensor import DEFAULT_CHUNK_BYTES, Progress, Skipped, TensorRef, array_ref
 from qcalc.core.toolchains import shape_refused
@@ -267,8 +269,14 @@ def compute_encodings(
             def nbytes(name: str) -> int:
                 return passes * sum(ref.nbytes for ref in batches_of(name))
 
+            def split(name: str):
+                return split_tensor(client, name, batches_of(name), specs[kind][name], metrics,
+                                    chunk_bytes)  # fmt: skip
+
             done: dict[str, Encoding] = {}
-            encoded = cluster.each_tensor(client, encode_one, names, remote, progress, nbytes)
+            encoded = cluster.each_tensor(
+                client, encode_one, names, remote, progress, nbytes, split
+            )
             for name, encoding in zip(names, encoded):
                 done[name] = encoding
                 for member in leaders.get(name, [])[1:]:
@@ -293,6 +301,51 @@ def compute_encodings(
             notes=finished.notes, warnings=finished.warnings, int32_biases=finished.int32_biases,
             from_model=True,
         )  # fmt: skip
+
+
+def split_tensor(client, name: str, batches: list[TensorRef], spec: Spec, metrics: bool,
+                 chunk_bytes: int):  # fmt: skip
+    """A large min-max tensor as row-range tasks on a cluster and how the client finishes it
+    (the joined statistics through the local run's code, then --metrics as one more task);
+    None to send it as one task."""
+    from qcalc.core import calibrate
+    from qcalc.core.toolchains import llama_type
+
+    big = sum(ref.nbytes for ref in batches) > cluster.SPLIT_BYTES
+    q4_0 = spec.convention == "llama.cpp" and llama_type(spec) == "Q4_0"
+    if not big or spec.analyzer != "minmax" or q4_0 or not batches[0].shape:
+        return None
+    ranges = [calibrate.row_ranges(ref, spec, cluster.SPLIT_BYTES, chunk_bytes) for ref in batches]
+    tasks = [
+        (calibrate.rows_minmax, ref, rows, spec, chunk_bytes)
+        for ref, rows_of in zip(batches, ranges)
+        for rows in rows_of
+    ]
+    rows_are_cells = layout_for(
+        batches[0].shape, spec.per_channel, spec.axis, batches[0].where, spec.block_size,
+        spec.block_axis,
+    ).rows_are_cells  # fmt: skip
+
+    def combine(results: list) -> Encoding:
+        statistics, position = [], 0
+        for ref, rows_of in zip(batches, ranges):
+            parts = results[position : position + len(rows_of)]
+            position += len(rows_of)
+            found = calibrate.CountedMinMax.joined(parts, rows_are_cells)
+            calibrate.raise_nonfinite(ref, found)
+            statistics.append(found.stats)
+        encoding = calibrate.encode_batches(
+            name, batches, spec, Progress(), chunk_bytes, statistics
+        )
+        if metrics:
+            from qcalc.core.metrics import tensor_metrics
+
+            task = (functools.partial(tensor_metrics, chunk_bytes=chunk_bytes), batches, encoding)
+            found = client.submit(cluster.run_task, *task, retries=cluster.RETRIES).result()
+            encoding = dataclasses.replace(encoding, metrics=found)
+        return encoding
+
+    return tasks, combine
 
 
 def resolve_specs(groups, settings: "TensorSettings") -> tuple[dict, list[Skipped]]:
