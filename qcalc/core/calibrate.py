@@ -25,7 +25,7 @@ from qcalc.core.dtypes import (
 )
 from qcalc.core.encoding import Encoding
 from qcalc.core.kernels import kernel
-from qcalc.core.layout import layout_for
+from qcalc.core.layout import spec_layout
 from qcalc.core.spec import Spec
 from qcalc.core.stats import (
     MinMax,
@@ -371,9 +371,7 @@ class _Planner:
 def _prepared(batches: list[TensorRef], spec: Spec, progress: Progress, chunk_bytes: int):
     """(layout, arithmetic dtype, stream) of a tensor's batches, as encode_batches makes them."""
     first = batches[0]
-    layout = layout_for(
-        first.shape, spec.per_channel, spec.axis, first.where, spec.block_size, spec.block_axis
-    )
+    layout = spec_layout(spec, first.shape, first.where)
     for batch in batches[1:]:
         _check_batch(first, batch, layout)
     dtype = arithmetic_dtype(first.dtype, spec.compute_dtype)
@@ -476,9 +474,7 @@ def row_ranges(ref: TensorRef, spec: Spec, most_bytes: int, chunk_bytes: int) ->
     """Consecutive row ranges (along axis 0) of `ref` of about `most_bytes` each, each a whole
     number of the chunks the min-max pass reads it in (so that their statistics join to the
     very bits one pass gives, zero signs included)."""
-    layout = layout_for(
-        ref.shape, spec.per_channel, spec.axis, ref.where, spec.block_size, spec.block_axis
-    )
+    layout = spec_layout(spec, ref.shape, ref.where)
     if bf16_minmax_compiled(ref.dtype):  # as _Stream._minmax reads it
         chunk_bytes *= COMPILED_CHUNK_FACTOR
     rows = ref.shape[0]

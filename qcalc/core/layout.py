@@ -8,6 +8,7 @@ from typing import Optional
 import numpy as np
 
 from qcalc.core.encoding import Encoding
+from qcalc.core.spec import Spec
 from qcalc.errors import SpecError
 
 
@@ -106,6 +107,13 @@ def layout_for(
     if (not per_channel and block_size is None) or len(shape) < 2:
         return Layout(tuple(shape))
     return checked_layout(shape, axis, where, block_size, block_axis)
+
+
+def spec_layout(spec: Spec, shape: tuple[int, ...], where: str) -> Layout:
+    """`layout_for` with a Spec's channel and block settings."""
+    return layout_for(
+        tuple(shape), spec.per_channel, spec.axis, where, spec.block_size, spec.block_axis
+    )
 
 
 def checked_layout(

@@ -16,7 +16,7 @@ from qcalc.core import parallel
 from qcalc.core.calibrate import encode_batches
 from qcalc.core.dtypes import is_float
 from qcalc.core.encoding import Encoding
-from qcalc.core.layout import layout_for
+from qcalc.core.layout import spec_layout
 from qcalc.core.spec import Spec
 from qcalc.core.tensor import DEFAULT_CHUNK_BYTES, Progress, Skipped, TensorRef, array_ref
 from qcalc.core.toolchains import shape_refused
@@ -321,10 +321,7 @@ def split_tensor(client, name: str, batches: list[TensorRef], spec: Spec, metric
         for ref, rows_of in zip(batches, ranges)
         for rows in rows_of
     ]
-    rows_are_cells = layout_for(
-        batches[0].shape, spec.per_channel, spec.axis, batches[0].where, spec.block_size,
-        spec.block_axis,
-    ).rows_are_cells  # fmt: skip
+    rows_are_cells = spec_layout(spec, batches[0].shape, batches[0].where).rows_are_cells
 
     def combine(results: list) -> Encoding:
         statistics, position = [], 0

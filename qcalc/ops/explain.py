@@ -39,7 +39,7 @@ from qcalc.core import grid, histogram, parallel
 from qcalc.core.conventions import covered_range, toolchain_grid
 from qcalc.core.dtypes import FLOAT32, FLOAT64, arithmetic_dtype, widen
 from qcalc.core.encoding import Encoding
-from qcalc.core.layout import Layout, layout_for
+from qcalc.core.layout import Layout, spec_layout
 from qcalc.core.spec import Spec
 from qcalc.core.tensor import DEFAULT_CHUNK_BYTES, Progress, TensorRef
 from qcalc.core.toolchains import llama_type
@@ -118,10 +118,7 @@ def explain(
         paths, activations, spec, recipe, tensor, activation_bitwidth, graph_axis, "explain"
     )
     first = batches[0]
-    layout = layout_for(
-        tuple(first.shape), resolved.per_channel, resolved.axis, first.where,
-        resolved.block_size, resolved.block_axis,
-    )  # fmt: skip
+    layout = spec_layout(resolved, first.shape, first.where)
     cell = _pick_cell(layout, batches, resolved, tensor, channel, block)
     progress = progress or Progress()
     progress.start(1, sum(ref.nbytes for ref in batches))

@@ -46,7 +46,7 @@ from qcalc.core.calibrate import (
     minmax_statistics,
 )
 from qcalc.core.encoding import Encoding
-from qcalc.core.layout import layout_for
+from qcalc.core.layout import spec_layout
 from qcalc.core.spec import Spec
 from qcalc.core.stats import MinMax
 from qcalc.core.tensor import DEFAULT_CHUNK_BYTES, Progress, Skipped, TensorRef
@@ -406,10 +406,7 @@ def encode_from_stats(
 
 def _cells(spec: Spec, ref: TensorRef) -> int:
     """How many encodings (cells) `spec` gives the tensor of `ref`."""
-    layout = layout_for(
-        ref.shape, spec.per_channel, spec.axis, ref.where, spec.block_size, spec.block_axis
-    )
-    return math.prod(layout.encoding_shape)
+    return math.prod(spec_layout(spec, ref.shape, ref.where).encoding_shape)
 
 
 def _statistics(spec: Spec, arrays: dict, ref: TensorRef, path: str):
