@@ -73,11 +73,17 @@ class Unit:
     position: int
     kind: str
     name: str
-    batch: int
-    batches: int
-    ref: TensorRef
+    batch: int  # its index in `tensor`
+    tensor: tuple[TensorRef, ...]  # every batch of its tensor
     spec: Spec
-    tensor: tuple[TensorRef, ...] = ()  # every batch of its tensor
+
+    @property
+    def ref(self) -> TensorRef:
+        return self.tensor[self.batch]
+
+    @property
+    def batches(self) -> int:
+        return len(self.tensor)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -221,10 +227,8 @@ def _plan(groups: dict, specs: dict) -> list[Unit]:
             resolved = specs[kind].get(name)
             if resolved is None:
                 continue
-            for index, ref in enumerate(batches):
-                units.append(
-                    Unit(len(units), kind, name, index, len(batches), ref, resolved, tuple(batches))
-                )
+            for index in range(len(batches)):
+                units.append(Unit(len(units), kind, name, index, tuple(batches), resolved))
     return units
 
 
@@ -247,7 +251,6 @@ def _unit_stats(unit: Unit, given, progress: Progress, chunk_bytes: int) -> dict
     """The unit's arrays for its file: min-max statistics; for a histogram analyzer its
     finite range (round 1, `given` None) or that and its counts (round 2, `given` its
     tensor's batches' ranges)."""
-    batches = list(unit.tensor)
     if unit.spec.analyzer == "minmax":
         if given is not None:  # round 2 copies round 1's final statistics
             arrays = {"min": given["min"], "max": given["max"]}
@@ -258,7 +261,9 @@ def _unit_stats(unit: Unit, given, progress: Progress, chunk_bytes: int) -> dict
         (found,) = histogram_ranges([unit.ref], unit.spec, progress, chunk_bytes)
         arrays = _range_arrays(found)
     else:
-        counts = histogram_counts(batches, unit.spec, given, unit.batch, progress, chunk_bytes)
+        counts = histogram_counts(
+            list(unit.tensor), unit.spec, given, unit.batch, progress, chunk_bytes
+        )
         arrays = {**_range_arrays(given[unit.batch]), "counts": counts.astype(np.float64)}
     if unit.batch == unit.batches - 1:
         progress.tensor_done()
@@ -387,8 +392,9 @@ def encode_from_stats(
         (kind, name), batches = item
         entries = [entry for entry, _ in batches]
         spec = _spec(entries[0], first_path)
-        if _unstorable(spec) is not None:
-            raise ReadError(f"{first_path}: tensor '{name}': {_unstorable(spec)}")
+        refused = _unstorable(spec)
+        if refused is not None:
+            raise ReadError(f"{first_path}: tensor '{name}': {refused}")
         refs = [_stub(entry) for entry in entries]
         statistics = [_statistics(spec, arrays, refs[0], first_path) for _, arrays in batches]
         encoding = encode_batches(name, refs, spec, progress, DEFAULT_CHUNK_BYTES, statistics)
