@@ -52,6 +52,17 @@ class ConventionRow:
     refused: str = ""
 
 
+def _offered(spec: Spec, convention: str, shape) -> tuple[Optional[Spec], str]:
+    """(`spec` under `convention`, "") when the convention offers it for a tensor of `shape`,
+    else (None, why not)."""
+    try:
+        chosen = dataclasses.replace(spec, convention=convention)
+    except SpecError as error:
+        return None, str(error)
+    refused = shape_refused(chosen, tuple(shape))
+    return (None, refused) if refused is not None else (chosen, "")
+
+
 @dataclass(frozen=True)
 class Comparison:
     tensor: str
@@ -86,36 +97,36 @@ def compare(
     picked = None
     if channel is not None:
         picked = checked_channel(batches, resolved.axis, channel, tensor)
+    choices = [(convention, *_offered(resolved, convention, batches[0].shape))
+               for convention in CONVENTIONS]  # fmt: skip
+    offered = sum(chosen is not None for _, chosen, _ in choices)
     progress = progress or Progress()
-    passes = (2 if channel is None else 1) * len(CONVENTIONS)
-    progress.start(len(CONVENTIONS), passes * sum(ref.nbytes for ref in batches))
+    passes = 2 if channel is None else 1
+    progress.start(offered, offered * passes * sum(ref.nbytes for ref in batches))
     rows = []
-    for convention in CONVENTIONS:
-        toolchain = TOOLCHAINS[convention]
-        try:
-            chosen = dataclasses.replace(resolved, convention=convention)
-            refused = shape_refused(chosen, tuple(batches[0].shape))
-        except SpecError as error:
-            refused = str(error)
-        if refused is not None:
-            rows.append(
-                ConventionRow(convention, toolchain.package, toolchain.source, None, None, refused)
-            )
-            continue
-        with parallel.using(jobs):
+    with parallel.using(jobs):
+        for convention, chosen, refused in choices:
+            toolchain = TOOLCHAINS[convention]
+            if chosen is None:
+                rows.append(ConventionRow(
+                    convention, toolchain.package, toolchain.source, None, None, refused
+                ))  # fmt: skip
+                continue
             encoding = encode_tensor(tensor, batches, chosen, picked is None, progress, chunk_bytes)
-        shown, metrics = encoding, encoding.metrics
-        if picked is not None:
-            axis, k, _ = picked
-            if encoding.granularity == "per-tensor":  # the slice under the tensor's grid
-                refs = [channel_ref(ref, axis, k) for ref in batches]
-            elif encoding.block_size is None:
-                refs = [channel_ref(ref, axis, k) for ref in batches]
-                shown = cell_encoding(encoding, axis, k, refs[0].shape)
-            else:
-                refs = [channel_ref(ref, axis, k, keepdims=True) for ref in batches]
-                shown = channel_encoding(encoding, axis, k)
-            metrics = tensor_metrics(refs, shown, chunk_bytes=chunk_bytes)
-        rows.append(ConventionRow(convention, toolchain.package, toolchain.source, shown, metrics))
+            shown, metrics = encoding, encoding.metrics
+            if picked is not None:
+                axis, k, _ = picked
+                if encoding.granularity == "per-tensor":  # the slice under the tensor's grid
+                    refs = [channel_ref(ref, axis, k) for ref in batches]
+                elif encoding.block_size is None:
+                    refs = [channel_ref(ref, axis, k) for ref in batches]
+                    shown = cell_encoding(encoding, axis, k, refs[0].shape)
+                else:
+                    refs = [channel_ref(ref, axis, k, keepdims=True) for ref in batches]
+                    shown = channel_encoding(encoding, axis, k)
+                metrics = tensor_metrics(refs, shown, chunk_bytes=chunk_bytes)
+            rows.append(
+                ConventionRow(convention, toolchain.package, toolchain.source, shown, metrics)
+            )
     first = batches[0]
     return Comparison(tensor, first.dtype.name, tuple(first.shape), picked, rows)
