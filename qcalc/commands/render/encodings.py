@@ -59,11 +59,17 @@ def _offsets(values: Any) -> list[Any]:
     """Integer offsets as integers; a convention's fractional offsets (quanto's shift,
     llama.cpp Q4_1's block minimum over the scale) as floats."""
     flat = np.asarray(values).ravel()
-    if np.isfinite(flat).all() and np.array_equal(flat, np.round(flat)):
-        return NumberList(flat.astype(np.int64))
-    if not np.array_equal(flat, np.round(flat), equal_nan=True):
+    if not _integers(flat):
         return _floats(flat)
+    if np.isfinite(flat).all():
+        return NumberList(flat.astype(np.int64))
     return [exact_offset(v) for v in flat]
+
+
+def _integers(values: np.ndarray) -> bool:
+    """Whether every finite value is a whole number."""
+    finite = values[np.isfinite(values)]
+    return bool(np.array_equal(finite, np.round(finite)))
 
 
 def encoding_record(enc: Encoding) -> dict[str, Any]:
@@ -185,11 +191,6 @@ def table_row(enc: Encoding) -> list[str]:
         enc.name, dtype, shape, per, num(np.min(enc.min)), num(np.max(enc.max)),
         spread(enc.scale), spread(enc.offset, integer=_integers(enc.offset)),
     ]  # fmt: skip
-
-
-def _integers(values: np.ndarray) -> bool:
-    finite = values[np.isfinite(values)]
-    return bool(np.array_equal(finite, np.round(finite)))
 
 
 def grid_label(spec) -> str:
