@@ -304,3 +304,35 @@ def test_check_names_the_convention(tmp_path):
     assert json.loads(records.stdout)[0]["convention"] == "torch"
     aimet = runner.invoke(app, ["check", str(path), "-f", "json"])
     assert "convention" not in json.loads(aimet.stdout)[0]
+
+
+def test_explain_finds_q4_0s_peak_as_encode_does(tmp_path):
+    """explain's Q4_0 cell takes its peak from encode's own search: a tie (-2 before +2, so
+    d = -2 / -8 = 0.25) and, under --nonfinite ignore, a NaN that is not a value."""
+    from qcalc.ops.explain import explain
+
+    rows = np.zeros((2, 32), dtype=np.float32)
+    rows[0, 3], rows[0, 5], rows[0, 9] = -2.0, np.nan, 2.0
+    rows[1, 3], rows[1, 9] = 2.0, -2.0
+    path = tmp_path / "q.npy"
+    np.save(path, rows)
+    spec = Spec(
+        convention="llama.cpp", bitwidth=4, symmetric=True, block_size=32, nonfinite="ignore"
+    )
+    for channel, d in ((0, "0x3400"), (1, "0xb400")):
+        found = explain([path], spec, "q", channel=channel, block=0)
+        assert bits(found.cell_encoding["stored_scale"], "float16") == [d]
+
+
+def test_q4_0_peak_leaves_out_what_the_statistics_left_out(tmp_path):
+    """Under --nonfinite ignore a block's NaN / inf are not values: -2 (first) then +2 around
+    a NaN and an inf gives d = 0.25 (0x3400), as without them."""
+    rows = np.zeros((1, 32), dtype=np.float32)
+    rows[0, 1], rows[0, 3], rows[0, 5], rows[0, 9] = np.inf, -2.0, np.nan, 2.0
+    path = tmp_path / "q.npy"
+    np.save(path, rows)
+    spec = Spec(
+        convention="llama.cpp", bitwidth=4, symmetric=True, block_size=32, nonfinite="ignore"
+    )
+    (encoding,) = compute_encodings([path], spec).encodings
+    assert bits(encoding.toolchain.stored_scale, "float16") == ["0x3400"]

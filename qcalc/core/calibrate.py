@@ -129,7 +129,7 @@ def _toolchain_encoding(
     mx = _cast(stats.max, FLOAT32).reshape(layout.encoding_shape)
     peak = None
     if spec.convention == "llama.cpp" and llama_type(spec) == "Q4_0":
-        peak = _first_peaks(batches, layout, mn, mx, stream.chunk_bytes)
+        peak = first_peaks(batches, layout, mn, mx, stream.chunk_bytes)
     numbers = toolchain_grid(spec, mn, mx, peak)
     return _on_grid(
         name, batches, spec, layout, layout.granularity, numbers.scale, numbers.offset, mn, mx,
@@ -177,10 +177,10 @@ def _on_grid(name, batches, spec, layout, granularity, scale, offset, rmin, rmax
     )
 
 
-def _first_peaks(batches, layout, mn: np.ndarray, mx: np.ndarray, chunk_bytes: int):
-    """llama.cpp Q4_0's peak per block: the value of largest magnitude, the first one (in
-    batch and element order) when -m and +m both occur. Reads again only the chunks of rows
-    holding such a block."""
+def first_peaks(batches, layout, mn: np.ndarray, mx: np.ndarray, chunk_bytes: int):
+    """llama.cpp Q4_0's peak per block: the value of largest magnitude among those its
+    min / max `mn` / `mx` were taken over, the first one (in batch and element order) when -m
+    and +m both occur. Reads again only the chunks of rows holding such a block."""
     peak = np.where(np.abs(mn) > np.abs(mx), mn, mx)
     ties = (np.abs(mn) == np.abs(mx)) & (mn != mx)
     if not ties.any():
@@ -195,9 +195,12 @@ def _first_peaks(batches, layout, mn: np.ndarray, mx: np.ndarray, chunk_bytes: i
                 continue  # a mapped chunk not looked at is not read
             blocks = widen(np.asarray(chunk), ref.dtype).astype(FLOAT32, copy=False)
             blocks = blocks.reshape(blocks.shape[0], -1, layout.block_size)
-            first = np.take_along_axis(
-                blocks, np.argmax(np.abs(blocks), axis=-1)[..., None], axis=-1
-            )[..., 0]
+            # the values the statistics saw: NaN, and under --nonfinite ignore ±inf, are not
+            # a block's peak (their magnitude exceeds |max| or does not compare)
+            magnitude = np.abs(blocks)
+            seen = magnitude <= np.abs(mx[cells])[..., None]
+            position = np.argmax(np.where(seen, magnitude, np.float32(-1)), axis=-1)
+            first = np.take_along_axis(blocks, position[..., None], axis=-1)[..., 0]
             hit = ties[cells] & ~found[cells] & (np.abs(first) == np.abs(mx[cells]))
             peak[cells] = np.where(hit, first, peak[cells])
             found[cells] |= hit

@@ -36,6 +36,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from qcalc.core import grid, histogram, parallel
+from qcalc.core.calibrate import first_peaks
 from qcalc.core.conventions import covered_range, toolchain_grid
 from qcalc.core.dtypes import FLOAT32, FLOAT64, arithmetic_dtype, widen
 from qcalc.core.encoding import Encoding
@@ -305,11 +306,11 @@ def _derive_toolchain(refs, spec: Spec, dtype, float32_inf: bool, trace, chunk_b
     qmin, qmax = spec.int_range
     mn, mx = _observed_minmax(refs, spec, dtype, float32_inf, trace, chunk_bytes)
     peak = None
-    if spec.convention == "llama.cpp" and llama_type(spec) == "Q4_0":
-        values = np.concatenate(
-            [widen(np.asarray(c), r.dtype).ravel() for r in refs for c in r.chunks(chunk_bytes)]
-        )
-        peak = values[np.argmax(np.abs(values))].astype(FLOAT32)
+    if spec.convention == "llama.cpp" and llama_type(spec) == "Q4_0":  # as encode finds it
+        layout = spec_layout(spec, refs[0].shape, refs[0].where)
+        shape = layout.encoding_shape
+        found = first_peaks(refs, layout, mn.reshape(shape), mx.reshape(shape), chunk_bytes)
+        peak = found.reshape(np.shape(mn))
     numbers = toolchain_grid(spec, mn, mx, peak, trace=trace)
     lo, hi = covered_range(numbers.scale, numbers.offset, qmin, qmax, trace=trace)
     return {
