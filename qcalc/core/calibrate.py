@@ -37,7 +37,7 @@ from qcalc.core.stats import (
     reduce_minmax,
 )
 from qcalc.core.tensor import Progress, TensorRef, chunk_rows, row_range
-from qcalc.core.toolchains import llama_type, shape_refused
+from qcalc.core.toolchains import needs_peaks, shape_refused
 from qcalc.errors import HistogramError, NonFiniteError, SpecError
 
 
@@ -128,7 +128,7 @@ def _toolchain_encoding(
     mn = _cast(stats.min, FLOAT32).reshape(layout.encoding_shape)
     mx = _cast(stats.max, FLOAT32).reshape(layout.encoding_shape)
     peak = None
-    if spec.convention == "llama.cpp" and llama_type(spec) == "Q4_0":
+    if needs_peaks(spec):
         peak = first_peaks(batches, layout, mn, mx, stream.chunk_bytes)
     numbers = toolchain_grid(spec, mn, mx, peak)
     return _on_grid(

@@ -102,6 +102,12 @@ def llama_type(spec: "Spec") -> str:
     return "Q4_0" if spec.symmetric else "Q4_1"
 
 
+def needs_peaks(spec: "Spec") -> bool:
+    """Whether the convention needs, beyond each block's min and max, its first value of
+    largest magnitude (llama.cpp Q4_0's scale is that value over -8)."""
+    return spec.convention == "llama.cpp" and llama_type(spec) == "Q4_0"
+
+
 def unsupported(spec: "Spec") -> Optional[str]:
     """Why `spec`'s convention cannot compute it (a phrase for a one-line error), or None."""
     convention = spec.convention

@@ -12,14 +12,14 @@ from typing import TYPE_CHECKING, Iterable, Optional, Sequence, Union
 
 import numpy as np
 
-from qcalc.core import parallel
+from qcalc.core import calibrate, parallel
 from qcalc.core.calibrate import encode_batches
 from qcalc.core.dtypes import is_float
 from qcalc.core.encoding import Encoding
 from qcalc.core.layout import spec_layout
 from qcalc.core.spec import Spec
 from qcalc.core.tensor import DEFAULT_CHUNK_BYTES, Progress, Skipped, TensorRef, array_ref
-from qcalc.core.toolchains import shape_refused
+from qcalc.core.toolchains import needs_peaks, shape_refused
 from qcalc.errors import FilterError, SpecError
 from qcalc.ops import cluster
 
@@ -308,12 +308,8 @@ def split_tensor(client, name: str, batches: list[TensorRef], spec: Spec, metric
     """A large min-max tensor as row-range tasks on a cluster and how the client finishes it
     (the joined statistics through the local run's code, then --metrics as one more task);
     None to send it as one task."""
-    from qcalc.core import calibrate
-    from qcalc.core.toolchains import llama_type
-
     big = sum(ref.nbytes for ref in batches) > cluster.SPLIT_BYTES
-    q4_0 = spec.convention == "llama.cpp" and llama_type(spec) == "Q4_0"
-    if not big or spec.analyzer != "minmax" or q4_0 or not batches[0].shape:
+    if not big or spec.analyzer != "minmax" or needs_peaks(spec) or not batches[0].shape:
         return None
     ranges = [calibrate.row_ranges(ref, spec, cluster.SPLIT_BYTES, chunk_bytes) for ref in batches]
     tasks = [

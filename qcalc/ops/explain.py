@@ -43,7 +43,7 @@ from qcalc.core.encoding import Encoding
 from qcalc.core.layout import Layout, spec_layout
 from qcalc.core.spec import Spec
 from qcalc.core.tensor import DEFAULT_CHUNK_BYTES, Progress, TensorRef
-from qcalc.core.toolchains import llama_type
+from qcalc.core.toolchains import needs_peaks
 from qcalc.core.trace import Step, Trace, add, fmt, one
 from qcalc.errors import SpecError
 from qcalc.ops.encode import PathLike, encode_tensor
@@ -306,7 +306,7 @@ def _derive_toolchain(refs, spec: Spec, dtype, float32_inf: bool, trace, chunk_b
     qmin, qmax = spec.int_range
     mn, mx = _observed_minmax(refs, spec, dtype, float32_inf, trace, chunk_bytes)
     peak = None
-    if spec.convention == "llama.cpp" and llama_type(spec) == "Q4_0":  # as encode finds it
+    if needs_peaks(spec):  # as encode finds it
         layout = spec_layout(spec, refs[0].shape, refs[0].where)
         shape = layout.encoding_shape
         found = first_peaks(refs, layout, mn.reshape(shape), mx.reshape(shape), chunk_bytes)

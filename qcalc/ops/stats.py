@@ -50,7 +50,7 @@ from qcalc.core.layout import spec_layout
 from qcalc.core.spec import Spec
 from qcalc.core.stats import MinMax
 from qcalc.core.tensor import DEFAULT_CHUNK_BYTES, Progress, Skipped, TensorRef
-from qcalc.core.toolchains import llama_type
+from qcalc.core.toolchains import needs_peaks
 from qcalc.errors import ReadError, SpecError
 from qcalc.io.readers._common import FLOAT_ITEMSIZE, float_dtype
 from qcalc.ops import cluster
@@ -234,7 +234,7 @@ def _plan(groups: dict, specs: dict) -> list[Unit]:
 
 def _unstorable(spec: Spec) -> Optional[str]:
     """Why statistics files cannot finish `spec`'s encoding (a phrase), or None."""
-    if spec.convention == "llama.cpp" and llama_type(spec) == "Q4_0":
+    if needs_peaks(spec):
         return (
             "llama.cpp Q4_0 needs each block's first value of largest magnitude, which "
             "min-max statistics do not hold"
