@@ -10,6 +10,7 @@ import typer
 
 from qcalc.commands.options import (
     Format,
+    named_files,
     note,
     optional,
     refuse_overwriting_inputs,
@@ -119,8 +120,7 @@ def encode(
                     f"-o writes AIMET's encodings; --convention {spec.convention} prints its "
                     "records (--format json)"
                 )
-            recipe = [] if picked["recipe"] is None else [Path(picked["recipe"].path)]
-            given = [*(inputs or ()), *(from_stats or ()), *picked["activations"], *recipe]
+            given = named_files(picked, *(inputs or ()), *(from_stats or ()))
             refuse_overwriting_inputs(output, given)
         with TerminalProgress() as progress:
             if from_stats:

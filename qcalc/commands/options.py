@@ -359,6 +359,13 @@ def report_skips(result) -> None:
         warn(text)
 
 
+def named_files(picked: dict[str, Any], *paths: Path) -> List[Path]:
+    """Every file a run names before it reads anything: `paths`, the --activations and the
+    --recipe file (what -o must not replace)."""
+    recipe = [] if picked.get("recipe") is None else [Path(picked["recipe"].path)]
+    return [*paths, *picked.get("activations", ()), *recipe]
+
+
 def refuse_overwriting_inputs(output: Path, inputs: List[Path]) -> None:
     """SpecError when `output` is one of `inputs` (links resolved)."""
     from qcalc.errors import SpecError

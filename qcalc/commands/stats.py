@@ -10,6 +10,7 @@ import typer
 
 from qcalc.commands.options import (
     Inputs,
+    named_files,
     note,
     refuse_overwriting_inputs,
     report_skips,
@@ -70,9 +71,7 @@ def stats(
 
     with user_errors():
         which = parse_part(part)
-        recipe = [] if picked["recipe"] is None else [Path(picked["recipe"].path)]
-        given = [*inputs, *picked["activations"], *recipe, *(ranges or ())]
-        refuse_overwriting_inputs(output, given)
+        refuse_overwriting_inputs(output, named_files(picked, *inputs, *(ranges or ())))
         with TerminalProgress() as progress:
             result = collect_stats(
                 inputs, spec, part=which, ranges=ranges or (), progress=progress, **picked,
