@@ -514,6 +514,11 @@ def dequantize(spec: Spec, q: np.ndarray, grid: ToolchainGrid) -> np.ndarray:
         return (q - zp) * scale
 
 
+def quantize_dequantize(spec: Spec, x: np.ndarray, grid: ToolchainGrid) -> np.ndarray:
+    """`x` through the toolchain's quantizer and back (float32)."""
+    return dequantize(spec, quantize(spec, x, grid), grid)
+
+
 def _round_half_away(x: np.ndarray) -> np.ndarray:
     """gguf's np_roundf: halves away from zero."""
     a = np.abs(x)

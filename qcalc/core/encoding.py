@@ -157,8 +157,6 @@ class Encoding:
         """`x` fake-quantized on this grid, as AIMET's QuantizeDequantize computes it (or the
         convention's toolchain quantizes and dequantizes it, in float32)."""
         if self.toolchain is not None:
-            numbers = self._toolchain_grid()
-            q = conventions.quantize(self.spec, x, numbers)
-            return conventions.dequantize(self.spec, q, numbers)
+            return conventions.quantize_dequantize(self.spec, x, self._toolchain_grid())
         scale, offset = self._broadcastable(self.scale), self._broadcastable(self.offset)
         return grid.quantize_dequantize(x, scale, offset, self.qmin, self.qmax)

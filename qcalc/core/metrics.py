@@ -162,8 +162,7 @@ class _Accumulator:
         if numbers is None:
             xhat = widen(grid.quantize_dequantize(qv, scale, offset, enc.qmin, enc.qmax))
         else:  # another toolchain's quantizer and dequantizer
-            q = conventions.quantize(enc.spec, qv, numbers)
-            xhat = conventions.dequantize(enc.spec, q, numbers)
+            xhat = conventions.quantize_dequantize(enc.spec, qv, numbers)
         err = np.asarray(np.subtract(xv, xhat, dtype=FLOAT64))  # arrays even for 0-d tensors
         x2 = np.asarray(np.square(xv, dtype=FLOAT64))
         sum_x2 = np.sum(x2, axis=axes, dtype=FLOAT64).ravel()
